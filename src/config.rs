@@ -1,0 +1,345 @@
+//! Settings: one typed struct, loaded in layers and validated at start-up.
+//!
+//! Layers, later wins: the defaults embedded in the binary (`config/default.toml`),
+//! `config/default.toml` on disk (or the `--config` file), `config/$TICKSTREAM_ENV.toml`,
+//! then environment variables `TICKSTREAM__SECTION__KEY`. Any error names the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The defaults, embedded so the binary needs no files to start.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "TICKSTREAM__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub simulator: SimulatorSettings,
+    pub stream: StreamSettings,
+    pub store: StoreSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSettings {
+    pub enabled: bool,
+    pub ticks_per_second: u32,
+    pub batch_interval_ms: u64,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    pub max_hz: f64,
+    pub min_hz: f64,
+    pub heartbeat_ms: u64,
+    pub ping_interval_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub slow_consumer_timeout_ms: u64,
+    pub max_symbols_per_connection: usize,
+    pub max_message_bytes: usize,
+    pub deflate_level: u32,
+    pub deflate_dictionary_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub universe_file: String,
+    pub max_symbols: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl StreamSettings {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn slow_consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.slow_consumer_timeout_ms)
+    }
+}
+
+impl Settings {
+    /// Loads the process configuration: files as described above, then the process
+    /// environment.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut files: Vec<(String, String)> = Vec::new();
+        let base = match config_file {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from("config/default.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = &base {
+            files.push(read_file(path)?);
+        }
+        if let Ok(env_name) = std::env::var("TICKSTREAM_ENV") {
+            let dir = base
+                .as_deref()
+                .and_then(Path::parent)
+                .map_or_else(|| PathBuf::from("config"), Path::to_path_buf);
+            files.push(read_file(&dir.join(format!("{env_name}.toml")))?);
+        }
+        Settings::from_sources(&files, std::env::vars())
+    }
+
+    /// Builds settings from the embedded defaults, the given `(name, toml)` files and
+    /// `(key, value)` environment pairs (only `TICKSTREAM__*` keys are read).
+    pub fn from_sources(
+        files: &[(String, String)],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Settings> {
+        let mut merged: Table = EMBEDDED_DEFAULTS
+            .parse()
+            .expect("the embedded default configuration is valid TOML");
+        for (name, text) in files {
+            let table: Table = text
+                .parse()
+                .with_context(|| format!("configuration file {name} is not valid TOML"))?;
+            merge(&mut merged, table);
+        }
+        for (key, raw) in env {
+            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut merged, &path, env_value(&raw))
+                .with_context(|| format!("environment variable {key}"))?;
+        }
+        let settings: Settings =
+            serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
+                let key = e.path().to_string();
+                anyhow::anyhow!("invalid configuration key `{key}`: {}", e.inner())
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> anyhow::Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                bail!("invalid configuration key `{key}`: {why}")
+            }
+        }
+        let s = &self.stream;
+        check(
+            s.max_hz.is_finite() && s.max_hz > 0.0 && s.max_hz <= 1000.0,
+            "stream.max_hz",
+            format!("must be in (0, 1000], got {}", s.max_hz),
+        )?;
+        check(
+            s.min_hz.is_finite() && s.min_hz > 0.0 && s.min_hz <= s.max_hz,
+            "stream.min_hz",
+            format!("must be in (0, stream.max_hz], got {}", s.min_hz),
+        )?;
+        for (key, value) in [
+            ("stream.heartbeat_ms", s.heartbeat_ms),
+            ("stream.ping_interval_ms", s.ping_interval_ms),
+            ("stream.idle_timeout_ms", s.idle_timeout_ms),
+            (
+                "stream.slow_consumer_timeout_ms",
+                s.slow_consumer_timeout_ms,
+            ),
+            (
+                "simulator.batch_interval_ms",
+                self.simulator.batch_interval_ms,
+            ),
+        ] {
+            check(
+                value >= 10,
+                key,
+                format!("must be at least 10 ms, got {value}"),
+            )?;
+        }
+        check(
+            s.idle_timeout_ms > s.ping_interval_ms,
+            "stream.idle_timeout_ms",
+            "must be longer than stream.ping_interval_ms, or live clients would be dropped",
+        )?;
+        check(
+            s.max_symbols_per_connection >= 1,
+            "stream.max_symbols_per_connection",
+            "must be at least 1",
+        )?;
+        check(
+            (64..=1 << 20).contains(&s.max_message_bytes),
+            "stream.max_message_bytes",
+            format!("must be in [64, 1048576], got {}", s.max_message_bytes),
+        )?;
+        check(
+            (1..=9).contains(&s.deflate_level),
+            "stream.deflate_level",
+            format!("must be 1-9, got {}", s.deflate_level),
+        )?;
+        check(
+            s.deflate_dictionary_bytes <= 32 * 1024,
+            "stream.deflate_dictionary_bytes",
+            format!(
+                "must be at most 32768 (the DEFLATE window), got {}",
+                s.deflate_dictionary_bytes
+            ),
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.store.max_symbols),
+            "store.max_symbols",
+            format!("must be in [1, 1000000], got {}", self.store.max_symbols),
+        )?;
+        check(
+            !self.simulator.enabled || self.simulator.ticks_per_second > 0,
+            "simulator.ticks_per_second",
+            "must be positive when the simulator is enabled",
+        )?;
+        check(
+            !self.server.host.trim().is_empty(),
+            "server.host",
+            "must not be empty",
+        )?;
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+    Ok((path.display().to_string(), text))
+}
+
+/// Deep-merges `overlay` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, overlay: Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(existing)), Value::Table(incoming)) => merge(existing, incoming),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set_path(table: &mut Table, path: &[String], value: Value) -> anyhow::Result<()> {
+    match path {
+        [] => bail!("empty key"),
+        [key] if key.is_empty() => bail!("empty key"),
+        [key] => {
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
+            match entry {
+                Value::Table(inner) => set_path(inner, rest, value),
+                _ => bail!("`{section}` is not a section"),
+            }
+        }
+    }
+}
+
+/// An environment value is read as a TOML scalar when it is one (`8080`, `true`, `1.5`)
+/// and as a string otherwise, so `TICKSTREAM__SERVER__HOST=0.0.0.0` needs no quotes.
+fn env_value(raw: &str) -> Value {
+    format!("v = {raw}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !matches!(v, Value::Table(_) | Value::Array(_)))
+        .unwrap_or_else(|| Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let settings = Settings::from_sources(&[], env(&[])).unwrap();
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert!(settings.simulator.enabled);
+        assert_eq!(settings.stream.max_hz, 10.0);
+    }
+
+    #[test]
+    fn files_then_environment_override_in_order() {
+        let files = vec![(
+            "production.toml".to_string(),
+            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n".to_string(),
+        )];
+        let settings = Settings::from_sources(
+            &files,
+            env(&[
+                ("TICKSTREAM__SERVER__PORT", "9100"),
+                ("TICKSTREAM__SIMULATOR__ENABLED", "false"),
+                ("TICKSTREAM__STREAM__MAX_HZ", "4"),
+                ("TICKSTREAM__LOG__FORMAT", "json"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 9100);
+        assert_eq!(settings.server.host, "0.0.0.0");
+        assert!(!settings.simulator.enabled);
+        assert_eq!(settings.stream.max_hz, 4.0);
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err =
+            Settings::from_sources(&[], env(&[("TICKSTREAM__SERVER__PORT", "http")])).unwrap_err();
+        assert!(err.to_string().contains("server.port"), "{err}");
+        let err =
+            Settings::from_sources(&[], env(&[("TICKSTREAM__STREAM__MAX_HZ", "0")])).unwrap_err();
+        assert!(err.to_string().contains("stream.max_hz"), "{err}");
+        let err =
+            Settings::from_sources(&[], env(&[("TICKSTREAM__SERVER__PROT", "1")])).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let bad_file = vec![("x.toml".to_string(), "[stream]\nmax_hz = [".to_string())];
+        let err = Settings::from_sources(&bad_file, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("x.toml"), "{err}");
+    }
+}

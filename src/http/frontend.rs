@@ -1,0 +1,39 @@
+//! The dashboard's static files, compiled into release builds (rust-embed reads them
+//! from `frontend/` on disk in debug builds, so edits show without a rebuild).
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+use rust_embed::RustEmbed;
+
+use super::ApiError;
+
+#[derive(RustEmbed)]
+#[folder = "frontend/"]
+struct Assets;
+
+pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed here", req.method()),
+        ));
+    }
+    let path = req.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such route: /{path}"),
+        )
+    };
+    if path.starts_with("api/") {
+        return Err(not_found());
+    }
+    let asset = Assets::get(path).ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, asset.metadata.mimetype()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(asset.data.into_owned()))
+}

@@ -1,0 +1,81 @@
+//! `GET /metrics` in the Prometheus text exposition format.
+
+use std::fmt::Write;
+
+use actix_web::{web, HttpResponse};
+
+use crate::state::AppState;
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let t = state.metrics.totals();
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "tickstream_connections",
+        "gauge",
+        "Viewer WebSocket connections open now.",
+        t.connections_opened.saturating_sub(t.connections_closed),
+    );
+    metric(
+        "tickstream_connections_opened_total",
+        "counter",
+        "Viewer WebSocket connections accepted.",
+        t.connections_opened,
+    );
+    metric(
+        "tickstream_messages_sent_total",
+        "counter",
+        "Messages sent to viewers (all types).",
+        t.messages_sent,
+    );
+    metric(
+        "tickstream_bytes_sent_total",
+        "counter",
+        "Payload bytes sent to viewers, after compression.",
+        t.bytes_sent,
+    );
+    metric(
+        "tickstream_symbol_updates_sent_total",
+        "counter",
+        "Partial quotes sent in update messages.",
+        t.symbol_updates_sent,
+    );
+    metric(
+        "tickstream_updates_conflated_total",
+        "counter",
+        "Ticks folded into a later update instead of being sent on their own.",
+        t.updates_conflated,
+    );
+    metric(
+        "tickstream_client_errors_total",
+        "counter",
+        "Error messages sent to viewers for refused requests.",
+        t.client_errors,
+    );
+    metric(
+        "tickstream_slow_consumer_closes_total",
+        "counter",
+        "Connections closed with 4008 because their socket did not drain.",
+        t.slow_consumer_closes,
+    );
+    metric(
+        "tickstream_ticks_applied_total",
+        "counter",
+        "Ticks applied to the snapshot store.",
+        state.store.ticks_applied(),
+    );
+    metric(
+        "tickstream_symbols",
+        "gauge",
+        "Symbols in the universe.",
+        state.store.len() as u64,
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
+}

@@ -1,0 +1,17 @@
+//! tickstream: a live stock-ticker backend.
+//!
+//! Ticks flow from feed sources (`ingest`) into the snapshot store (`store`); one
+//! session task per WebSocket viewer (`stream`) diffs the store against what its
+//! client last saw and sends conflated, minimal, optionally compressed updates.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod shutdown;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod stream;
+pub mod telemetry;

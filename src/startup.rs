@@ -1,0 +1,116 @@
+//! Building and running the application: the one place where the pieces are wired.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tracing::info;
+
+use crate::config::{Settings, StoreSettings};
+use crate::http::routes;
+use crate::ingest::Simulator;
+use crate::state::AppState;
+use crate::store::{load_universe, SnapshotStore, DEFAULT_UNIVERSE_CSV};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Loads the universe, binds the listener (port 0 picks a free one), starts the
+    /// HTTP workers and the configured feeds. Must run inside the actix/tokio runtime.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = build_store(&settings.store)?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let state = AppState::new(store.clone(), settings.clone(), shutdown.clone());
+
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("cannot listen on {}:{}", address.0, address.1))?;
+        let port = listener.local_addr()?.port();
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let data = web::Data::new(state.clone());
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+            .workers(workers)
+            // We own SIGTERM: sessions must be told before the server stops (shutdown.rs).
+            .disable_signals()
+            .shutdown_timeout(
+                Duration::from_millis(settings.server.shutdown_timeout_ms)
+                    .as_secs()
+                    .max(1),
+            )
+            .listen(listener)
+            .context("cannot start the HTTP server")?
+            .run();
+
+        if settings.simulator.enabled {
+            let simulator = Simulator::new(&settings.simulator);
+            tokio::spawn(simulator.run(store, shutdown));
+        }
+        state.set_ready(true);
+        info!(
+            host = %settings.server.host,
+            port,
+            workers,
+            symbols = state.store.len(),
+            simulator = settings.simulator.enabled,
+            "tickstream listening"
+        );
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared handles (tests use the store as a feed and the token to stop).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token is cancelled (by a signal or a caller), then
+    /// lets sessions send 1001 and stops the server gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.state.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await.context("HTTP server failed")?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn build_store(settings: &StoreSettings) -> anyhow::Result<SnapshotStore> {
+    let csv = if settings.universe_file.is_empty() {
+        DEFAULT_UNIVERSE_CSV.to_owned()
+    } else {
+        std::fs::read_to_string(&settings.universe_file).with_context(|| {
+            format!(
+                "store.universe_file: cannot read {}",
+                settings.universe_file
+            )
+        })?
+    };
+    let universe = load_universe(&csv).context("store.universe_file: bad universe CSV")?;
+    let store = SnapshotStore::new(settings.max_symbols);
+    for entry in universe {
+        store
+            .add_symbol(entry.symbol, &entry.name, Some(entry.previous_close))
+            .context("store.max_symbols is smaller than the universe")?;
+    }
+    Ok(store)
+}

@@ -1,0 +1,53 @@
+//! The application's shared handles, given to every route and task.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::SnapshotStore;
+use crate::stream::StreamContext;
+
+/// Cheap to clone; the store is the only mutable shared state.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SnapshotStore,
+    pub settings: Arc<Settings>,
+    pub stream_settings: Arc<crate::config::StreamSettings>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(store: SnapshotStore, settings: Settings, shutdown: CancellationToken) -> Self {
+        AppState {
+            store,
+            stream_settings: Arc::new(settings.stream.clone()),
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+            shutdown,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn stream_context(&self) -> StreamContext {
+        StreamContext {
+            store: self.store.clone(),
+            settings: self.stream_settings.clone(),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// Ready once start-up finished and until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.shutdown.is_cancelled()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}

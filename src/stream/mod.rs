@@ -1,0 +1,64 @@
+//! `GET /ws`: the viewer stream (contract §2).
+
+mod codec;
+mod protocol;
+mod session;
+mod subscriptions;
+
+pub use codec::{CompressionMode, DeflateStream};
+pub use protocol::{parse_request, ErrorCode, Request, RequestError};
+pub use subscriptions::{FlushStats, Subscriptions};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StreamSettings;
+use crate::http::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store::SnapshotStore;
+use session::Session;
+
+/// What every session shares: cheap clones of the application's handles.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub store: SnapshotStore,
+    pub settings: Arc<StreamSettings>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// Upgrades to a WebSocket and spawns the connection's session task on this worker.
+pub async fn ws_route(
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let compression = match query.get("compression") {
+        None => CompressionMode::None,
+        Some(raw) => CompressionMode::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "compression must be `deflate` or `none`, not {raw:?}"
+            ))
+        })?,
+    };
+    let initial: Option<Vec<String>> = query.get("symbols").map(|raw| {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    let (response, ws, inbound) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    let ctx = state.stream_context();
+    let inbound = inbound.max_frame_size(ctx.settings.max_message_bytes);
+    let id = format!("{:016x}", rand::random::<u64>());
+    let session = Session::new(id, ws, ctx, compression);
+    actix_web::rt::spawn(session.run(inbound, initial));
+    Ok(response)
+}

@@ -1,0 +1,557 @@
+//! One task per WebSocket viewer: private state and a single `select!` loop.
+//!
+//! The loop waits on, in priority order: shutdown, a client frame, "the store changed"
+//! (only while no flush is scheduled), the scheduled flush, the heartbeat deadline,
+//! the idle deadline and the ping interval. A flush scans the subscriptions, writes one
+//! `update` with every changed symbol, and awaits the socket: that await is the
+//! backpressure. While it waits nothing queues; the next flush simply sends the newer
+//! values (conflation).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream, ProtocolError};
+use tokio::sync::watch;
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{debug, info, Instrument};
+
+use super::codec::{CompressionMode, DeflateStream};
+use super::protocol::{
+    begin_quotes_message, end_quotes_message, parse_request, write_heartbeat, ControlMessage,
+    ErrorCode, Hz, ReqId, Request, RequestError,
+};
+use super::subscriptions::Subscriptions;
+use super::StreamContext;
+use crate::domain::{now_millis, Symbol, SymbolId};
+use crate::metrics::Counters;
+
+/// Close code for a client whose socket did not drain in time (contract §2).
+const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// Why a session ends.
+#[derive(Debug)]
+enum End {
+    /// We close with this code and reason.
+    Close(CloseCode, String),
+    /// The socket did not drain for `slow_consumer_timeout`.
+    SlowConsumer,
+    /// The client sent a close frame; echo it.
+    ClientClosed(Option<CloseReason>),
+    /// The connection is gone; nothing can be sent.
+    Gone,
+}
+
+/// A frame ready for the socket.
+enum Outbound {
+    Text(String),
+    Binary(Bytes),
+}
+
+impl Outbound {
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// A fragmented client message being reassembled.
+#[derive(Default)]
+struct Fragments {
+    text: Option<Vec<u8>>,
+}
+
+pub struct Session {
+    id: String,
+    ws: actix_ws::Session,
+    ctx: StreamContext,
+    counters: Arc<Counters>,
+    changes: watch::Receiver<u64>,
+    subs: Subscriptions,
+    deflate: Option<DeflateStream>,
+    /// Sequence number of the last data-bearing message sent.
+    seq: u64,
+    max_hz: f64,
+    flush_interval: Duration,
+    /// Reused buffers: the JSON of the message being sent, and its compressed form.
+    json: Vec<u8>,
+    wire: Vec<u8>,
+    last_sent: Instant,
+    last_flush: Instant,
+}
+
+impl Session {
+    pub fn new(
+        id: String,
+        ws: actix_ws::Session,
+        ctx: StreamContext,
+        compression: CompressionMode,
+    ) -> Session {
+        let config = &ctx.settings;
+        let deflate = (compression == CompressionMode::Deflate)
+            .then(|| DeflateStream::new(config.deflate_level, config.deflate_dictionary_bytes));
+        let max_hz = config.max_hz;
+        let now = Instant::now();
+        Session {
+            id,
+            ws,
+            counters: ctx.metrics.shard(),
+            changes: ctx.store.watch_changes(),
+            ctx,
+            subs: Subscriptions::default(),
+            deflate,
+            seq: 0,
+            max_hz,
+            flush_interval: Duration::from_secs_f64(1.0 / max_hz),
+            json: Vec::with_capacity(512),
+            wire: Vec::new(),
+            last_sent: now,
+            last_flush: now - Duration::from_secs(3600),
+        }
+    }
+
+    /// Runs the connection to its end. `initial` is the `symbols=` query parameter.
+    pub async fn run(self, inbound: MessageStream, initial: Option<Vec<String>>) {
+        let span = tracing::info_span!("session", session = %self.id);
+        self.run_in_span(inbound, initial).instrument(span).await;
+    }
+
+    async fn run_in_span(mut self, mut inbound: MessageStream, initial: Option<Vec<String>>) {
+        Counters::add(&self.counters.connections_opened, 1);
+        debug!("connected");
+        let end = match self.open(initial).await {
+            Ok(()) => self.serve(&mut inbound).await,
+            Err(end) => end,
+        };
+        info!(reason = ?end, symbols = self.subs.len(), sent = self.seq, "session ended");
+        self.finish(end).await;
+    }
+
+    async fn open(&mut self, initial: Option<Vec<String>>) -> Result<(), End> {
+        self.json.clear();
+        ControlMessage::Welcome {
+            session: &self.id,
+            compression: if self.deflate.is_some() {
+                "deflate"
+            } else {
+                "none"
+            },
+            max_hz: Hz(self.max_hz),
+            heartbeat_ms: self.ctx.settings.heartbeat_ms,
+            t: now_millis(),
+        }
+        .write_to(&mut self.json);
+        // The welcome is always a plain text frame, so a client can read it before
+        // setting up an inflater.
+        self.send_plain_text().await?;
+        self.changes.borrow_and_update();
+        if let Some(symbols) = initial {
+            self.subscribe(None, symbols).await?;
+        }
+        Ok(())
+    }
+
+    async fn serve(&mut self, inbound: &mut MessageStream) -> End {
+        let config = self.ctx.settings.clone();
+        let shutdown = self.ctx.shutdown.clone();
+        let mut fragments = Fragments::default();
+        let mut last_inbound = Instant::now();
+        let mut flush_at: Option<Instant> = None;
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + config.ping_interval(),
+            config.ping_interval(),
+        );
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wants_changes =
+                flush_at.is_none() && (!self.subs.is_empty() || self.subs.is_wildcard());
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    Err(End::Close(CloseCode::Away, "server shutting down".into()))
+                }
+                frame = inbound.recv() => {
+                    last_inbound = Instant::now();
+                    self.on_frame(frame, &mut fragments).await
+                }
+                changed = self.changes.changed(), if wants_changes => match changed {
+                    Ok(()) => {
+                        flush_at = Some(Instant::now().max(self.last_flush + self.flush_interval));
+                        Ok(())
+                    }
+                    Err(_) => Err(End::Close(CloseCode::Error, "store closed".into())),
+                },
+                _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                    flush_at = None;
+                    self.flush().await
+                }
+                _ = sleep_until(self.last_sent + config.heartbeat()) => self.heartbeat().await,
+                _ = sleep_until(last_inbound + config.idle_timeout()) => {
+                    Err(End::Close(CloseCode::Normal, "idle timeout: no frame received".into()))
+                }
+                _ = ping.tick() => self.ws.ping(b"").await.map_err(|_| End::Gone),
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<Message, ProtocolError>>,
+        fragments: &mut Fragments,
+    ) -> Result<(), End> {
+        let limit = self.ctx.settings.max_message_bytes;
+        let too_big = || {
+            End::Close(
+                CloseCode::Size,
+                format!("message larger than {limit} bytes"),
+            )
+        };
+        let message = match frame {
+            None => return Err(End::Gone),
+            Some(Ok(message)) => message,
+            Some(Err(ProtocolError::Overflow)) => return Err(too_big()),
+            Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(End::Close(
+                    CloseCode::Invalid,
+                    "text frame is not UTF-8".into(),
+                ))
+            }
+            Some(Err(e)) => return Err(End::Close(CloseCode::Protocol, e.to_string())),
+        };
+        match message {
+            Message::Text(text) => self.on_text(&text).await,
+            Message::Binary(_) | Message::Continuation(Item::FirstBinary(_)) => Err(End::Close(
+                CloseCode::Unsupported,
+                "binary frames are not accepted; send JSON text".into(),
+            )),
+            Message::Continuation(Item::FirstText(part)) => {
+                fragments.text = Some(part.to_vec());
+                Ok(())
+            }
+            Message::Continuation(Item::Continue(part) | Item::Last(part))
+                if fragments.text.is_none() =>
+            {
+                // Continuation of a binary message (already refused) or of nothing.
+                let _ = part;
+                Err(End::Close(
+                    CloseCode::Protocol,
+                    "unexpected continuation frame".into(),
+                ))
+            }
+            Message::Continuation(Item::Continue(part)) => {
+                let buffer = fragments.text.as_mut().expect("checked above");
+                buffer.extend_from_slice(&part);
+                if buffer.len() > limit {
+                    return Err(too_big());
+                }
+                Ok(())
+            }
+            Message::Continuation(Item::Last(part)) => {
+                let mut buffer = fragments.text.take().expect("checked above");
+                buffer.extend_from_slice(&part);
+                if buffer.len() > limit {
+                    return Err(too_big());
+                }
+                match String::from_utf8(buffer) {
+                    Ok(text) => self.on_text(&text).await,
+                    Err(_) => Err(End::Close(
+                        CloseCode::Invalid,
+                        "text message is not UTF-8".into(),
+                    )),
+                }
+            }
+            Message::Ping(payload) => self.ws.pong(&payload).await.map_err(|_| End::Gone),
+            Message::Pong(_) | Message::Nop => Ok(()),
+            Message::Close(reason) => Err(End::ClientClosed(reason)),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        match parse_request(text) {
+            Err(error) => self.send_error(&error).await,
+            Ok((req_id, Request::Subscribe { symbols })) => self.subscribe(req_id, symbols).await,
+            Ok((req_id, Request::Unsubscribe { symbols })) => {
+                self.unsubscribe(req_id, symbols).await
+            }
+            Ok((_, Request::Snapshot)) => self.send_snapshot(None).await,
+            Ok((req_id, Request::Set { max_hz })) => {
+                let config = &self.ctx.settings;
+                self.max_hz = max_hz.clamp(config.min_hz, config.max_hz);
+                self.flush_interval = Duration::from_secs_f64(1.0 / self.max_hz);
+                self.send_control(&ControlMessage::Settings {
+                    req_id: req_id.as_ref(),
+                    max_hz: Hz(self.max_hz),
+                })
+                .await
+            }
+            Ok((req_id, Request::Ping)) => {
+                self.send_control(&ControlMessage::Pong {
+                    req_id: req_id.as_ref(),
+                    t: now_millis(),
+                })
+                .await
+            }
+        }
+    }
+
+    /// `subscribe`: validate and count first (changing nothing on `too_many_symbols`),
+    /// then add the known symbols and report the invalid and unknown ones.
+    async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
+        let store = self.ctx.store.clone();
+        if names.iter().any(|n| n == "*") {
+            let added = self.subs.add_all(&store);
+            self.send_subscriptions(req_id.as_ref()).await?;
+            return self.send_snapshot(Some(&added)).await;
+        }
+        let max = self.ctx.settings.max_symbols_per_connection;
+        let (valid, invalid) = parse_symbols(&names);
+        if !self.subs.is_wildcard() {
+            let new = valid
+                .iter()
+                .filter(|s| store.lookup(s).is_none_or(|id| !self.subs.contains(id)))
+                .count();
+            if names.len() > max || self.subs.len() + new > max {
+                let error = RequestError::new(
+                    req_id,
+                    ErrorCode::TooManySymbols,
+                    format!(
+                        "at most {max} symbols per connection: {} subscribed, {} requested",
+                        self.subs.len(),
+                        names.len()
+                    ),
+                );
+                return self.send_error(&error).await;
+            }
+        }
+        let mut known = Vec::with_capacity(valid.len());
+        let mut unknown = Vec::new();
+        for symbol in &valid {
+            match store.lookup(symbol) {
+                Some(id) => known.push(id),
+                None => unknown.push(symbol.to_string()),
+            }
+        }
+        if !known.is_empty() || (invalid.is_empty() && unknown.is_empty()) {
+            let added = self.subs.add(&known);
+            self.send_subscriptions(req_id.as_ref()).await?;
+            self.send_snapshot(Some(&added)).await?;
+            info!(added = added.len(), total = self.subs.len(), "subscribed");
+        }
+        self.report_symbol_errors(req_id, invalid, unknown).await
+    }
+
+    async fn unsubscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
+        if names.iter().any(|n| n == "*") {
+            self.subs.clear();
+            return self.send_subscriptions(req_id.as_ref()).await;
+        }
+        let store = self.ctx.store.clone();
+        let (valid, invalid) = parse_symbols(&names);
+        // Take in any symbols the wildcard has not yet seen, so ending it keeps them.
+        self.subs.follow_new_symbols(&store);
+        let ids: Vec<SymbolId> = valid.iter().filter_map(|s| store.lookup(s)).collect();
+        self.subs.remove(&ids);
+        self.send_subscriptions(req_id.as_ref()).await?;
+        self.report_symbol_errors(req_id, invalid, Vec::new()).await
+    }
+
+    async fn report_symbol_errors(
+        &mut self,
+        req_id: Option<ReqId>,
+        invalid: Vec<String>,
+        unknown: Vec<String>,
+    ) -> Result<(), End> {
+        if !invalid.is_empty() {
+            let error = RequestError::new(
+                req_id.clone(),
+                ErrorCode::InvalidSymbol,
+                "symbols must be 1-16 characters of A-Z, 0-9, '.', '-', starting with a letter or digit",
+            )
+            .with_symbols(invalid);
+            self.send_error(&error).await?;
+        }
+        if !unknown.is_empty() {
+            let error = RequestError::new(req_id, ErrorCode::UnknownSymbol, "no such symbol")
+                .with_symbols(unknown);
+            self.send_error(&error).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_subscriptions(&mut self, req_id: Option<&ReqId>) -> Result<(), End> {
+        let store = &self.ctx.store;
+        let mut names: Vec<&str> = if self.subs.is_wildcard() {
+            vec!["*"]
+        } else {
+            self.subs
+                .ids()
+                .map(|id| store.info(id).symbol.as_str())
+                .collect()
+        };
+        names.sort_unstable();
+        self.json.clear();
+        ControlMessage::Subscriptions {
+            req_id,
+            symbols: &names,
+        }
+        .write_to(&mut self.json);
+        self.send_json().await
+    }
+
+    /// Full quotes of `ids` (or of every subscribed symbol); restarts their diff baseline.
+    async fn send_snapshot(&mut self, ids: Option<&[SymbolId]>) -> Result<(), End> {
+        self.json.clear();
+        begin_quotes_message("snapshot", self.seq + 1, &mut self.json);
+        self.subs
+            .write_snapshot(&self.ctx.store, ids, &mut self.json);
+        end_quotes_message(&mut self.json);
+        self.seq += 1;
+        self.send_json().await
+    }
+
+    /// One `update` with every subscribed symbol that changed since it was last sent.
+    async fn flush(&mut self) -> Result<(), End> {
+        self.last_flush = Instant::now();
+        self.changes.borrow_and_update();
+        let store = self.ctx.store.clone();
+        self.subs.follow_new_symbols(&store);
+        self.json.clear();
+        begin_quotes_message("update", self.seq + 1, &mut self.json);
+        let stats = self.subs.write_update(&store, &mut self.json);
+        Counters::add(&self.counters.updates_conflated, stats.conflated);
+        if stats.quotes > 0 {
+            end_quotes_message(&mut self.json);
+            self.seq += 1;
+            self.send_json().await?;
+            Counters::add(&self.counters.symbol_updates_sent, stats.quotes as u64);
+        }
+        let resend = self.subs.take_resend();
+        if !resend.is_empty() {
+            self.send_snapshot(Some(&resend)).await?;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), End> {
+        self.json.clear();
+        write_heartbeat(self.seq + 1, now_millis(), &mut self.json);
+        self.seq += 1;
+        self.send_json().await
+    }
+
+    async fn send_error(&mut self, error: &RequestError) -> Result<(), End> {
+        Counters::add(&self.counters.client_errors, 1);
+        debug!(code = ?error.code, message = %error.message, "request refused");
+        self.send_control(&ControlMessage::from(error)).await
+    }
+
+    async fn send_control(&mut self, message: &ControlMessage<'_>) -> Result<(), End> {
+        self.json.clear();
+        message.write_to(&mut self.json);
+        self.send_json().await
+    }
+
+    /// Sends `self.json` framed for this connection: a text frame, or one compressed
+    /// binary frame of the JSON plus `\n`.
+    async fn send_json(&mut self) -> Result<(), End> {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return self.send_plain_text().await;
+        };
+        self.json.push(b'\n');
+        self.wire.clear();
+        let compressed = deflate.compress(&self.json, &mut self.wire);
+        if let Err(e) = compressed {
+            return Err(End::Close(CloseCode::Error, e.to_string()));
+        }
+        let frame = Outbound::Binary(Bytes::copy_from_slice(&self.wire));
+        self.bounded_send(frame).await
+    }
+
+    async fn send_plain_text(&mut self) -> Result<(), End> {
+        let text = match std::str::from_utf8(&self.json) {
+            Ok(text) => text.to_owned(),
+            Err(_) => return Err(End::Close(CloseCode::Error, "non-UTF-8 output".into())),
+        };
+        self.bounded_send(Outbound::Text(text)).await
+    }
+
+    /// Awaits the socket, but not forever: a socket that does not drain within the
+    /// slow-consumer timeout ends the session, and shutdown interrupts the wait.
+    async fn bounded_send(&mut self, frame: Outbound) -> Result<(), End> {
+        let len = frame.len();
+        let timeout = self.ctx.settings.slow_consumer_timeout();
+        let shutdown = &self.ctx.shutdown;
+        let ws = &mut self.ws;
+        let send = async move {
+            match frame {
+                Outbound::Text(text) => ws.text(text).await,
+                Outbound::Binary(bytes) => ws.binary(bytes).await,
+            }
+        };
+        // Biased towards the send: it usually completes at once, and then the timer
+        // is never even registered.
+        tokio::select! {
+            biased;
+            sent = send => sent.map_err(|_| End::Gone)?,
+            _ = shutdown.cancelled() => {
+                return Err(End::Close(CloseCode::Away, "server shutting down".into()))
+            }
+            _ = sleep(timeout) => return Err(End::SlowConsumer),
+        }
+        self.last_sent = Instant::now();
+        Counters::add(&self.counters.messages_sent, 1);
+        Counters::add(&self.counters.bytes_sent, len as u64);
+        Ok(())
+    }
+
+    async fn finish(self, end: End) {
+        let Session {
+            ws, ctx, counters, ..
+        } = self;
+        let reason = match end {
+            End::Gone => None,
+            End::Close(code, description) => Some(CloseReason {
+                code,
+                description: Some(description),
+            }),
+            End::SlowConsumer => {
+                Counters::add(&counters.slow_consumer_closes, 1);
+                Some(CloseReason {
+                    code: CloseCode::Other(CLOSE_SLOW_CONSUMER),
+                    description: Some("slow consumer: socket did not drain".into()),
+                })
+            }
+            End::ClientClosed(reason) => reason.or(Some(CloseReason {
+                code: CloseCode::Normal,
+                description: None,
+            })),
+        };
+        if let Some(reason) = reason {
+            // The close frame queues behind whatever the socket still holds; give a slow
+            // client one more timeout to take it, then drop the connection regardless.
+            let _ =
+                tokio::time::timeout(ctx.settings.slow_consumer_timeout(), ws.close(Some(reason)))
+                    .await;
+        }
+        Counters::add(&counters.connections_closed, 1);
+    }
+}
+
+/// Splits names into valid symbols (deduplicated, in order) and the invalid originals.
+fn parse_symbols(names: &[String]) -> (Vec<Symbol>, Vec<String>) {
+    let mut valid: Vec<Symbol> = Vec::with_capacity(names.len());
+    let mut invalid = Vec::new();
+    for name in names {
+        match Symbol::parse(name) {
+            Ok(symbol) if !valid.contains(&symbol) => valid.push(symbol),
+            Ok(_) => {}
+            Err(_) => invalid.push(name.clone()),
+        }
+    }
+    (valid, invalid)
+}
