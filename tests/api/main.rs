@@ -1,0 +1,8 @@
+//! Black-box tests: a real server on port 0, real WebSocket and HTTP clients.
+
+mod helpers;
+mod invariant;
+mod rest;
+mod shutdown;
+mod stream;
+mod stream_errors;
