@@ -207,11 +207,18 @@ impl<'a> From<&'a RequestError> for ControlMessage<'a> {
     }
 }
 
-/// The data messages' envelope: `{"type":"update","seq":8,"quotes":[` … `]}`.
-pub fn begin_quotes_message(kind: &str, seq: u64, out: &mut Vec<u8>) {
+/// The data messages' envelope: `{"type":"update","seq":8,"quotes":[` … `]}`, with the
+/// request's `req_id` when the message answers one.
+pub fn begin_quotes_message(kind: &str, seq: u64, req_id: Option<&ReqId>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"seq\":");
+    if let Some(req_id) = req_id {
+        out.extend_from_slice(b"\",\"req_id\":");
+        serde_json::to_writer(&mut *out, req_id).expect("a JSON value always serializes");
+        out.extend_from_slice(b",\"seq\":");
+    } else {
+        out.extend_from_slice(b"\",\"seq\":");
+    }
     out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
     out.extend_from_slice(b",\"quotes\":[");
 }

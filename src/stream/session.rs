@@ -278,7 +278,7 @@ impl Session {
             Ok((req_id, Request::Unsubscribe { symbols })) => {
                 self.unsubscribe(req_id, symbols).await
             }
-            Ok((_, Request::Snapshot)) => self.send_snapshot(None).await,
+            Ok((req_id, Request::Snapshot)) => self.send_snapshot(req_id.as_ref(), None).await,
             Ok((req_id, Request::Set { max_hz })) => {
                 let config = &self.ctx.settings;
                 self.max_hz = max_hz.clamp(config.min_hz, config.max_hz);
@@ -303,13 +303,20 @@ impl Session {
     /// then add the known symbols and report the invalid and unknown ones.
     async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
         let store = self.ctx.store.clone();
+        let (valid, invalid) = parse_symbols(&names);
         if names.iter().any(|n| n == "*") {
+            // "*" covers every known name in the request; the rest are still reported.
+            let unknown = valid
+                .iter()
+                .filter(|s| store.lookup(s).is_none())
+                .map(Symbol::to_string)
+                .collect();
             let added = self.subs.add_all(&store);
             self.send_subscriptions(req_id.as_ref()).await?;
-            return self.send_snapshot(Some(&added)).await;
+            self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
+            return self.report_symbol_errors(req_id, invalid, unknown).await;
         }
         let max = self.ctx.settings.max_symbols_per_connection;
-        let (valid, invalid) = parse_symbols(&names);
         if !self.subs.is_wildcard() {
             let new = valid
                 .iter()
@@ -339,7 +346,7 @@ impl Session {
         if !known.is_empty() || (invalid.is_empty() && unknown.is_empty()) {
             let added = self.subs.add(&known);
             self.send_subscriptions(req_id.as_ref()).await?;
-            self.send_snapshot(Some(&added)).await?;
+            self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
             info!(added = added.len(), total = self.subs.len(), "subscribed");
         }
         self.report_symbol_errors(req_id, invalid, unknown).await
@@ -354,10 +361,17 @@ impl Session {
         let (valid, invalid) = parse_symbols(&names);
         // Take in any symbols the wildcard has not yet seen, so ending it keeps them.
         self.subs.follow_new_symbols(&store);
-        let ids: Vec<SymbolId> = valid.iter().filter_map(|s| store.lookup(s)).collect();
+        let mut ids = Vec::with_capacity(valid.len());
+        let mut unknown = Vec::new();
+        for symbol in &valid {
+            match store.lookup(symbol) {
+                Some(id) => ids.push(id),
+                None => unknown.push(symbol.to_string()),
+            }
+        }
         self.subs.remove(&ids);
         self.send_subscriptions(req_id.as_ref()).await?;
-        self.report_symbol_errors(req_id, invalid, Vec::new()).await
+        self.report_symbol_errors(req_id, invalid, unknown).await
     }
 
     async fn report_symbol_errors(
@@ -404,9 +418,14 @@ impl Session {
     }
 
     /// Full quotes of `ids` (or of every subscribed symbol); restarts their diff baseline.
-    async fn send_snapshot(&mut self, ids: Option<&[SymbolId]>) -> Result<(), End> {
+    /// `req_id` is echoed when the snapshot answers a request.
+    async fn send_snapshot(
+        &mut self,
+        req_id: Option<&ReqId>,
+        ids: Option<&[SymbolId]>,
+    ) -> Result<(), End> {
         self.json.clear();
-        begin_quotes_message("snapshot", self.seq + 1, &mut self.json);
+        begin_quotes_message("snapshot", self.seq + 1, req_id, &mut self.json);
         self.subs
             .write_snapshot(&self.ctx.store, ids, &mut self.json);
         end_quotes_message(&mut self.json);
@@ -421,7 +440,7 @@ impl Session {
         let store = self.ctx.store.clone();
         self.subs.follow_new_symbols(&store);
         self.json.clear();
-        begin_quotes_message("update", self.seq + 1, &mut self.json);
+        begin_quotes_message("update", self.seq + 1, None, &mut self.json);
         let stats = self.subs.write_update(&store, &mut self.json);
         Counters::add(&self.counters.updates_conflated, stats.conflated);
         if stats.quotes > 0 {
@@ -432,7 +451,7 @@ impl Session {
         }
         let resend = self.subs.take_resend();
         if !resend.is_empty() {
-            self.send_snapshot(Some(&resend)).await?;
+            self.send_snapshot(None, Some(&resend)).await?;
         }
         Ok(())
     }
@@ -542,11 +561,12 @@ impl Session {
     }
 }
 
-/// Splits names into valid symbols (deduplicated, in order) and the invalid originals.
+/// Splits names into valid symbols (deduplicated, in order) and the invalid originals;
+/// the wildcard `*` is neither (callers handle it).
 fn parse_symbols(names: &[String]) -> (Vec<Symbol>, Vec<String>) {
     let mut valid: Vec<Symbol> = Vec::with_capacity(names.len());
     let mut invalid = Vec::new();
-    for name in names {
+    for name in names.iter().filter(|n| *n != "*") {
         match Symbol::parse(name) {
             Ok(symbol) if !valid.contains(&symbol) => valid.push(symbol),
             Ok(_) => {}

@@ -167,6 +167,7 @@ async fn snapshot_op_resends_full_quotes_and_restarts_the_baseline() {
 
     client.send(json!({"op":"snapshot","req_id":3})).await;
     let snapshot = client.recv_type("snapshot").await;
+    assert_eq!(snapshot["req_id"], 3, "the reply echoes req_id");
     let quote = &snapshot["quotes"][0];
     assert_eq!(quote["p"], 190);
     assert_eq!(quote["pc"].to_string(), "189.12");

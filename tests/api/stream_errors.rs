@@ -214,3 +214,35 @@ async fn bad_query_and_plain_http_get_json_errors_before_the_upgrade() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("bad_request"));
 }
+
+#[actix_web::test]
+async fn names_beside_the_wildcard_and_unknown_unsubscribes_are_reported() {
+    let app = spawn_app().await;
+    let mut client = WsClient::connect(&app, "").await;
+    client
+        .send(json!({"op":"subscribe","symbols":["*","AAPL","bad name","NOSUCH2"],"req_id":1}))
+        .await;
+    assert_eq!(client.recv().await["symbols"], json!(["*"]));
+    let snapshot = client.recv().await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["req_id"].as_i64()),
+        (Some("snapshot"), Some(1))
+    );
+    assert_eq!(client.recv().await["symbols"], json!(["bad name"]));
+    assert_eq!(client.recv().await["symbols"], json!(["NOSUCH2"]));
+
+    client
+        .send(json!({"op":"unsubscribe","symbols":["NOSUCH3"],"req_id":2}))
+        .await;
+    assert_eq!(
+        client.recv().await["symbols"],
+        json!(["*"]),
+        "nothing removed"
+    );
+    let error = client.recv().await;
+    assert_eq!(
+        (error["code"].as_str(), error["req_id"].as_i64()),
+        (Some("unknown_symbol"), Some(2))
+    );
+    assert_eq!(error["symbols"], json!(["NOSUCH3"]));
+}
