@@ -1,12 +1,13 @@
 //! The `tickstream` binary: settings, logs, then the application until stopped.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tickstream::config::Settings;
 use tickstream::shutdown::cancel_on_signal;
 use tickstream::startup::Application;
-use tickstream::telemetry;
+use tickstream::{healthcheck, telemetry};
 
 /// Live stock-ticker backend: WebSocket quotes, REST, and a built-in simulator.
 #[derive(Parser, Debug)]
@@ -14,17 +15,39 @@ use tickstream::telemetry;
 struct Cli {
     /// Base configuration file (default: config/default.toml if present, else the
     /// embedded defaults). Environment variables TICKSTREAM__SECTION__KEY override it.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Probe the running server's /healthz; exit 0 when healthy (container HEALTHCHECK).
+    Healthcheck,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log);
-    actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await?;
-        actix_web::rt::spawn(cancel_on_signal(app.state().shutdown.clone()));
-        app.run_until_stopped().await
-    })
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Healthcheck => Ok(match healthcheck::check(&settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        }),
+        Command::Serve => {
+            telemetry::init(&settings.log);
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(settings).await?;
+                actix_web::rt::spawn(cancel_on_signal(app.state().shutdown.clone()));
+                app.run_until_stopped().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Black-box tests: a real server on port 0, real WebSocket and HTTP clients.
 
+mod binary;
 mod helpers;
 mod invariant;
 mod rest;

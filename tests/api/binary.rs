@@ -1,0 +1,90 @@
+//! The release contract of the binary itself: environment-only configuration, the
+//! health-check command, SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::WsClient;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn healthcheck(port: u16) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .arg("healthcheck")
+        .env("TICKSTREAM__SERVER__PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("healthcheck runs")
+        .success()
+}
+
+#[actix_web::test]
+async fn env_configured_binary_serves_passes_healthcheck_and_stops_on_sigterm() {
+    let port = free_port();
+    assert!(!healthcheck(port), "nothing listens yet: unhealthy");
+    let dir = std::env::temp_dir(); // a working directory without config/ files
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .current_dir(&dir)
+        .env("TICKSTREAM__SERVER__PORT", port.to_string())
+        .env("TICKSTREAM__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let mut healthy = false;
+    for _ in 0..100 {
+        if healthcheck(port) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "healthcheck passes once the server runs");
+
+    let url = format!("ws://127.0.0.1:{port}/ws?symbols=AAPL");
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut client = WsClient::from_stream(ws).await;
+    client.recv_type("update").await; // the embedded simulator is on by default
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, _) = client.expect_close().await;
+    assert_eq!(code, 1001);
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "exits within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut logs).unwrap();
+    let first = logs.lines().next().expect("logs on stdout");
+    let line: serde_json::Value = serde_json::from_str(first).expect("JSON log lines");
+    assert!(line.get("level").is_some(), "{first}");
+}
+
+#[test]
+fn a_bad_setting_fails_start_up_naming_the_key() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .env("TICKSTREAM__STREAM__MAX_HZ", "fast")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stream.max_hz"), "{stderr}");
+}
