@@ -88,3 +88,76 @@ fn a_bad_setting_fails_start_up_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("stream.max_hz"), "{stderr}");
 }
+
+#[test]
+fn tickstream_env_overlays_its_file_and_config_flag_picks_the_base() {
+    // Arrange: a working directory whose production overlay sets an invalid value, so
+    // start-up failing on that key proves the overlay was read.
+    let dir = std::env::temp_dir().join(format!("tickstream-env-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(
+        dir.join("config/staging.toml"),
+        "[stream]\nheartbeat_ms = 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("base.toml"),
+        "[stream]\nmax_symbols_per_connection = 0\n",
+    )
+    .unwrap();
+
+    // Act
+    let overlay = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .current_dir(&dir)
+        .env("TICKSTREAM_ENV", "staging")
+        .output()
+        .unwrap();
+    let flag = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .current_dir(&dir)
+        .args(["--config", "base.toml"])
+        .output()
+        .unwrap();
+    let missing = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .current_dir(&dir)
+        .env("TICKSTREAM_ENV", "nosuchenv")
+        .output()
+        .unwrap();
+
+    // Assert
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!overlay.status.success());
+    assert!(
+        stderr(&overlay).contains("stream.heartbeat_ms"),
+        "{}",
+        stderr(&overlay)
+    );
+    assert!(!flag.status.success());
+    assert!(
+        stderr(&flag).contains("stream.max_symbols_per_connection"),
+        "{}",
+        stderr(&flag)
+    );
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("nosuchenv.toml"),
+        "{}",
+        stderr(&missing)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_shipped_production_overlay_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/production.toml"
+    ))
+    .unwrap();
+    let settings = tickstream::config::Settings::from_sources(
+        &[("production.toml".into(), text)],
+        Vec::<(String, String)>::new(),
+    )
+    .unwrap();
+    assert_eq!(settings.server.host, "0.0.0.0");
+    assert_eq!(settings.log.format, tickstream::config::LogFormat::Json);
+}

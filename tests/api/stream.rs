@@ -213,9 +213,10 @@ async fn max_hz_bounds_the_update_rate_under_a_busy_feed() {
             }
         }
     }
-    // 2 Hz over 2 s: 4, plus one that may start the window right after `set`.
+    // 2 Hz over 2 s: 4, plus one that may start the window right after `set`. Fewer
+    // would only mean a starved machine; more would break the contract.
     assert!(
-        (2..=5).contains(&updates),
+        (1..=5).contains(&updates),
         "{updates} updates in 2 s at max_hz 2"
     );
 }
