@@ -25,6 +25,7 @@ use super::subscriptions::Subscriptions;
 use super::StreamContext;
 use crate::domain::{now_millis, Symbol, SymbolId};
 use crate::metrics::Counters;
+use crate::store::SnapshotStore;
 
 /// Close code for a client whose socket did not drain in time (contract §2).
 const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -299,29 +300,26 @@ impl Session {
         }
     }
 
-    /// `subscribe`: validate and count first (changing nothing on `too_many_symbols`),
-    /// then add the known symbols and report the invalid and unknown ones.
+    /// `subscribe`: count first (changing nothing on `too_many_symbols`; unknown names
+    /// count too), then add the known symbols and report the invalid and unknown ones.
     async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
         let store = self.ctx.store.clone();
-        let (valid, invalid) = parse_symbols(&names);
-        if names.iter().any(|n| n == "*") {
+        let named = NamedSymbols::resolve(&store, &names);
+        if named.wildcard {
             // "*" covers every known name in the request; the rest are still reported.
-            let unknown = valid
-                .iter()
-                .filter(|s| store.lookup(s).is_none())
-                .map(Symbol::to_string)
-                .collect();
             let added = self.subs.add_all(&store);
             self.send_subscriptions(req_id.as_ref()).await?;
             self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
-            return self.report_symbol_errors(req_id, invalid, unknown).await;
+            return self.report_symbol_errors(req_id, named).await;
         }
         let max = self.ctx.settings.max_symbols_per_connection;
         if !self.subs.is_wildcard() {
-            let new = valid
+            let already = named
+                .known
                 .iter()
-                .filter(|s| store.lookup(s).is_none_or(|id| !self.subs.contains(id)))
+                .filter(|&&id| self.subs.contains(id))
                 .count();
+            let new = named.known.len() - already + named.unknown.len();
             if names.len() > max || self.subs.len() + new > max {
                 let error = RequestError::new(
                     req_id,
@@ -335,63 +333,46 @@ impl Session {
                 return self.send_error(&error).await;
             }
         }
-        let mut known = Vec::with_capacity(valid.len());
-        let mut unknown = Vec::new();
-        for symbol in &valid {
-            match store.lookup(symbol) {
-                Some(id) => known.push(id),
-                None => unknown.push(symbol.to_string()),
-            }
-        }
-        if !known.is_empty() || (invalid.is_empty() && unknown.is_empty()) {
-            let added = self.subs.add(&known);
+        if !named.known.is_empty() || !named.has_errors() {
+            let added = self.subs.add(&named.known);
             self.send_subscriptions(req_id.as_ref()).await?;
             self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
             info!(added = added.len(), total = self.subs.len(), "subscribed");
         }
-        self.report_symbol_errors(req_id, invalid, unknown).await
+        self.report_symbol_errors(req_id, named).await
     }
 
     async fn unsubscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
-        if names.iter().any(|n| n == "*") {
-            self.subs.clear();
-            return self.send_subscriptions(req_id.as_ref()).await;
-        }
         let store = self.ctx.store.clone();
-        let (valid, invalid) = parse_symbols(&names);
-        // Take in any symbols the wildcard has not yet seen, so ending it keeps them.
-        self.subs.follow_new_symbols(&store);
-        let mut ids = Vec::with_capacity(valid.len());
-        let mut unknown = Vec::new();
-        for symbol in &valid {
-            match store.lookup(symbol) {
-                Some(id) => ids.push(id),
-                None => unknown.push(symbol.to_string()),
-            }
+        let named = NamedSymbols::resolve(&store, &names);
+        if named.wildcard {
+            self.subs.clear();
+        } else {
+            // Take in any symbols the wildcard has not yet seen, so ending it keeps them.
+            self.subs.follow_new_symbols(&store);
+            self.subs.remove(&named.known);
         }
-        self.subs.remove(&ids);
         self.send_subscriptions(req_id.as_ref()).await?;
-        self.report_symbol_errors(req_id, invalid, unknown).await
+        self.report_symbol_errors(req_id, named).await
     }
 
     async fn report_symbol_errors(
         &mut self,
         req_id: Option<ReqId>,
-        invalid: Vec<String>,
-        unknown: Vec<String>,
+        named: NamedSymbols,
     ) -> Result<(), End> {
-        if !invalid.is_empty() {
+        if !named.invalid.is_empty() {
             let error = RequestError::new(
                 req_id.clone(),
                 ErrorCode::InvalidSymbol,
                 "symbols must be 1-16 characters of A-Z, 0-9, '.', '-', starting with a letter or digit",
             )
-            .with_symbols(invalid);
+            .with_symbols(named.invalid);
             self.send_error(&error).await?;
         }
-        if !unknown.is_empty() {
+        if !named.unknown.is_empty() {
             let error = RequestError::new(req_id, ErrorCode::UnknownSymbol, "no such symbol")
-                .with_symbols(unknown);
+                .with_symbols(named.unknown);
             self.send_error(&error).await?;
         }
         Ok(())
@@ -561,17 +542,47 @@ impl Session {
     }
 }
 
-/// Splits names into valid symbols (deduplicated, in order) and the invalid originals;
-/// the wildcard `*` is neither (callers handle it).
-fn parse_symbols(names: &[String]) -> (Vec<Symbol>, Vec<String>) {
-    let mut valid: Vec<Symbol> = Vec::with_capacity(names.len());
-    let mut invalid = Vec::new();
-    for name in names.iter().filter(|n| *n != "*") {
-        match Symbol::parse(name) {
-            Ok(symbol) if !valid.contains(&symbol) => valid.push(symbol),
-            Ok(_) => {}
-            Err(_) => invalid.push(name.clone()),
+/// The names of a subscribe or unsubscribe request, sorted out once.
+struct NamedSymbols {
+    /// The request named `*`.
+    wildcard: bool,
+    /// Ids of the valid, known names (deduplicated, in request order).
+    known: Vec<SymbolId>,
+    /// Valid names that are not in the universe (upper-cased).
+    unknown: Vec<String>,
+    /// Names that are not symbols at all, as sent.
+    invalid: Vec<String>,
+}
+
+impl NamedSymbols {
+    fn resolve(store: &SnapshotStore, names: &[String]) -> NamedSymbols {
+        let mut named = NamedSymbols {
+            wildcard: false,
+            known: Vec::with_capacity(names.len()),
+            unknown: Vec::new(),
+            invalid: Vec::new(),
+        };
+        for name in names {
+            if name == "*" {
+                named.wildcard = true;
+                continue;
+            }
+            match Symbol::parse(name) {
+                Ok(symbol) => match store.lookup(&symbol) {
+                    Some(id) if !named.known.contains(&id) => named.known.push(id),
+                    Some(_) => {}
+                    None if !named.unknown.iter().any(|u| u == symbol.as_str()) => {
+                        named.unknown.push(symbol.to_string())
+                    }
+                    None => {}
+                },
+                Err(_) => named.invalid.push(name.clone()),
+            }
         }
+        named
     }
-    (valid, invalid)
+
+    fn has_errors(&self) -> bool {
+        !self.invalid.is_empty() || !self.unknown.is_empty()
+    }
 }
