@@ -7,8 +7,13 @@ use rust_embed::RustEmbed;
 
 use super::ApiError;
 
+/// Only what a browser loads: the page's tests and tooling stay out of the binary.
 #[derive(RustEmbed)]
 #[folder = "frontend/"]
+#[exclude = "tests/*"]
+#[exclude = "e2e/*"]
+#[exclude = "node_modules/*"]
+#[exclude = "package*.json"]
 struct Assets;
 
 pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -111,3 +111,14 @@ async fn the_dashboard_page_is_served_at_the_root() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(body.contains("tickstream"));
 }
+
+#[actix_web::test]
+async fn the_client_module_is_served_but_its_tests_are_not() {
+    let app = spawn_app().await;
+    let (status, body, content_type) = app.get_with_type("/ticker-client.js").await;
+    assert_eq!(status, 200);
+    assert!(content_type.contains("javascript"), "{content_type}");
+    assert!(body.contains("export class TickerClient"));
+    let (status, _) = app.get("/tests/ticker-client.test.mjs").await;
+    assert_eq!(status, 404);
+}
