@@ -14,6 +14,8 @@ use toml::{Table, Value};
 /// The defaults, embedded so the binary needs no files to start.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "TICKSTREAM__";
+/// Keys that hold secrets: accepted only from the environment, and always as text.
+const SECRET_KEYS: [[&str; 2]; 2] = [["ingest", "publisher_keys"], ["admin", "api_key"]];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +25,93 @@ pub struct Settings {
     pub stream: StreamSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
+    pub ingest: IngestSettings,
+    #[serde(default)]
+    pub admin: AdminSettings,
+    pub session: SessionSettings,
+    pub replay: ReplaySettings,
+}
+
+/// A secret from the environment: never printed, compared in constant time by users.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Comma-separated publisher keys (environment only).
+    #[serde(default)]
+    pub publisher_keys: Secret,
+    pub max_body_bytes: usize,
+    pub max_batch_ticks: usize,
+    pub auto_create_symbols: bool,
+}
+
+impl IngestSettings {
+    /// The configured keys, one per publisher, in order.
+    pub fn keys(&self) -> Vec<Secret> {
+        self.publisher_keys
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Environment only; empty = admin routes refused.
+    #[serde(default)]
+    pub api_key: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    pub rollover_time: String,
+    pub time_zone: String,
+}
+
+impl SessionSettings {
+    pub fn rollover_time(&self) -> anyhow::Result<chrono::NaiveTime> {
+        chrono::NaiveTime::parse_from_str(&self.rollover_time, "%H:%M")
+            .with_context(|| format!("expected HH:MM, got {:?}", self.rollover_time))
+    }
+
+    pub fn time_zone(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.time_zone
+            .parse()
+            .map_err(|_| anyhow::anyhow!("unknown time zone {:?}", self.time_zone))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySettings {
+    pub file: String,
+    pub speed: f64,
+    #[serde(rename = "loop")]
+    pub repeat: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +219,19 @@ impl Settings {
             let table: Table = text
                 .parse()
                 .with_context(|| format!("configuration file {name} is not valid TOML"))?;
+            for [section, key] in SECRET_KEYS {
+                let in_file = table
+                    .get(section)
+                    .and_then(Value::as_table)
+                    .is_some_and(|t| t.contains_key(key));
+                if in_file {
+                    bail!(
+                        "configuration file {name} sets the secret `{section}.{key}`; secrets come only from the environment (TICKSTREAM__{}__{})",
+                        section.to_ascii_uppercase(),
+                        key.to_ascii_uppercase()
+                    );
+                }
+            }
             merge(&mut merged, table);
         }
         for (key, raw) in env {
@@ -137,7 +239,13 @@ impl Settings {
                 continue;
             };
             let path: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-            set_path(&mut merged, &path, env_value(&raw))
+            let is_secret = SECRET_KEYS.iter().any(|secret| path == secret);
+            let value = if is_secret {
+                Value::String(raw)
+            } else {
+                env_value(&raw)
+            };
+            set_path(&mut merged, &path, value)
                 .with_context(|| format!("environment variable {key}"))?;
         }
         let settings: Settings =
@@ -149,7 +257,8 @@ impl Settings {
         Ok(settings)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks every value; called by the loaders, and again after command-line changes.
+    pub fn validate(&self) -> anyhow::Result<()> {
         fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> anyhow::Result<()> {
             if ok {
                 Ok(())
@@ -224,6 +333,35 @@ impl Settings {
             !self.simulator.enabled || self.simulator.ticks_per_second > 0,
             "simulator.ticks_per_second",
             "must be positive when the simulator is enabled",
+        )?;
+        check(
+            (1024..=256 << 20).contains(&self.ingest.max_body_bytes),
+            "ingest.max_body_bytes",
+            format!(
+                "must be in [1024, 268435456], got {}",
+                self.ingest.max_body_bytes
+            ),
+        )?;
+        check(
+            self.ingest.max_batch_ticks >= 1,
+            "ingest.max_batch_ticks",
+            "must be at least 1",
+        )?;
+        if let Err(e) = self.session.rollover_time() {
+            bail!("invalid configuration key `session.rollover_time`: {e}");
+        }
+        if let Err(e) = self.session.time_zone() {
+            bail!("invalid configuration key `session.time_zone`: {e}");
+        }
+        check(
+            self.replay.speed.is_finite() && self.replay.speed > 0.0,
+            "replay.speed",
+            format!("must be a positive number, got {}", self.replay.speed),
+        )?;
+        check(
+            self.replay.file.is_empty() || !self.simulator.enabled,
+            "replay.file",
+            "the simulator is enabled too; run one built-in feed (set simulator.enabled = false)",
         )?;
         check(
             !self.server.host.trim().is_empty(),
@@ -325,6 +463,50 @@ mod tests {
         assert!(!settings.simulator.enabled);
         assert_eq!(settings.stream.max_hz, 4.0);
         assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn secrets_come_only_from_the_environment_and_stay_text() {
+        let settings = Settings::from_sources(
+            &[],
+            env(&[
+                ("TICKSTREAM__INGEST__PUBLISHER_KEYS", " alpha, 12345 ,,"),
+                ("TICKSTREAM__ADMIN__API_KEY", "007"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.ingest.keys(),
+            vec![Secret::new("alpha"), Secret::new("12345")]
+        );
+        assert_eq!(settings.admin.api_key.expose(), "007");
+        assert!(
+            !format!("{settings:?}").contains("alpha"),
+            "secrets are not printed"
+        );
+        let file = vec![(
+            "prod.toml".to_string(),
+            "[admin]\napi_key = \"x\"\n".to_string(),
+        )];
+        let err = Settings::from_sources(&file, env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("TICKSTREAM__ADMIN__API_KEY"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn session_and_replay_values_are_validated() {
+        let err =
+            Settings::from_sources(&[], env(&[("TICKSTREAM__SESSION__TIME_ZONE", "Mars/Base")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("session.time_zone"), "{err}");
+        let err = Settings::from_sources(&[], env(&[("TICKSTREAM__SESSION__ROLLOVER_TIME", "9h")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("session.rollover_time"), "{err}");
+        let err =
+            Settings::from_sources(&[], env(&[("TICKSTREAM__REPLAY__FILE", "x.csv")])).unwrap_err();
+        assert!(err.to_string().contains("replay.file"), "{err}");
     }
 
     #[test]

@@ -27,11 +27,22 @@ enum Command {
     Serve,
     /// Probe the running server's /healthz; exit 0 when healthy (container HEALTHCHECK).
     Healthcheck,
+    /// Serve with a recorded CSV file as the feed instead of the simulator.
+    Replay {
+        /// The recording (`ts,symbol,price,size,bid,bid_size,ask,ask_size`).
+        file: PathBuf,
+        /// Speed factor: 2 plays twice as fast as recorded.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Stop at the end of the file instead of starting again.
+        #[arg(long)]
+        no_loop: bool,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Healthcheck => Ok(match healthcheck::check(&settings) {
             Ok(()) => ExitCode::SUCCESS,
@@ -40,14 +51,28 @@ fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
-        Command::Serve => {
-            telemetry::init(&settings.log);
-            actix_web::rt::System::new().block_on(async move {
-                let app = Application::build(settings).await?;
-                actix_web::rt::spawn(cancel_on_signal(app.state().shutdown.clone()));
-                app.run_until_stopped().await
-            })?;
-            Ok(ExitCode::SUCCESS)
+        Command::Replay {
+            file,
+            speed,
+            no_loop,
+        } => {
+            settings.simulator.enabled = false;
+            settings.replay.file = file.display().to_string();
+            settings.replay.speed = speed;
+            settings.replay.repeat = !no_loop;
+            settings.validate()?;
+            serve(settings)
         }
+        Command::Serve => serve(settings),
     }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    telemetry::init(&settings.log);
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        actix_web::rt::spawn(cancel_on_signal(app.state().shutdown.clone()));
+        app.run_until_stopped().await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

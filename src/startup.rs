@@ -1,6 +1,7 @@
 //! Building and running the application: the one place where the pieces are wired.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -10,7 +11,8 @@ use tracing::info;
 
 use crate::config::{Settings, StoreSettings};
 use crate::http::routes;
-use crate::ingest::Simulator;
+use crate::ingest::{parse_replay, run_replay, Simulator};
+use crate::market_session::{run_rollovers, Clock, SystemClock};
 use crate::state::AppState;
 use crate::store::{load_universe, SnapshotStore, DEFAULT_UNIVERSE_CSV};
 
@@ -24,7 +26,25 @@ impl Application {
     /// Loads the universe, binds the listener (port 0 picks a free one), starts the
     /// HTTP workers and the configured feeds. Must run inside the actix/tokio runtime.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the wall clock that schedules trading-session
+    /// rollovers injected (tests move it to just before 09:30).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         let store = build_store(&settings.store)?;
+        let replay = if settings.replay.file.is_empty() {
+            None
+        } else {
+            let csv = std::fs::read_to_string(&settings.replay.file)
+                .with_context(|| format!("replay.file: cannot read {}", settings.replay.file))?;
+            Some(parse_replay(&csv).context("replay.file: bad replay CSV")?)
+        };
+        let rollover_time = settings.session.rollover_time()?;
+        let time_zone = settings.session.time_zone()?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let state = AppState::new(store.clone(), settings.clone(), shutdown.clone());
 
@@ -52,8 +72,25 @@ impl Application {
 
         if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);
-            tokio::spawn(simulator.run(store, shutdown));
+            tokio::spawn(simulator.run(store.clone(), shutdown.clone()));
         }
+        if let Some(rows) = replay {
+            let replay = &settings.replay;
+            tokio::spawn(run_replay(
+                rows,
+                replay.speed,
+                replay.repeat,
+                store.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(run_rollovers(
+            store,
+            rollover_time,
+            time_zone,
+            clock,
+            shutdown,
+        ));
         state.set_ready(true);
         info!(
             host = %settings.server.host,
@@ -61,6 +98,8 @@ impl Application {
             workers,
             symbols = state.store.len(),
             simulator = settings.simulator.enabled,
+            replay = %settings.replay.file,
+            publishers = settings.ingest.keys().len(),
             "tickstream listening"
         );
         Ok(Application {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
+use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::store::SnapshotStore;
 use crate::stream::StreamContext;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub stream_settings: Arc<crate::config::StreamSettings>,
     pub metrics: Arc<Metrics>,
+    pub ingestor: Arc<Ingestor>,
+    pub admin_key: Secret,
     pub shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 }
@@ -24,6 +27,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: SnapshotStore, settings: Settings, shutdown: CancellationToken) -> Self {
         AppState {
+            ingestor: Arc::new(Ingestor::new(store.clone(), &settings.ingest)),
+            admin_key: settings.admin.api_key.clone(),
             store,
             stream_settings: Arc::new(settings.stream.clone()),
             settings: Arc::new(settings),

@@ -142,6 +142,24 @@ impl Quote {
         self.values[field as usize] = value;
     }
 
+    pub fn clear(&mut self, field: Field) {
+        self.present &= !field.bit();
+        self.values[field as usize] = 0;
+    }
+
+    /// A new trading session: the last price becomes the reference close, volume
+    /// restarts at zero, and open/high/low wait for the session's first trade.
+    pub fn roll_over(&mut self) {
+        if let Some(p) = self.get(Field::P) {
+            self.set(Field::Pc, p);
+        }
+        for field in [Field::O, Field::H, Field::L] {
+            self.clear(field);
+        }
+        self.set(Field::V, 0);
+        self.derive_change();
+    }
+
     pub fn present(&self) -> FieldSet {
         FieldSet(self.present)
     }

@@ -36,6 +36,14 @@ impl Symbol {
     }
 }
 
+/// Lets maps keyed by `Symbol` be searched with an upper-cased `&str` (the derived
+/// `Hash`/`Eq` are those of the inner string, so this is consistent).
+impl std::borrow::Borrow<str> for Symbol {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -69,11 +69,31 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Ticks applied to the snapshot store.",
         state.store.ticks_applied(),
     );
+    let ingest = &state.ingestor.counters;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    metric(
+        "tickstream_ingest_ticks_accepted_total",
+        "counter",
+        "Ticks accepted from feed adapters (HTTP and /ws/ingest).",
+        load(&ingest.accepted),
+    );
+    metric(
+        "tickstream_ingest_ticks_duplicate_total",
+        "counter",
+        "Ticks counted but not applied because their seq was not new.",
+        load(&ingest.duplicates),
+    );
+    metric(
+        "tickstream_ingest_ticks_rejected_total",
+        "counter",
+        "Ticks refused with an error code.",
+        load(&ingest.rejected),
+    );
     metric(
         "tickstream_symbols",
         "gauge",
         "Symbols in the universe.",
-        state.store.len() as u64,
+        state.store.symbols().count() as u64,
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -1,10 +1,17 @@
 //! REST routes, health, metrics and the static dashboard.
 
+mod admin;
+mod auth;
 mod error;
 mod frontend;
 mod health;
+mod history;
+mod ingest;
 mod metrics;
 mod quotes;
+
+pub use auth::bearer;
+pub use ingest::authenticate as authenticate_publisher;
 
 pub use error::ApiError;
 
@@ -24,6 +31,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::bad_request(format!("bad path: {err}")).into()),
     )
     .route("/ws", web::get().to(ws_route))
+    .route("/ws/ingest", web::get().to(crate::ingest::ws_ingest_route))
+    .route("/api/v1/ticks", web::post().to(ingest::post_ticks))
+    .route("/api/v1/history/{symbol}", web::get().to(history::history))
+    .route(
+        "/api/v1/admin/symbols/{symbol}",
+        web::put().to(admin::put_symbol),
+    )
+    .route(
+        "/api/v1/admin/symbols/{symbol}",
+        web::delete().to(admin::delete_symbol),
+    )
     .route("/api/v1/symbols", web::get().to(quotes::symbols))
     .route("/api/v1/quotes", web::get().to(quotes::quotes))
     .route("/api/v1/quotes/{symbol}", web::get().to(quotes::quote))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpResponse};
 
 use super::{write_json_string, ApiError};
-use crate::domain::{FieldSet, Symbol, SymbolId};
+use crate::domain::{Field, FieldSet, Symbol, SymbolId};
 use crate::state::AppState;
 use crate::stream::ErrorCode;
 
@@ -26,8 +26,9 @@ pub async fn symbols(state: web::Data<AppState>) -> HttpResponse {
         out.extend_from_slice(b"{\"s\":\"");
         out.extend_from_slice(info.symbol.as_str().as_bytes());
         out.extend_from_slice(b"\",\"name\":");
-        write_json_string(&info.name, &mut out);
-        if let Some(pc) = info.previous_close {
+        write_json_string(&state.store.name(info.id), &mut out);
+        let (quote, _) = state.store.read(info.id);
+        if let Some(pc) = quote.price(Field::Pc) {
             out.extend_from_slice(b",\"pc\":");
             pc.write_to(&mut out);
         }
@@ -44,7 +45,7 @@ pub async fn quotes(
 ) -> Result<HttpResponse, ApiError> {
     let store = &state.store;
     let ids: Vec<SymbolId> = match query.get("symbols") {
-        None => (0..store.len()).map(|i| SymbolId(i as u32)).collect(),
+        None => store.symbols().map(|info| info.id).collect(),
         Some(raw) => {
             let names: Vec<&str> = raw
                 .split(',')
@@ -85,7 +86,10 @@ pub async fn quote(
 
 /// Names to ids, in request order without repeats; the first invalid or unknown name
 /// fails the request (400 `invalid_symbol`, 404 `unknown_symbol`).
-fn resolve(store: &crate::store::SnapshotStore, names: &[&str]) -> Result<Vec<SymbolId>, ApiError> {
+pub(super) fn resolve(
+    store: &crate::store::SnapshotStore,
+    names: &[&str],
+) -> Result<Vec<SymbolId>, ApiError> {
     let mut ids = Vec::with_capacity(names.len());
     for name in names {
         let symbol = Symbol::parse(name)

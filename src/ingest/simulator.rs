@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::SimulatorSettings;
-use crate::domain::{now_millis, Price, SymbolId, Tick};
+use crate::domain::{now_millis, Field, Price, SymbolId, Tick};
 use crate::store::SnapshotStore;
 
 /// Standard deviation of one tick's log return: about 1% a day at a few ticks a second.
@@ -79,9 +79,10 @@ impl Simulator {
         }
         while self.walkers.len() < symbols {
             let id = SymbolId(self.walkers.len() as u32);
-            let start = store
-                .info(id)
-                .previous_close
+            let (quote, _) = store.read(id);
+            let start = quote
+                .price(Field::P)
+                .or(quote.price(Field::Pc))
                 .map_or(100.0, |p| p.micros() as f64 / 1e6);
             self.walkers.push(Walker { mid: start });
         }
@@ -136,7 +137,7 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Field, Symbol};
+    use crate::domain::Symbol;
 
     fn settings(seed: u64) -> SimulatorSettings {
         SimulatorSettings {

@@ -9,25 +9,26 @@
 //! Slots are pre-allocated up to a configured capacity: ids stay valid forever and the
 //! hot path indexes a plain slice, at the cost of a fixed limit on the universe size.
 
+mod history;
 mod universe;
 
+pub use history::{Bar, History, Interval, MINUTE_BARS, SECOND_BARS};
+pub(crate) use universe::split_csv_line;
 pub use universe::{load_universe, UniverseEntry, DEFAULT_UNIVERSE_CSV};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
-use crate::domain::{Price, Quote, Symbol, SymbolId, Tick};
+use crate::domain::{Field, Price, Quote, Symbol, SymbolId, Tick};
 
-/// What the store knows about a symbol besides its quote.
+/// The immutable identity of a slot.
 #[derive(Debug, Clone)]
 pub struct SymbolInfo {
     pub id: SymbolId,
     pub symbol: Symbol,
-    pub name: Arc<str>,
-    pub previous_close: Option<Price>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +43,12 @@ pub struct SnapshotStore {
 
 struct Inner {
     slots: Box<[Slot]>,
-    /// Number of slots in use; ids below it are valid.
+    /// Number of slots in use; ids below it were issued (some may be removed).
     len: AtomicUsize,
-    /// Symbol -> id, written only when the universe changes.
+    /// Symbol -> id of its live slot; written only when the universe changes.
     registry: RwLock<HashMap<Symbol, SymbolId>>,
+    /// Bumped when a symbol is removed: sessions compare it to notice removals.
+    removals: AtomicU64,
     /// Carries the number of applied batches; sessions wait on it instead of polling.
     changes: watch::Sender<u64>,
     ticks_applied: AtomicU64,
@@ -54,9 +57,25 @@ struct Inner {
 #[derive(Default)]
 struct Slot {
     info: OnceLock<SymbolInfo>,
-    /// Number of ticks applied to this symbol; a session's "what I last sent" marker.
+    /// Number of changes applied to this symbol; a session's "what I last sent" marker.
     version: AtomicU64,
-    quote: Mutex<Quote>,
+    removed: AtomicBool,
+    state: Mutex<SlotState>,
+}
+
+/// What changes under the slot lock. Held only for plain memory work, never across
+/// an `.await`.
+#[derive(Default)]
+struct SlotState {
+    quote: Quote,
+    history: History,
+    name: Arc<str>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl SnapshotStore {
@@ -68,26 +87,54 @@ impl SnapshotStore {
                 slots,
                 len: AtomicUsize::new(0),
                 registry: RwLock::new(HashMap::new()),
+                removals: AtomicU64::new(0),
                 changes,
                 ticks_applied: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Adds a symbol (or returns the existing id: adding is idempotent).
+    /// Adds a symbol (or returns the live id: adding is idempotent).
     pub fn add_symbol(
         &self,
         symbol: Symbol,
         name: &str,
         previous_close: Option<Price>,
     ) -> Result<SymbolId, StoreFull> {
+        self.upsert_symbol(symbol, Some(name), previous_close)
+            .map(|(id, _)| id)
+    }
+
+    /// Creates a symbol, or updates the name and reference price of a live one.
+    /// Returns the id and whether it was created.
+    pub fn upsert_symbol(
+        &self,
+        symbol: Symbol,
+        name: Option<&str>,
+        previous_close: Option<Price>,
+    ) -> Result<(SymbolId, bool), StoreFull> {
         let mut registry = self
             .inner
             .registry
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(&id) = registry.get(&symbol) {
-            return Ok(id);
+            drop(registry);
+            if name.is_some() || previous_close.is_some() {
+                let slot = self.slot(id);
+                let mut state = slot.lock();
+                if let Some(name) = name {
+                    state.name = Arc::from(name);
+                }
+                if let Some(pc) = previous_close {
+                    state.quote.set(Field::Pc, pc.micros());
+                    state.quote.derive_change();
+                    slot.version.fetch_add(1, Ordering::Release);
+                }
+                drop(state);
+                self.notify_change();
+            }
+            return Ok((id, false));
         }
         let index = self.inner.len.load(Ordering::Acquire);
         let slot = self
@@ -96,25 +143,54 @@ impl SnapshotStore {
             .get(index)
             .ok_or(StoreFull(self.inner.slots.len()))?;
         let id = SymbolId(index as u32);
-        *slot.quote.lock().unwrap_or_else(PoisonError::into_inner) =
-            Quote::with_previous_close(previous_close);
-        let info = SymbolInfo {
+        {
+            let mut state = slot.lock();
+            state.quote = Quote::with_previous_close(previous_close);
+            state.name = Arc::from(name.unwrap_or(symbol.as_str()));
+        }
+        // The slot at `len` has never been published, so this is its first and only set.
+        let _ = slot.info.set(SymbolInfo {
             id,
             symbol: symbol.clone(),
-            name: Arc::from(name),
-            previous_close,
-        };
-        // The slot at `len` has never been published, so this is its first and only set.
-        let _ = slot.info.set(info);
+        });
         registry.insert(symbol, id);
         // Publish the slot only once it is fully initialised.
         self.inner.len.store(index + 1, Ordering::Release);
         drop(registry);
         self.notify_change();
-        Ok(id)
+        Ok((id, true))
+    }
+
+    /// Removes a symbol from the universe. Its id stays dead (a later re-add gets a new
+    /// slot), so sessions can tell "removed" from "changed".
+    pub fn remove_symbol(&self, symbol: &Symbol) -> Option<SymbolId> {
+        let id = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(symbol)?;
+        self.slot(id).removed.store(true, Ordering::Release);
+        self.inner.removals.fetch_add(1, Ordering::Release);
+        self.notify_change();
+        Some(id)
+    }
+
+    pub fn is_removed(&self, id: SymbolId) -> bool {
+        self.slot(id).removed.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever a symbol is removed.
+    pub fn removals(&self) -> u64 {
+        self.inner.removals.load(Ordering::Acquire)
     }
 
     pub fn lookup(&self, symbol: &Symbol) -> Option<SymbolId> {
+        self.lookup_str(symbol.as_str())
+    }
+
+    /// Looks up an already upper-cased symbol without building a `Symbol`.
+    pub fn lookup_str(&self, symbol: &str) -> Option<SymbolId> {
         self.inner
             .registry
             .read()
@@ -123,7 +199,7 @@ impl SnapshotStore {
             .copied()
     }
 
-    /// Number of symbols; ids `0..len()` are valid.
+    /// Number of slots issued; ids `0..len()` are valid (some may be removed).
     pub fn len(&self) -> usize {
         self.inner.len.load(Ordering::Acquire)
     }
@@ -136,7 +212,7 @@ impl SnapshotStore {
         &self.inner.slots[id.index()]
     }
 
-    /// Static facts of a symbol. Panics on an id this store never issued (a bug).
+    /// The identity of a slot. Panics on an id this store never issued (a bug).
     pub fn info(&self, id: SymbolId) -> &SymbolInfo {
         self.slot(id)
             .info
@@ -144,9 +220,17 @@ impl SnapshotStore {
             .expect("ids are only issued after their slot is initialised")
     }
 
-    /// Every symbol, in id order.
+    /// The company name.
+    pub fn name(&self, id: SymbolId) -> Arc<str> {
+        self.slot(id).lock().name.clone()
+    }
+
+    /// Every live symbol, in id order.
     pub fn symbols(&self) -> impl Iterator<Item = &SymbolInfo> + '_ {
-        (0..self.len()).map(|index| self.info(SymbolId(index as u32)))
+        (0..self.len())
+            .map(|index| SymbolId(index as u32))
+            .filter(|&id| !self.is_removed(id))
+            .map(|id| self.info(id))
     }
 
     /// The symbol's version: one atomic load, the flush loop's cheap "changed?" test.
@@ -157,25 +241,55 @@ impl SnapshotStore {
     /// A consistent copy of the quote and the version it corresponds to.
     pub fn read(&self, id: SymbolId) -> (Quote, u64) {
         let slot = self.slot(id);
-        let quote = slot.quote.lock().unwrap_or_else(PoisonError::into_inner);
-        (*quote, slot.version.load(Ordering::Relaxed))
+        let state = slot.lock();
+        (state.quote, slot.version.load(Ordering::Relaxed))
     }
 
-    /// Applies ticks in order, then wakes waiting sessions once for the whole batch.
+    /// The newest `limit` bars of one interval, oldest first.
+    pub fn bars(&self, id: SymbolId, interval: Interval, limit: usize) -> Vec<Bar> {
+        self.slot(id).lock().history.bars(interval, limit)
+    }
+
+    /// Applies ticks in order (quote and bars together), then wakes waiting sessions
+    /// once for the whole batch. Ticks for removed symbols are dropped.
     pub fn apply_batch(&self, ticks: &[Tick]) {
         if ticks.is_empty() {
             return;
         }
         for tick in ticks {
             let slot = self.slot(tick.symbol);
-            let mut quote = slot.quote.lock().unwrap_or_else(PoisonError::into_inner);
-            quote.apply(tick);
+            if slot.removed.load(Ordering::Acquire) {
+                continue;
+            }
+            let mut state = slot.lock();
+            let in_order = state.quote.get(Field::T).is_none_or(|t| tick.ts >= t);
+            if let Some(price) = tick.price {
+                state
+                    .history
+                    .record_trade(tick.ts, price, tick.size.unwrap_or(0), in_order);
+            }
+            state.quote.apply(tick);
             // Bumped under the lock so `read` sees quote and version agree.
             slot.version.fetch_add(1, Ordering::Release);
         }
         self.inner
             .ticks_applied
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
+        self.notify_change();
+    }
+
+    /// Starts a new trading session for every symbol: the last price becomes the
+    /// reference (`pc`), volume restarts at zero and open/high/low wait for the next
+    /// trade. Bars are not touched.
+    pub fn roll_over(&self) {
+        for id in (0..self.len()).map(|i| SymbolId(i as u32)) {
+            let slot = self.slot(id);
+            if slot.removed.load(Ordering::Acquire) {
+                continue;
+            }
+            slot.lock().quote.roll_over();
+            slot.version.fetch_add(1, Ordering::Release);
+        }
         self.notify_change();
     }
 
@@ -248,5 +362,76 @@ mod tests {
         let (quote, version) = store.read(SymbolId(0));
         assert_eq!((quote.get(Field::V), version), (Some(20), 2));
         assert_eq!(store.ticks_applied(), 3);
+    }
+
+    #[test]
+    fn removed_symbols_disappear_and_come_back_with_a_new_id() {
+        let store = store_with(&["AAPL", "MSFT"]);
+        let aapl = Symbol::parse("AAPL").unwrap();
+        let before = store.removals();
+        assert_eq!(store.remove_symbol(&aapl), Some(SymbolId(0)));
+        assert!(store.is_removed(SymbolId(0)) && store.removals() > before);
+        assert_eq!(store.lookup(&aapl), None);
+        assert_eq!(store.symbols().count(), 1);
+        assert_eq!(store.remove_symbol(&aapl), None);
+        let (id, created) = store.upsert_symbol(aapl, Some("Apple"), None).unwrap();
+        assert_eq!((id, created), (SymbolId(2), true));
+    }
+
+    #[test]
+    fn upsert_updates_name_and_reference_price() {
+        let store = store_with(&["AAPL"]);
+        let aapl = Symbol::parse("AAPL").unwrap();
+        store.apply_batch(&[Tick {
+            symbol: SymbolId(0),
+            price: Price::parse("110").ok(),
+            ts: 1,
+            ..Tick::default()
+        }]);
+        let (id, created) = store
+            .upsert_symbol(aapl, Some("Apple Inc."), Price::parse("100").ok())
+            .unwrap();
+        assert_eq!((id, created), (SymbolId(0), false));
+        assert_eq!(&*store.name(id), "Apple Inc.");
+        let (quote, _) = store.read(id);
+        assert_eq!(quote.get(Field::D), Some(10_000_000));
+        assert_eq!(quote.get(Field::Dp), Some(1_000));
+    }
+
+    #[test]
+    fn roll_over_makes_the_last_price_the_reference() {
+        let store = store_with(&["AAPL"]);
+        store.apply_batch(&[Tick {
+            symbol: SymbolId(0),
+            price: Price::parse("105").ok(),
+            size: Some(9),
+            ts: 1,
+            ..Tick::default()
+        }]);
+        store.roll_over();
+        let (quote, version) = store.read(SymbolId(0));
+        assert_eq!(quote.price(Field::Pc), Price::parse("105").ok());
+        assert_eq!(
+            (
+                quote.get(Field::V),
+                quote.get(Field::D),
+                quote.get(Field::Dp)
+            ),
+            (Some(0), Some(0), Some(0))
+        );
+        assert_eq!(
+            (
+                quote.get(Field::O),
+                quote.get(Field::H),
+                quote.get(Field::L)
+            ),
+            (None, None, None)
+        );
+        assert_eq!(version, 2);
+        assert_eq!(
+            store.bars(SymbolId(0), Interval::OneMinute, 10).len(),
+            1,
+            "bars keep flowing"
+        );
     }
 }

@@ -45,7 +45,7 @@ pub fn load_universe(csv: &str) -> anyhow::Result<Vec<UniverseEntry>> {
     Ok(entries)
 }
 
-fn split_csv_line(line: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) fn split_csv_line(line: &str) -> anyhow::Result<Vec<String>> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut chars = line.chars().peekable();

@@ -1,11 +1,13 @@
 //! `GET /ws`: the viewer stream (contract §2).
 
 mod codec;
+mod inbound;
 mod protocol;
 mod session;
 mod subscriptions;
 
 pub use codec::{CompressionMode, DeflateStream};
+pub use inbound::{Fault, Inbound, InboundFrames};
 pub use protocol::{parse_request, ErrorCode, Request, RequestError};
 pub use subscriptions::{FlushStats, Subscriptions};
 

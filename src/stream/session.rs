@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream, ProtocolError};
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError};
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info, Instrument};
 
 use super::codec::{CompressionMode, DeflateStream};
+use super::inbound::{Fault, Inbound, InboundFrames};
 use super::protocol::{
     begin_quotes_message, end_quotes_message, parse_request, write_heartbeat, ControlMessage,
     ErrorCode, Hz, ReqId, Request, RequestError,
@@ -58,12 +59,6 @@ impl Outbound {
     }
 }
 
-/// A fragmented client message being reassembled.
-#[derive(Default)]
-struct Fragments {
-    text: Option<Vec<u8>>,
-}
-
 pub struct Session {
     id: String,
     ws: actix_ws::Session,
@@ -81,6 +76,8 @@ pub struct Session {
     wire: Vec<u8>,
     last_sent: Instant,
     last_flush: Instant,
+    /// The store's removal counter when this session last checked its symbols.
+    seen_removals: u64,
 }
 
 impl Session {
@@ -100,6 +97,7 @@ impl Session {
             ws,
             counters: ctx.metrics.shard(),
             changes: ctx.store.watch_changes(),
+            seen_removals: ctx.store.removals(),
             ctx,
             subs: Subscriptions::default(),
             deflate,
@@ -157,7 +155,7 @@ impl Session {
     async fn serve(&mut self, inbound: &mut MessageStream) -> End {
         let config = self.ctx.settings.clone();
         let shutdown = self.ctx.shutdown.clone();
-        let mut fragments = Fragments::default();
+        let mut frames = InboundFrames::new(config.max_message_bytes);
         let mut last_inbound = Instant::now();
         let mut flush_at: Option<Instant> = None;
         let mut ping = tokio::time::interval_at(
@@ -175,7 +173,7 @@ impl Session {
                 }
                 frame = inbound.recv() => {
                     last_inbound = Instant::now();
-                    self.on_frame(frame, &mut fragments).await
+                    self.on_frame(frame, &mut frames).await
                 }
                 changed = self.changes.changed(), if wants_changes => match changed {
                     Ok(()) => {
@@ -203,72 +201,15 @@ impl Session {
     async fn on_frame(
         &mut self,
         frame: Option<Result<Message, ProtocolError>>,
-        fragments: &mut Fragments,
+        inbound: &mut InboundFrames,
     ) -> Result<(), End> {
-        let limit = self.ctx.settings.max_message_bytes;
-        let too_big = || {
-            End::Close(
-                CloseCode::Size,
-                format!("message larger than {limit} bytes"),
-            )
-        };
-        let message = match frame {
-            None => return Err(End::Gone),
-            Some(Ok(message)) => message,
-            Some(Err(ProtocolError::Overflow)) => return Err(too_big()),
-            Some(Err(ProtocolError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(End::Close(
-                    CloseCode::Invalid,
-                    "text frame is not UTF-8".into(),
-                ))
-            }
-            Some(Err(e)) => return Err(End::Close(CloseCode::Protocol, e.to_string())),
-        };
-        match message {
-            Message::Text(text) => self.on_text(&text).await,
-            Message::Binary(_) | Message::Continuation(Item::FirstBinary(_)) => Err(End::Close(
-                CloseCode::Unsupported,
-                "binary frames are not accepted; send JSON text".into(),
-            )),
-            Message::Continuation(Item::FirstText(part)) => {
-                fragments.text = Some(part.to_vec());
-                Ok(())
-            }
-            Message::Continuation(Item::Continue(part) | Item::Last(part))
-                if fragments.text.is_none() =>
-            {
-                // Continuation of a binary message (already refused) or of nothing.
-                let _ = part;
-                Err(End::Close(
-                    CloseCode::Protocol,
-                    "unexpected continuation frame".into(),
-                ))
-            }
-            Message::Continuation(Item::Continue(part)) => {
-                let buffer = fragments.text.as_mut().expect("checked above");
-                buffer.extend_from_slice(&part);
-                if buffer.len() > limit {
-                    return Err(too_big());
-                }
-                Ok(())
-            }
-            Message::Continuation(Item::Last(part)) => {
-                let mut buffer = fragments.text.take().expect("checked above");
-                buffer.extend_from_slice(&part);
-                if buffer.len() > limit {
-                    return Err(too_big());
-                }
-                match String::from_utf8(buffer) {
-                    Ok(text) => self.on_text(&text).await,
-                    Err(_) => Err(End::Close(
-                        CloseCode::Invalid,
-                        "text message is not UTF-8".into(),
-                    )),
-                }
-            }
-            Message::Ping(payload) => self.ws.pong(&payload).await.map_err(|_| End::Gone),
-            Message::Pong(_) | Message::Nop => Ok(()),
-            Message::Close(reason) => Err(End::ClientClosed(reason)),
+        match inbound.accept(frame) {
+            Ok(Inbound::Text(text)) => self.on_text(&text).await,
+            Ok(Inbound::Ping(payload)) => self.ws.pong(&payload).await.map_err(|_| End::Gone),
+            Ok(Inbound::Nothing) => Ok(()),
+            Ok(Inbound::Closed(reason)) => Err(End::ClientClosed(reason)),
+            Err(Fault::Close(code, reason)) => Err(End::Close(code, reason)),
+            Err(Fault::Gone) => Err(End::Gone),
         }
     }
 
@@ -419,6 +360,10 @@ impl Session {
         self.last_flush = Instant::now();
         self.changes.borrow_and_update();
         let store = self.ctx.store.clone();
+        if store.removals() != self.seen_removals {
+            self.seen_removals = store.removals();
+            self.drop_removed_symbols().await?;
+        }
         self.subs.follow_new_symbols(&store);
         self.json.clear();
         begin_quotes_message("update", self.seq + 1, None, &mut self.json);
@@ -435,6 +380,28 @@ impl Session {
             self.send_snapshot(None, Some(&resend)).await?;
         }
         Ok(())
+    }
+
+    /// Symbols removed from the universe leave the subscription; the client gets the
+    /// new set and an `unknown_symbol` error naming them.
+    async fn drop_removed_symbols(&mut self) -> Result<(), End> {
+        let store = self.ctx.store.clone();
+        let removed = self.subs.drop_removed(&store);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let names = removed
+            .iter()
+            .map(|&id| store.info(id).symbol.to_string())
+            .collect();
+        self.send_subscriptions(None).await?;
+        let error = RequestError::new(
+            None,
+            ErrorCode::UnknownSymbol,
+            "removed from the universe; no longer subscribed",
+        )
+        .with_symbols(names);
+        self.send_error(&error).await
     }
 
     async fn heartbeat(&mut self) -> Result<(), End> {

@@ -105,6 +105,7 @@ impl Subscriptions {
         }
         let new: Vec<SymbolId> = (self.wildcard_covers..len)
             .map(|i| SymbolId(i as u32))
+            .filter(|&id| !store.is_removed(id))
             .collect();
         self.wildcard_covers = len;
         self.add(&new)
@@ -120,6 +121,19 @@ impl Subscriptions {
                 self.entries.remove(at);
             }
         }
+    }
+
+    /// Drops symbols the store removed from the universe; returns them.
+    pub fn drop_removed(&mut self, store: &SnapshotStore) -> Vec<SymbolId> {
+        let mut removed = Vec::new();
+        self.entries.retain(|entry| {
+            let gone = store.is_removed(entry.id);
+            if gone {
+                removed.push(entry.id);
+            }
+            !gone
+        });
+        removed
     }
 
     pub fn clear(&mut self) {

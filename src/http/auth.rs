@@ -1,0 +1,34 @@
+//! Bearer keys for publishers and the admin. Keys are compared in constant time and
+//! never logged.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpRequest;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::config::Secret;
+
+/// The token of `Authorization: Bearer <token>`, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+pub fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Checks the admin key; an unset key refuses every request.
+pub fn require_admin(req: &HttpRequest, key: &Secret) -> Result<(), ApiError> {
+    let presented =
+        bearer(req).ok_or_else(|| unauthorized("missing `Authorization: Bearer <admin key>`"))?;
+    let configured = key.expose().as_bytes();
+    if configured.is_empty() || !bool::from(configured.ct_eq(presented.as_bytes())) {
+        return Err(unauthorized("invalid admin key"));
+    }
+    Ok(())
+}

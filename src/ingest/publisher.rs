@@ -1,0 +1,248 @@
+//! Accepting ticks from feed adapters: authentication, per-item validation,
+//! per-publisher `seq` de-duplication, and one apply per batch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::wire::{parse_tick, TickError};
+use crate::config::{IngestSettings, Secret};
+use crate::domain::{now_millis, Tick};
+use crate::store::SnapshotStore;
+use crate::stream::ErrorCode;
+
+/// Which configured key a request presented (its position in the key list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherId(usize);
+
+/// The reply to one batch (contract §3).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Totals for `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+pub struct Ingestor {
+    store: SnapshotStore,
+    keys: Vec<Secret>,
+    /// Highest `seq` accepted per publisher. The lock is held for a whole batch (no
+    /// `.await` inside), so one publisher's concurrent batches apply in `seq` order.
+    last_seq: Vec<Mutex<Option<u64>>>,
+    auto_create_symbols: bool,
+    pub max_batch_ticks: usize,
+    pub max_body_bytes: usize,
+    pub counters: IngestCounters,
+}
+
+impl Ingestor {
+    pub fn new(store: SnapshotStore, settings: &IngestSettings) -> Ingestor {
+        let keys = settings.keys();
+        Ingestor {
+            store,
+            last_seq: keys.iter().map(|_| Mutex::new(None)).collect(),
+            keys,
+            auto_create_symbols: settings.auto_create_symbols,
+            max_batch_ticks: settings.max_batch_ticks,
+            max_body_bytes: settings.max_body_bytes,
+            counters: IngestCounters::default(),
+        }
+    }
+
+    /// Finds the publisher whose key was presented. Every configured key is compared
+    /// in constant time, so timing does not reveal how much of a key matched.
+    pub fn authenticate(&self, presented: &str) -> Option<PublisherId> {
+        let mut found = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            if bool::from(key.expose().as_bytes().ct_eq(presented.as_bytes())) {
+                found = Some(PublisherId(index));
+            }
+        }
+        found
+    }
+
+    /// Validates, de-duplicates and applies one batch of ticks given as JSON texts.
+    pub fn ingest<'a>(
+        &self,
+        publisher: PublisherId,
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> IngestReport {
+        let now = now_millis();
+        let mut report = IngestReport::default();
+        let mut batch: Vec<Tick> = Vec::new();
+        let mut last_seq = self.last_seq[publisher.0]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (index, item) in items.into_iter().enumerate() {
+            let (tick, seq) = match self.resolve(item, now) {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    report.rejected.push(Rejected {
+                        index,
+                        code: e.code,
+                        message: e.message,
+                    });
+                    continue;
+                }
+            };
+            if let Some(seq) = seq {
+                if last_seq.is_some_and(|last| seq <= last) {
+                    report.duplicates += 1;
+                    continue;
+                }
+                *last_seq = Some(seq);
+            }
+            batch.push(tick);
+        }
+        self.store.apply_batch(&batch);
+        drop(last_seq);
+        report.accepted = batch.len();
+        let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
+        add(&self.counters.accepted, report.accepted);
+        add(&self.counters.duplicates, report.duplicates);
+        add(&self.counters.rejected, report.rejected.len());
+        report
+    }
+
+    /// Parses one tick and resolves its symbol (creating it when configured to).
+    fn resolve(&self, json: &str, now: i64) -> Result<(Tick, Option<u64>), TickError> {
+        let parsed = parse_tick(json)?;
+        let id = match self.store.lookup(&parsed.symbol) {
+            Some(id) => id,
+            None if self.auto_create_symbols => self
+                .store
+                .add_symbol(parsed.symbol.clone(), parsed.symbol.as_str(), None)
+                .map_err(|e| TickError::new(ErrorCode::Internal, e.to_string()))?,
+            None => {
+                return Err(TickError::new(
+                    ErrorCode::UnknownSymbol,
+                    format!("unknown symbol {}", parsed.symbol),
+                ))
+            }
+        };
+        let tick = Tick {
+            symbol: id,
+            price: parsed.price,
+            size: parsed.size,
+            bid: parsed.bid,
+            bid_size: parsed.bid_size,
+            ask: parsed.ask,
+            ask_size: parsed.ask_size,
+            ts: parsed.ts.unwrap_or(now),
+        };
+        Ok((tick, parsed.seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Field, Price, Symbol, SymbolId};
+
+    fn ingestor(auto_create: bool) -> Ingestor {
+        let store = SnapshotStore::new(8);
+        store
+            .add_symbol(
+                Symbol::parse("AAPL").unwrap(),
+                "Apple",
+                Price::parse("100").ok(),
+            )
+            .unwrap();
+        Ingestor::new(
+            store,
+            &IngestSettings {
+                publisher_keys: Secret::new("k1,k2"),
+                max_body_bytes: 1 << 20,
+                max_batch_ticks: 100,
+                auto_create_symbols: auto_create,
+            },
+        )
+    }
+
+    #[test]
+    fn authenticates_each_key_as_its_own_publisher() {
+        let ingest = ingestor(false);
+        assert_eq!(ingest.authenticate("k1"), Some(PublisherId(0)));
+        assert_eq!(ingest.authenticate("k2"), Some(PublisherId(1)));
+        for wrong in ["", "k", "k3", "k1 ", "k1,k2"] {
+            assert_eq!(ingest.authenticate(wrong), None, "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_per_item_and_applies_the_rest() {
+        let ingest = ingestor(false);
+        let report = ingest.ingest(
+            PublisherId(0),
+            [
+                r#"{"symbol":"AAPL","price":101,"size":10}"#,
+                r#"{"symbol":"NOPE","price":1}"#,
+                r#"{"symbol":"AAPL","price":1.1234567}"#,
+                r#"{"symbol":"AAPL","price":102,"size":5}"#,
+            ],
+        );
+        assert_eq!(report.accepted, 2);
+        let codes: Vec<_> = report.rejected.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(
+            codes,
+            vec![(1, ErrorCode::UnknownSymbol), (2, ErrorCode::BadRequest)]
+        );
+        let (quote, _) = ingest.store.read(SymbolId(0));
+        assert_eq!(quote.get(Field::V), Some(15));
+    }
+
+    #[test]
+    fn seq_makes_retries_safe_per_publisher() {
+        let ingest = ingestor(false);
+        let batch = [
+            r#"{"symbol":"AAPL","price":101,"size":10,"seq":1}"#,
+            r#"{"symbol":"AAPL","price":102,"size":10,"seq":2}"#,
+        ];
+        assert_eq!(ingest.ingest(PublisherId(0), batch).accepted, 2);
+        let retry = ingest.ingest(PublisherId(0), batch);
+        assert_eq!((retry.accepted, retry.duplicates), (0, 2));
+        // Another publisher has its own sequence.
+        assert_eq!(ingest.ingest(PublisherId(1), batch).accepted, 2);
+        // Within a batch, a repeated or lower seq is a duplicate too.
+        let mixed = ingest.ingest(
+            PublisherId(0),
+            [
+                r#"{"symbol":"AAPL","price":1,"size":1,"seq":5}"#,
+                r#"{"symbol":"AAPL","price":1,"size":1,"seq":5}"#,
+                r#"{"symbol":"AAPL","price":1,"size":1,"seq":3}"#,
+                r#"{"symbol":"AAPL","price":1,"size":1}"#,
+            ],
+        );
+        assert_eq!((mixed.accepted, mixed.duplicates), (2, 2));
+        let (quote, _) = ingest.store.read(SymbolId(0));
+        assert_eq!(quote.get(Field::V), Some(42), "no volume counted twice");
+    }
+
+    #[test]
+    fn unknown_symbols_are_created_when_configured() {
+        let ingest = ingestor(true);
+        let report = ingest.ingest(PublisherId(0), [r#"{"symbol":"newco","price":5}"#]);
+        assert_eq!(report.accepted, 1);
+        assert!(ingest
+            .store
+            .lookup(&Symbol::parse("NEWCO").unwrap())
+            .is_some());
+    }
+}

@@ -1,0 +1,206 @@
+//! `GET /ws/ingest`: a publisher's WebSocket. Each `publish` message is one batch,
+//! answered by an `ack` with the same report as the HTTP route.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, MessageStream};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, Instrument};
+
+use super::{IngestReport, Ingestor, PublisherId};
+use crate::config::StreamSettings;
+use crate::http::{authenticate_publisher, ApiError};
+use crate::state::AppState;
+use crate::stream::{ErrorCode, Fault, Inbound, InboundFrames};
+
+/// `{"op":"publish","ticks":[…],"req_id":n}`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest<'a> {
+    op: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    ticks: Option<Vec<&'a RawValue>>,
+    req_id: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Ack<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    req_id: Option<&'a Value>,
+    #[serde(flatten)]
+    report: &'a IngestReport,
+}
+
+#[derive(Serialize)]
+struct ErrorReply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    req_id: Option<&'a Value>,
+    code: ErrorCode,
+    message: &'a str,
+}
+
+/// Authenticates with `Authorization: Bearer <key>` (or `?key=` for clients that cannot
+/// set headers) before the upgrade: a bad key gets 401 and no socket.
+pub async fn ws_ingest_route(
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let publisher = match query.get("key") {
+        Some(key) if crate::http::bearer(&req).is_none() => {
+            state.ingestor.authenticate(key).ok_or_else(|| {
+                ApiError::new(
+                    actix_web::http::StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "invalid publisher key",
+                )
+            })?
+        }
+        _ => authenticate_publisher(&req, &state)?,
+    };
+    let (response, ws, inbound) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    let inbound = inbound.max_frame_size(state.ingestor.max_body_bytes);
+    let span = tracing::info_span!("ingest_socket", publisher = ?publisher);
+    actix_web::rt::spawn(
+        run(
+            ws,
+            inbound,
+            publisher,
+            state.ingestor.clone(),
+            state.stream_settings.clone(),
+            state.shutdown.clone(),
+        )
+        .instrument(span),
+    );
+    Ok(response)
+}
+
+async fn run(
+    mut ws: actix_ws::Session,
+    mut inbound: MessageStream,
+    publisher: PublisherId,
+    ingestor: Arc<Ingestor>,
+    timing: Arc<StreamSettings>,
+    shutdown: CancellationToken,
+) {
+    let mut frames = InboundFrames::new(ingestor.max_body_bytes);
+    let mut last_inbound = Instant::now();
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + timing.ping_interval(),
+        timing.ping_interval(),
+    );
+    let close: Option<CloseReason> = loop {
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Some((CloseCode::Away, "server shutting down").into()),
+            frame = inbound.recv() => frame,
+            _ = sleep_until(last_inbound + timing.idle_timeout()) => {
+                break Some(CloseReason { code: CloseCode::Normal, description: Some("idle timeout: no frame received".into()) })
+            }
+            _ = ping.tick() => {
+                if ws.ping(b"").await.is_err() { break None; }
+                continue;
+            }
+        };
+        last_inbound = Instant::now();
+        let reply = match frames.accept(frame) {
+            Ok(Inbound::Text(text)) => handle(&text, publisher, &ingestor),
+            Ok(Inbound::Ping(payload)) => {
+                if ws.pong(&payload).await.is_err() {
+                    break None;
+                }
+                continue;
+            }
+            Ok(Inbound::Nothing) => continue,
+            Ok(Inbound::Closed(reason)) => break reason.or(Some(CloseCode::Normal.into())),
+            Err(Fault::Close(code, reason)) => {
+                break Some(CloseReason {
+                    code,
+                    description: Some(reason),
+                })
+            }
+            Err(Fault::Gone) => break None,
+        };
+        if ws.text(reply).await.is_err() {
+            break None;
+        }
+    };
+    debug!(?close, "ingest socket ended");
+    if let Some(reason) = close {
+        let _ = tokio::time::timeout(timing.slow_consumer_timeout(), ws.close(Some(reason))).await;
+    }
+}
+
+/// One `publish` message to its reply text (`ack` or `error`).
+fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
+    let error = |req_id: Option<&Value>, code: ErrorCode, message: &str| {
+        serde_json::to_string(&ErrorReply {
+            kind: "error",
+            req_id,
+            code,
+            message,
+        })
+        .expect("replies always serialize")
+    };
+    let request: PublishRequest = match serde_json::from_str(text) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                None,
+                ErrorCode::BadRequest,
+                &format!("expected {{\"op\":\"publish\",\"ticks\":[…]}}: {e}"),
+            )
+        }
+    };
+    let req_id = request.req_id.as_ref();
+    if let Some(id) = req_id {
+        if !(id.is_number() || id.is_string()) {
+            return error(
+                None,
+                ErrorCode::BadRequest,
+                "req_id must be a number or a string",
+            );
+        }
+    }
+    match request.op.as_deref() {
+        Some("publish") => {}
+        Some(other) => {
+            return error(
+                req_id,
+                ErrorCode::UnknownOp,
+                &format!("unknown op {other:?}; expected publish"),
+            )
+        }
+        None => return error(req_id, ErrorCode::BadRequest, "missing field `op`"),
+    }
+    let Some(ticks) = request.ticks else {
+        return error(req_id, ErrorCode::BadRequest, "missing field `ticks`");
+    };
+    if ticks.len() > ingestor.max_batch_ticks {
+        let message = format!(
+            "{} ticks in one batch; ingest.max_batch_ticks is {}",
+            ticks.len(),
+            ingestor.max_batch_ticks
+        );
+        return error(req_id, ErrorCode::BadRequest, &message);
+    }
+    let report = ingestor.ingest(publisher, ticks.iter().map(|t| t.get()));
+    serde_json::to_string(&Ack {
+        kind: "ack",
+        req_id,
+        report: &report,
+    })
+    .expect("acks always serialize")
+}
