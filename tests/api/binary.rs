@@ -161,3 +161,34 @@ fn the_shipped_production_overlay_is_valid() {
     assert_eq!(settings.server.host, "0.0.0.0");
     assert_eq!(settings.log.format, tickstream::config::LogFormat::Json);
 }
+
+#[actix_web::test]
+async fn replay_command_plays_a_recording_as_the_feed() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .args([
+            "replay",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/sample-ticks.csv"),
+            "--speed",
+            "10",
+        ])
+        .env("TICKSTREAM__SERVER__PORT", port.to_string())
+        .env("TICKSTREAM__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("server starts");
+    let mut connected = None;
+    for _ in 0..100 {
+        let url = format!("ws://127.0.0.1:{port}/ws?symbols=AAPL,TSLA");
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
+            connected = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = WsClient::from_stream(connected.expect("server listens")).await;
+    let update = client.recv_type("update").await;
+    assert!(!update["quotes"].as_array().unwrap().is_empty());
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -39,10 +39,29 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Publisher keys and the admin key every test app is configured with.
+pub const PUBLISHER_KEY: &str = "test-publisher-key";
+pub const OTHER_PUBLISHER_KEY: &str = "second-publisher-key";
+pub const ADMIN_KEY: &str = "test-admin-key";
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(
+        configure,
+        std::sync::Arc::new(tickstream::market_session::SystemClock),
+    )
+    .await
+}
+
+pub async fn spawn_app_with_clock(
+    configure: impl FnOnce(&mut Settings),
+    clock: std::sync::Arc<dyn tickstream::market_session::Clock>,
+) -> TestApp {
     let mut settings = test_settings();
+    settings.ingest.publisher_keys =
+        tickstream::config::Secret::new(format!("{PUBLISHER_KEY},{OTHER_PUBLISHER_KEY}"));
+    settings.admin.api_key = tickstream::config::Secret::new(ADMIN_KEY);
     configure(&mut settings);
-    let app = Application::build(settings)
+    let app = Application::build_with_clock(settings, clock)
         .await
         .expect("application builds");
     let port = app.port();
@@ -124,6 +143,67 @@ impl TestApp {
             String::from_utf8_lossy(&body).into_owned(),
             content_type,
         )
+    }
+
+    /// Sends a request with an optional bearer key and body; returns status and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<String>,
+    ) -> (u16, String) {
+        let client = awc::Client::new();
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = client.request(method, self.http(path));
+        if let Some(key) = key {
+            request = request.insert_header(("Authorization", format!("Bearer {key}")));
+        }
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("Content-Type", content_type));
+        }
+        let mut response = request
+            .send_body(body.into())
+            .await
+            .expect("request succeeds");
+        let body = response.body().limit(16 << 20).await.expect("body arrives");
+        (
+            response.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    /// `POST /api/v1/ticks` as the test publisher; returns status and parsed reply.
+    pub async fn publish(&self, ticks: Value) -> (u16, Value) {
+        let (status, body) = self
+            .send(
+                "POST",
+                "/api/v1/ticks",
+                Some(PUBLISHER_KEY),
+                Some("application/json"),
+                ticks.to_string(),
+            )
+            .await;
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    /// A publisher's `/ws/ingest` socket authenticated with `key`.
+    pub async fn ingest_socket(&self, key: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://127.0.0.1:{}/ws/ingest", self.port)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {key}").parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ingest upgrade succeeds")
+            .0
     }
 
     /// One counter from `/metrics`.

@@ -2,8 +2,10 @@
 
 mod binary;
 mod helpers;
+mod ingest;
 mod invariant;
 mod rest;
 mod shutdown;
 mod stream;
 mod stream_errors;
+mod universe;

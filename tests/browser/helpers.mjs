@@ -1,0 +1,230 @@
+// Shared helpers of the browser end-to-end tests: start and stop the real
+// tickstream server on a free loopback port, drive Debian's Chromium with
+// playwright-core, and wait for things with a bound on every wait.
+//
+// Run through scripts/browser-tests, which installs Chromium and
+// playwright-core and builds the server first.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const SERVER_BIN = process.env.TICKSTREAM_BIN ?? path.join(REPO_ROOT, 'target/debug/tickstream');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const SCREENSHOT = path.join(REPO_ROOT, 'docs/dashboard.png');
+/** Extra screenshots (phone width, dark theme) for people reviewing a run; not committed. */
+export const ARTIFACTS = process.env.BROWSER_TEST_ARTIFACTS ?? path.join(os.tmpdir(), 'tickstream-browser-tests');
+
+export const DEFAULT_WATCHLIST = ['AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA', 'JPM'];
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** A port that was free on 127.0.0.1 a moment ago (the OS picks it). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `fn` until it returns a truthy value or `timeoutMs` passes; returns
+ * that value or throws with `message`.
+ */
+export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}${lastError ? `: ${lastError.message}` : ''}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Starts target/debug/tickstream on 127.0.0.1:`port` (a free one by default)
+ * with a fast, seeded simulator, and waits until /readyz answers 200.
+ * @returns {Promise<{port: number, url: string, pid: number, stop: () => Promise<void>, output: () => string}>}
+ */
+export async function startServer({ port, env = {}, readyTimeoutMs = 20_000 } = {}) {
+  if (!existsSync(SERVER_BIN)) {
+    throw new Error(`${SERVER_BIN} does not exist: run scripts/browser-tests (it runs cargo build --bin tickstream first)`);
+  }
+  const p = port ?? (await freePort());
+  const child = spawn(SERVER_BIN, [], {
+    cwd: REPO_ROOT,
+    env: {
+      ...process.env,
+      TICKSTREAM__SERVER__HOST: '127.0.0.1',
+      TICKSTREAM__SERVER__PORT: String(p),
+      TICKSTREAM__SIMULATOR__TICKS_PER_SECOND: '2000',
+      TICKSTREAM__SIMULATOR__SEED: '1',
+      TICKSTREAM__SERVER__SHUTDOWN_TIMEOUT_MS: '2000',
+      RUST_LOG: process.env.RUST_LOG ?? 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const keep = (chunk) => {
+    output += chunk;
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout.setEncoding('utf8').on('data', keep);
+  child.stderr.setEncoding('utf8').on('data', keep);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let exitInfo = null;
+  exited.then((info) => { exitInfo = info; });
+
+  const url = `http://127.0.0.1:${p}`;
+  const server = {
+    port: p,
+    url,
+    pid: child.pid,
+    output: () => output,
+    /** SIGTERM (graceful: viewers get 1001), then SIGKILL after 10 s; waits for the exit. */
+    async stop() {
+      if (exitInfo) return;
+      child.kill('SIGTERM');
+      const done = await Promise.race([exited, sleep(10_000).then(() => null)]);
+      if (!done) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+  try {
+    await waitFor(async () => {
+      if (exitInfo) throw new Error(`server exited early (${JSON.stringify(exitInfo)}):\n${output}`);
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) });
+      return res.status === 200;
+    }, { timeoutMs: readyTimeoutMs, intervalMs: 100, message: `tickstream to be ready on ${url}` });
+  } catch (err) {
+    await server.stop();
+    if (exitInfo && !err.message.includes('exited early')) err.message += `\nserver output:\n${output}`;
+    throw err;
+  }
+  return server;
+}
+
+/**
+ * Launches Chromium with a fresh, temporary profile.
+ * @returns {Promise<{context: import('playwright-core').BrowserContext, close: () => Promise<void>}>}
+ */
+export async function launchBrowser({ viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run scripts/browser-tests (it installs Debian's chromium)`);
+  const userDataDir = await mkdtemp(path.join(os.tmpdir(), 'tickstream-chromium-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport,
+      colorScheme,
+      locale: 'en-US',
+      timezoneId: 'UTC',
+      timeout: 30_000,
+    });
+  } catch (err) {
+    await rm(userDataDir, { recursive: true, force: true });
+    throw err;
+  }
+  context.setDefaultTimeout(10_000);
+  return {
+    context,
+    async close() {
+      await context.close().catch(() => {});
+      await rm(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Opens a page that records uncaught errors and console errors, so a test
+ * can assert the dashboard ran cleanly.
+ */
+export async function openPage(context, url, { viewport } = {}) {
+  const page = await context.newPage();
+  if (viewport) await page.setViewportSize(viewport);
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    const text = msg.text();
+    // The browser itself logs failed requests (a 404 from the history
+    // endpoint, a refused WebSocket while the server restarts); those are
+    // expected. Errors from the page's own code are not.
+    if (/Failed to load resource|WebSocket connection to .* failed/.test(text)) return;
+    problems.push(`console.error: ${text}`);
+  });
+  if (url) await page.goto(url, { waitUntil: 'domcontentloaded' });
+  return { page, problems };
+}
+
+/** Texts of every row's last-price cell, keyed by symbol. */
+export function lastPrices(page) {
+  return page.$$eval('#watchlist-body tr', (trs) => Object.fromEntries(
+    trs.map((tr) => [tr.dataset.symbol, tr.querySelector('.c-last .val').textContent]),
+  ));
+}
+
+/** The watchlist's symbols in table order. */
+export function tableSymbols(page) {
+  return page.$$eval('#watchlist-body tr', (trs) => trs.map((tr) => tr.dataset.symbol));
+}
+
+/** A formatted price as the dashboard shows it: "1,234.56" or "0.1234". */
+export const PRICE_RE = /^\d{1,3}(,\d{3})*\.(\d{2}|\d{4})$/;
+
+/** Resolves once every row shows a formatted price; returns the elapsed ms. */
+export async function waitForFilledRows(page, count, timeoutMs) {
+  const started = Date.now();
+  await page.waitForFunction(({ n, re }) => {
+    const cells = [...document.querySelectorAll('#watchlist-body tr .c-last .val')];
+    const rx = new RegExp(re);
+    return cells.length === n && cells.every((c) => rx.test(c.textContent));
+  }, { n: count, re: PRICE_RE.source }, { timeout: timeoutMs });
+  return Date.now() - started;
+}
+
+/** Waits until at least `min` rows show a different last price than `before`. */
+export async function waitForPriceChanges(page, before, { min = 2, timeoutMs = 5000 } = {}) {
+  await page.waitForFunction(({ prev, need }) => {
+    let changed = 0;
+    for (const tr of document.querySelectorAll('#watchlist-body tr')) {
+      const text = tr.querySelector('.c-last .val').textContent;
+      if (prev[tr.dataset.symbol] !== undefined && prev[tr.dataset.symbol] !== text) changed += 1;
+    }
+    return changed >= need;
+  }, { prev: before, need: min }, { timeout: timeoutMs });
+}
