@@ -8,7 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   ARTIFACTS, DEFAULT_WATCHLIST, PRICE_RE, REPO_ROOT, SCREENSHOT, launchBrowser, lastPrices, openPage,
-  startServer, tableSymbols, waitForFilledRows, waitForPriceChanges,
+  startCspProxy, startServer, tableSymbols, waitForFilledRows, waitForPriceChanges,
 } from './helpers.mjs';
 
 let server;
@@ -305,34 +305,37 @@ describe('dashboard', { timeout: 120_000 }, () => {
     assert.doesNotMatch(html, /<style/i, '<style> element');
     assert.doesNotMatch(html, /\son[a-z]+\s*=/i, 'inline event handler');
 
-    const { page, problems } = await openPage(browser.context, null);
-    await page.addInitScript(() => {
-      window.__csp = [];
-      document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-    });
+    // 'self' only: no 'unsafe-inline', no 'unsafe-eval'; the WebSocket goes
+    // to the page's own origin, which connect-src 'self' covers.
     const csp = [
       "default-src 'none'",
       "script-src 'self'",
       "style-src 'self'",
       "img-src 'self' data:",
-      `connect-src 'self' ws://127.0.0.1:${server.port}`,
+      "connect-src 'self'",
       "base-uri 'none'",
       "form-action 'none'",
       "frame-ancestors 'none'",
     ].join('; ');
-    await page.route(`${server.url}/`, async (route) => {
-      const res = await route.fetch();
-      await route.fulfill({ response: res, headers: { ...res.headers(), 'content-security-policy': csp } });
-    });
-    await page.goto(`${server.url}/`, { waitUntil: 'domcontentloaded' });
-    await page.evaluate(() => localStorage.clear());
-    await page.reload({ waitUntil: 'domcontentloaded' });
-    await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
-    await page.click('#row-AAPL');
-    await page.waitForFunction(() => Number(document.getElementById('chart').dataset.bars) >= 1, null, { timeout: 5000 });
-    await page.waitForFunction(() => document.querySelector('#watchlist-body [class*="flash-"]'), null, { timeout: 3000 });
-    assert.deepEqual(await page.evaluate(() => window.__csp), []);
-    await done({ page, problems });
+    const proxy = await startCspProxy(server.port, csp);
+    const { page, problems } = await openPage(browser.context, null);
+    try {
+      await page.addInitScript(() => {
+        window.__csp = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
+      });
+      const res = await page.goto(`${proxy.url}/`, { waitUntil: 'domcontentloaded' });
+      assert.equal(res.headers()['content-security-policy'], csp);
+      await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
+      await page.click('#row-AAPL');
+      await page.waitForFunction(() => Number(document.getElementById('chart').dataset.bars) >= 1, null, { timeout: 5000 });
+      await page.waitForFunction(() => document.querySelector('#watchlist-body [class*="flash-"]'), null, { timeout: 3000 });
+      assert.equal(await page.evaluate(() => window.tickstream.client.compression), 'deflate');
+      assert.deepEqual(await page.evaluate(() => window.__csp), []);
+      await done({ page, problems });
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('fits a phone (375 px): less important columns are hidden, nothing scrolls sideways', async () => {

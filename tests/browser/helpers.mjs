@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -227,4 +228,61 @@ export async function waitForPriceChanges(page, before, { min = 2, timeoutMs = 5
     }
     return changed >= need;
   }, { prev: before, need: min }, { timeout: timeoutMs });
+}
+
+/**
+ * A loopback reverse proxy in front of the server that adds a
+ * Content-Security-Policy header to every response, WebSocket upgrades
+ * included (piped through as raw TCP). It stands in for the header a
+ * deployment will add; intercepting the document in the browser instead
+ * would make Chromium treat the page as non-local and block its loopback
+ * WebSocket (Local Network Access checks).
+ * @returns {Promise<{url: string, port: number, close: () => Promise<void>}>}
+ */
+export async function startCspProxy(targetPort, csp) {
+  const sockets = new Set();
+  const proxy = http.createServer((req, res) => {
+    const upstream = http.request(
+      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode, { ...up.headers, 'content-security-policy': csp });
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  });
+  proxy.on('upgrade', (req, socket, head) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    const up = net.connect(targetPort, '127.0.0.1', () => {
+      let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      up.write(`${raw}\r\n`);
+      if (head.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    sockets.add(up);
+    up.on('close', () => { sockets.delete(up); socket.destroy(); });
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+  });
+  await new Promise((resolve, reject) => {
+    proxy.once('error', reject);
+    proxy.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  const { port } = proxy.address();
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((resolve) => {
+      for (const s of sockets) s.destroy();
+      proxy.closeAllConnections();
+      proxy.close(() => resolve());
+    }),
+  };
 }
