@@ -5,6 +5,7 @@ mod example_adapter;
 mod helpers;
 mod ingest;
 mod invariant;
+mod parser_properties;
 mod rest;
 mod shutdown;
 mod stream;
