@@ -9,6 +9,7 @@ pub mod domain;
 pub mod healthcheck;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod market_session;
 pub mod metrics;
 pub mod shutdown;

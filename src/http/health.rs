@@ -14,7 +14,8 @@ pub async fn healthz() -> HttpResponse {
 /// balancer should send it new viewers.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.is_ready() {
-        HttpResponse::Ok().json(json!({"status": "ready", "symbols": state.store.len()}))
+        HttpResponse::Ok()
+            .json(json!({"status": "ready", "symbols": state.store.symbols().count()}))
     } else if state.shutdown.is_cancelled() {
         HttpResponse::ServiceUnavailable().json(json!({"status": "shutting_down"}))
     } else {

@@ -157,11 +157,13 @@ fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
     let request: PublishRequest = match serde_json::from_str(text) {
         Ok(request) => request,
         Err(e) => {
-            return error(
-                None,
-                ErrorCode::BadRequest,
-                &format!("expected {{\"op\":\"publish\",\"ticks\":[…]}}: {e}"),
-            )
+            // Echo req_id when the message is JSON enough to have one.
+            let req_id = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("req_id").cloned())
+                .filter(|id| id.is_number() || id.is_string());
+            let message = format!("expected {{\"op\":\"publish\",\"ticks\":[…]}}: {e}");
+            return error(req_id.as_ref(), ErrorCode::BadRequest, &message);
         }
     };
     let req_id = request.req_id.as_ref();

@@ -59,4 +59,32 @@ async fn the_example_adapter_backs_off_until_the_server_is_up_and_delivers_exact
     assert_eq!(app.rest_quote("AAPL").await["v"], 230);
     assert_eq!(publisher.pending(), 0);
     assert!(adapter::backoff(30) <= Duration::from_secs(10));
+
+    // One socket carried all five batches.
+    assert_eq!(replayer.totals.connections, 1);
+}
+
+#[actix_web::test]
+async fn a_batch_the_server_refuses_whole_is_dropped_not_retried_forever() {
+    let app = spawn_app_with(|s| s.ingest.max_batch_ticks = 2).await;
+    let mut publisher = adapter::Publisher::new(
+        format!("ws://127.0.0.1:{}/ws/ingest", app.port),
+        PUBLISHER_KEY,
+        1,
+    );
+    publisher.enqueue(
+        (0..3)
+            .map(|_| json!({"symbol":"AAPL","price":1,"size":1}))
+            .collect(),
+    );
+    publisher.enqueue(vec![json!({"symbol":"AAPL","price":2,"size":5})]);
+    publisher
+        .flush(Duration::from_secs(5))
+        .await
+        .expect("no batch left behind");
+    assert_eq!(
+        (publisher.totals.refused_batches, publisher.totals.accepted),
+        (1, 1)
+    );
+    assert_eq!(app.rest_quote("AAPL").await["v"], 5);
 }

@@ -274,9 +274,16 @@ async fn the_ingest_socket_acks_every_batch() {
         ("nope", "bad_request"),
         (r#"{"op":"subscribe","req_id":3}"#, "unknown_op"),
         (r#"{"op":"publish","req_id":4}"#, "bad_request"),
+        (
+            r#"{"op":"publish","req_id":4,"ticks":[],"extra":1}"#,
+            "bad_request",
+        ),
     ] {
         socket.send(Message::Text(text.into())).await.unwrap();
         let reply = next_text(&mut socket).await;
+        if text.contains("req_id") {
+            assert!(reply.get("req_id").is_some(), "req_id echoed: {reply}");
+        }
         assert_eq!(
             (reply["type"].as_str(), reply["code"].as_str()),
             (Some("error"), Some(code)),

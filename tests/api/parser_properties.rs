@@ -11,18 +11,28 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,20}".prop_map(Value::String),
-        prop::sample::select(vec!["op", "subscribe", "*", "AAPL", "symbols", "max_hz", "price"])
-            .prop_map(|s| Value::String(s.into())),
+        prop::sample::select(vec![
+            "op",
+            "subscribe",
+            "*",
+            "AAPL",
+            "symbols",
+            "max_hz",
+            "price"
+        ])
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop::sample::select(vec![
-                    "op", "symbols", "req_id", "max_hz", "symbol", "price", "size", "bid", "bid_size",
-                    "ask", "ask_size", "ts", "seq", "extra",
+                    "op", "symbols", "req_id", "max_hz", "symbol", "price", "size", "bid",
+                    "bid_size", "ask", "ask_size", "ts", "seq", "extra",
                 ])
                 .prop_map(str::to_owned),
                 inner,
@@ -36,7 +46,15 @@ fn any_json() -> impl Strategy<Value = Value> {
 /// Objects that look like real requests, so the deeper validation paths run too.
 fn request_like() -> impl Strategy<Value = Value> {
     (
-        prop::sample::select(vec!["subscribe", "unsubscribe", "snapshot", "set", "ping", "nope", ""]),
+        prop::sample::select(vec![
+            "subscribe",
+            "unsubscribe",
+            "snapshot",
+            "set",
+            "ping",
+            "nope",
+            "",
+        ]),
         any_json(),
         any_json(),
     )

@@ -76,7 +76,19 @@ export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, message =
  * with a fast, seeded simulator, and waits until /readyz answers 200.
  * @returns {Promise<{port: number, url: string, pid: number, stop: () => Promise<void>, output: () => string}>}
  */
-export async function startServer({ port, env = {}, readyTimeoutMs = 20_000 } = {}) {
+export async function startServer(options = {}) {
+  // A port picked by freePort() can be taken by someone else before the
+  // server binds it; then try another one (a port asked for is not changed).
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startServerOnce(options);
+    } catch (err) {
+      if (options.port !== undefined || attempt >= 3 || !err.message.includes('exited early')) throw err;
+    }
+  }
+}
+
+async function startServerOnce({ port, env = {}, readyTimeoutMs = 20_000 } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`${SERVER_BIN} does not exist: run scripts/browser-tests (it runs cargo build --bin tickstream first)`);
   }
