@@ -24,7 +24,11 @@ const BATCH: usize = 1_000;
 const PIPELINE: usize = 4;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_server(port: u16) -> Child {
@@ -57,8 +61,12 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn symbols() -> Vec<String> {
-    let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/symbols.csv")).unwrap();
-    csv.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect()
+    let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/symbols.csv"))
+        .unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect()
 }
 
 /// JSON arrays of BATCH random ticks over the universe.
@@ -82,15 +90,24 @@ fn batches(symbols: &[String], count: usize) -> Vec<String> {
         .collect()
 }
 
-async fn viewers(port: u16, count: usize, symbols: &[String], received: Arc<AtomicU64>) -> Vec<tokio::task::JoinHandle<()>> {
+async fn viewers(
+    port: u16,
+    count: usize,
+    symbols: &[String],
+    received: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
         let picked: Vec<&str> = {
             let mut rng = rand::rng();
-            (0..20).map(|_| symbols[rng.random_range(0..symbols.len())].as_str()).collect()
+            (0..20)
+                .map(|_| symbols[rng.random_range(0..symbols.len())].as_str())
+                .collect()
         };
         let url = format!("ws://127.0.0.1:{port}/ws?symbols={}", picked.join(","));
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("viewer connects");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("viewer connects");
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(Ok(message)) = ws.next().await {
@@ -104,9 +121,15 @@ async fn viewers(port: u16, count: usize, symbols: &[String], received: Arc<Atom
 }
 
 async fn publish_ws(port: u16, bodies: &[String], seconds: u64) -> u64 {
-    let mut request = format!("ws://127.0.0.1:{port}/ws/ingest").into_client_request().unwrap();
-    request.headers_mut().insert("Authorization", format!("Bearer {KEY}").parse().unwrap());
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("publisher connects");
+    let mut request = format!("ws://127.0.0.1:{port}/ws/ingest")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {KEY}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("publisher connects");
     let (mut tx, mut rx) = socket.split();
     let messages: Vec<String> = bodies
         .iter()
@@ -117,7 +140,9 @@ async fn publish_ws(port: u16, bodies: &[String], seconds: u64) -> u64 {
     let (mut in_flight, mut accepted, mut next) = (0usize, 0u64, 0usize);
     loop {
         while in_flight < PIPELINE && tokio::time::Instant::now() < deadline {
-            tx.send(Message::Text(messages[next % messages.len()].clone())).await.unwrap();
+            tx.send(Message::Text(messages[next % messages.len()].clone()))
+                .await
+                .unwrap();
             next += 1;
             in_flight += 1;
         }
@@ -191,10 +216,16 @@ fn publish_http(port: u16, bodies: &[String], seconds: u64, connections: usize) 
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let viewer_count = args.first().copied().unwrap_or(1000);
     let seconds = args.get(1).copied().unwrap_or(10) as u64;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let port = free_port();
     let mut server = start_server(port);
     let pid = server.id();
