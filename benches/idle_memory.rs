@@ -35,6 +35,16 @@ fn start_server(port: u16) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
         .env("TICKSTREAM__SERVER__PORT", port.to_string())
         .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
+        // One load generator on one address: lift the per-address limits meant for
+        // the internet.
+        .env("TICKSTREAM__LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
+        .env("TICKSTREAM__LIMITS__CONNECTS_PER_SECOND_PER_IP", "100000")
+        .env("TICKSTREAM__LIMITS__CONNECT_BURST_PER_IP", "100000")
+        .env(
+            "TICKSTREAM__LIMITS__REST_REQUESTS_PER_SECOND_PER_IP",
+            "100000",
+        )
+        .env("TICKSTREAM__LIMITS__REST_BURST_PER_IP", "100000")
         .env("TICKSTREAM__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -15,7 +15,11 @@ use toml::{Table, Value};
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "TICKSTREAM__";
 /// Keys that hold secrets: accepted only from the environment, and always as text.
-const SECRET_KEYS: [[&str; 2]; 2] = [["ingest", "publisher_keys"], ["admin", "api_key"]];
+const SECRET_KEYS: [[&str; 2]; 3] = [
+    ["ingest", "publisher_keys"],
+    ["admin", "api_key"],
+    ["auth", "jwt_secret"],
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +34,80 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub session: SessionSettings,
     pub replay: ReplaySettings,
+    pub auth: AuthSettings,
+    pub security: SecuritySettings,
+    pub limits: LimitSettings,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// HS256 secret (environment only).
+    #[serde(default)]
+    pub jwt_secret: Secret,
+    pub jwt_public_key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub allowed_origins: String,
+    pub trusted_proxies: String,
+}
+
+impl SecuritySettings {
+    pub fn allowed_origins(&self) -> Vec<String> {
+        split_list(&self.allowed_origins)
+    }
+
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<std::net::IpAddr>> {
+        split_list(&self.trusted_proxies)
+            .iter()
+            .map(|ip| {
+                ip.parse()
+                    .with_context(|| format!("{ip:?} is not an IP address"))
+            })
+            .collect()
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub messages_per_second: f64,
+    pub message_burst: f64,
+    pub abuse_close_after: u32,
+    pub abuse_window_ms: u64,
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+    pub connects_per_second_per_ip: f64,
+    pub connect_burst_per_ip: f64,
+    pub rest_requests_per_second_per_ip: f64,
+    pub rest_burst_per_ip: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// A secret from the environment: never printed, compared in constant time by users.
@@ -362,6 +440,59 @@ impl Settings {
             self.replay.file.is_empty() || !self.simulator.enabled,
             "replay.file",
             "the simulator is enabled too; run one built-in feed (set simulator.enabled = false)",
+        )?;
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.messages_per_second", l.messages_per_second),
+            ("limits.message_burst", l.message_burst),
+            (
+                "limits.connects_per_second_per_ip",
+                l.connects_per_second_per_ip,
+            ),
+            ("limits.connect_burst_per_ip", l.connect_burst_per_ip),
+            (
+                "limits.rest_requests_per_second_per_ip",
+                l.rest_requests_per_second_per_ip,
+            ),
+            ("limits.rest_burst_per_ip", l.rest_burst_per_ip),
+        ] {
+            check(
+                value.is_finite() && value >= 1.0,
+                key,
+                format!("must be at least 1, got {value}"),
+            )?;
+        }
+        check(
+            l.max_connections >= 1,
+            "limits.max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            l.max_connections_per_ip >= 1,
+            "limits.max_connections_per_ip",
+            "must be at least 1",
+        )?;
+        check(
+            l.abuse_window_ms >= 10,
+            "limits.abuse_window_ms",
+            "must be at least 10 ms",
+        )?;
+        if let Err(e) = self.security.trusted_proxies() {
+            bail!("invalid configuration key `security.trusted_proxies`: {e}");
+        }
+        if self.auth.mode == AuthMode::Jwt {
+            let secret = !self.auth.jwt_secret.expose().is_empty();
+            let key_file = !self.auth.jwt_public_key_file.is_empty();
+            check(
+                secret != key_file,
+                "auth.mode",
+                "jwt needs exactly one of TICKSTREAM__AUTH__JWT_SECRET (HS256) or auth.jwt_public_key_file (RS256/ES256)",
+            )?;
+        }
+        check(
+            self.tls.cert_file.is_empty() == self.tls.key_file.is_empty(),
+            "tls.cert_file",
+            "tls.cert_file and tls.key_file must be set together",
         )?;
         check(
             !self.server.host.trim().is_empty(),

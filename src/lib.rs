@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod limits;
 pub mod market_session;
 pub mod metrics;
+pub mod security;
 pub mod shutdown;
 pub mod startup;
 pub mod state;

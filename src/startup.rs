@@ -46,7 +46,7 @@ impl Application {
         let rollover_time = settings.session.rollover_time()?;
         let time_zone = settings.session.time_zone()?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let state = AppState::new(store.clone(), settings.clone(), shutdown.clone());
+        let state = AppState::new(store.clone(), settings.clone(), shutdown.clone())?;
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)

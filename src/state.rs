@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Secret, Settings};
+use crate::config::{LimitSettings, Secret, Settings};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::security::Security;
 use crate::store::SnapshotStore;
 use crate::stream::StreamContext;
 
@@ -20,13 +21,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ingestor: Arc<Ingestor>,
     pub admin_key: Secret,
+    pub security: Arc<Security>,
+    pub limits: Arc<LimitSettings>,
     pub shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(store: SnapshotStore, settings: Settings, shutdown: CancellationToken) -> Self {
-        AppState {
+    pub fn new(
+        store: SnapshotStore,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Ok(AppState {
+            security: Arc::new(Security::new(&settings)?),
+            limits: Arc::new(settings.limits.clone()),
             ingestor: Arc::new(Ingestor::new(store.clone(), &settings.ingest)),
             admin_key: settings.admin.api_key.clone(),
             store,
@@ -35,7 +44,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             shutdown,
             ready: Arc::new(AtomicBool::new(false)),
-        }
+        })
     }
 
     pub fn stream_context(&self) -> StreamContext {
@@ -44,6 +53,8 @@ impl AppState {
             settings: self.stream_settings.clone(),
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
+            security: self.security.clone(),
+            limits: self.limits.clone(),
         }
     }
 

@@ -79,3 +79,30 @@ pub async fn delete_symbol(
     tracing::info!(symbol = %symbol, "symbol removed");
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// `GET /api/v1/admin/sessions`: every live viewer session.
+pub async fn sessions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state.admin_key)?;
+    Ok(HttpResponse::Ok().json(state.security.sessions.to_json()))
+}
+
+/// `DELETE /api/v1/admin/sessions/{id}`: closes that session with 1008.
+pub async fn kick_session(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&req, &state.admin_key)?;
+    if !state.security.sessions.kick(&path) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no live session {:?}", path.as_str()),
+        ));
+    }
+    tracing::info!(session = %path, "session kicked by an admin");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -12,6 +12,8 @@ pub struct ApiError {
     /// A contract error code (or `not_found` / `method_not_allowed` for routing).
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,7 +22,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limited` with `Retry-After` (at least one second).
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        error.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+        error
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -49,7 +59,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(json!({"error": {"code": self.code, "message": self.message}}))
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(json!({"error": {"code": self.code, "message": self.message}}))
     }
 }

@@ -89,6 +89,41 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Ticks refused with an error code.",
         load(&ingest.rejected),
     );
+    let security = &state.security.counters;
+    for (name, help, counter) in [
+        (
+            "tickstream_auth_failures_total",
+            "Viewer connections refused for a missing or bad token.",
+            &security.auth_failures,
+        ),
+        (
+            "tickstream_rate_limited_total",
+            "Messages, connection attempts and REST requests refused by a rate limit.",
+            &security.rate_limited,
+        ),
+        (
+            "tickstream_origin_refused_total",
+            "WebSocket upgrades refused because of their Origin.",
+            &security.origin_refused,
+        ),
+        (
+            "tickstream_connections_refused_total",
+            "Connections refused by the per-address or total connection caps.",
+            &security.connections_refused,
+        ),
+        (
+            "tickstream_kicks_total",
+            "Sessions closed by an admin.",
+            &security.kicks,
+        ),
+        (
+            "tickstream_abuse_closes_total",
+            "Connections closed with 1008 for repeated abuse.",
+            &security.abuse_closes,
+        ),
+    ] {
+        metric(name, "counter", help, load(counter));
+    }
     metric(
         "tickstream_symbols",
         "gauge",

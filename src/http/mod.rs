@@ -9,6 +9,7 @@ mod history;
 mod ingest;
 mod metrics;
 mod quotes;
+mod rate_limit;
 
 pub use auth::bearer;
 pub use ingest::authenticate as authenticate_publisher;
@@ -32,19 +33,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/ws", web::get().to(ws_route))
     .route("/ws/ingest", web::get().to(crate::ingest::ws_ingest_route))
-    .route("/api/v1/ticks", web::post().to(ingest::post_ticks))
-    .route("/api/v1/history/{symbol}", web::get().to(history::history))
-    .route(
-        "/api/v1/admin/symbols/{symbol}",
-        web::put().to(admin::put_symbol),
+    .service(
+        // Everything under /api is rate limited per client address; probes, metrics
+        // and sockets are not (sockets have their own limits).
+        web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(rate_limit::per_ip))
+            .route("/ticks", web::post().to(ingest::post_ticks))
+            .route("/symbols", web::get().to(quotes::symbols))
+            .route("/quotes", web::get().to(quotes::quotes))
+            .route("/quotes/{symbol}", web::get().to(quotes::quote))
+            .route("/history/{symbol}", web::get().to(history::history))
+            .route("/admin/symbols/{symbol}", web::put().to(admin::put_symbol))
+            .route(
+                "/admin/symbols/{symbol}",
+                web::delete().to(admin::delete_symbol),
+            )
+            .route("/admin/sessions", web::get().to(admin::sessions))
+            .route(
+                "/admin/sessions/{id}",
+                web::delete().to(admin::kick_session),
+            )
+            .default_service(web::to(frontend::not_found)),
     )
-    .route(
-        "/api/v1/admin/symbols/{symbol}",
-        web::delete().to(admin::delete_symbol),
-    )
-    .route("/api/v1/symbols", web::get().to(quotes::symbols))
-    .route("/api/v1/quotes", web::get().to(quotes::quotes))
-    .route("/api/v1/quotes/{symbol}", web::get().to(quotes::quote))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))

@@ -57,6 +57,7 @@ pub async fn ws_ingest_route(
     query: web::Query<HashMap<String, String>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let admission = state.security.admit_socket(&req)?;
     let publisher = match query.get("key") {
         Some(key) if crate::http::bearer(&req).is_none() => {
             state.ingestor.authenticate(key).ok_or_else(|| {
@@ -71,6 +72,10 @@ pub async fn ws_ingest_route(
     };
     let (response, ws, inbound) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    let Some(slot) = admission.slot else {
+        actix_web::rt::spawn(crate::stream::refuse_full(ws));
+        return Ok(response);
+    };
     let inbound = inbound.max_frame_size(state.ingestor.max_body_bytes);
     let span = tracing::info_span!("ingest_socket", publisher = ?publisher);
     actix_web::rt::spawn(
@@ -81,6 +86,7 @@ pub async fn ws_ingest_route(
             state.ingestor.clone(),
             state.stream_settings.clone(),
             state.shutdown.clone(),
+            slot,
         )
         .instrument(span),
     );
@@ -94,6 +100,8 @@ async fn run(
     ingestor: Arc<Ingestor>,
     timing: Arc<StreamSettings>,
     shutdown: CancellationToken,
+    // Held until the socket ends: frees the connection slot.
+    _slot: crate::limits::ConnectionSlot,
 ) {
     let mut frames = InboundFrames::new(ingestor.max_body_bytes);
     let mut last_inbound = Instant::now();

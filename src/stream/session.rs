@@ -23,9 +23,11 @@ use super::protocol::{
     ErrorCode, Hz, ReqId, Request, RequestError,
 };
 use super::subscriptions::Subscriptions;
-use super::StreamContext;
+use super::{StreamContext, ViewerPeer};
 use crate::domain::{now_millis, Symbol, SymbolId};
+use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::metrics::Counters;
+use crate::security::{SessionEntry, SessionStats};
 use crate::store::SnapshotStore;
 
 /// Close code for a client whose socket did not drain in time (contract §2).
@@ -78,6 +80,16 @@ pub struct Session {
     last_flush: Instant,
     /// The store's removal counter when this session last checked its symbols.
     seen_removals: u64,
+    /// This session as admins see it (stats, kick handle).
+    entry: Arc<SessionEntry>,
+    /// When the viewer's token expires (auth on).
+    expires_at: Option<Instant>,
+    /// The per-connection message budget, and refusals in the current abuse window.
+    budget: TokenBucket,
+    refused: u32,
+    abuse_window_start: std::time::Instant,
+    /// Frees the connection slot when the session ends.
+    _slot: ConnectionSlot,
 }
 
 impl Session {
@@ -86,20 +98,51 @@ impl Session {
         ws: actix_ws::Session,
         ctx: StreamContext,
         compression: CompressionMode,
+        peer: ViewerPeer,
     ) -> Session {
         let config = &ctx.settings;
         let deflate = (compression == CompressionMode::Deflate)
             .then(|| DeflateStream::new(config.deflate_level, config.deflate_dictionary_bytes));
         let max_hz = config.max_hz;
         let now = Instant::now();
+        let mut subs = Subscriptions::default();
+        let (user, expires_at) = match &peer.claims {
+            Some(claims) => {
+                if let Some(entitled) = claims.entitlements() {
+                    subs.restrict_to(entitled);
+                }
+                let left_ms = (claims.exp.saturating_mul(1000) - now_millis()).max(0) as u64;
+                (
+                    Some(claims.sub.clone()),
+                    Some(now + Duration::from_millis(left_ms)),
+                )
+            }
+            None => (None, None),
+        };
+        let entry = Arc::new(SessionEntry {
+            id: id.clone(),
+            peer: peer.ip.to_string(),
+            user,
+            since: now_millis(),
+            compression: deflate.is_some(),
+            stats: SessionStats::default(),
+            kick: tokio_util::sync::CancellationToken::new(),
+        });
+        let limits = &ctx.limits;
         Session {
+            entry,
+            expires_at,
+            budget: TokenBucket::new(limits.messages_per_second, limits.message_burst),
+            refused: 0,
+            abuse_window_start: std::time::Instant::now(),
+            _slot: peer.slot,
             id,
             ws,
             counters: ctx.metrics.shard(),
             changes: ctx.store.watch_changes(),
             seen_removals: ctx.store.removals(),
             ctx,
-            subs: Subscriptions::default(),
+            subs,
             deflate,
             seq: 0,
             max_hz,
@@ -119,6 +162,7 @@ impl Session {
 
     async fn run_in_span(mut self, mut inbound: MessageStream, initial: Option<Vec<String>>) {
         Counters::add(&self.counters.connections_opened, 1);
+        self.ctx.security.sessions.insert(self.entry.clone());
         debug!("connected");
         let end = match self.open(initial).await {
             Ok(()) => self.serve(&mut inbound).await,
@@ -155,6 +199,8 @@ impl Session {
     async fn serve(&mut self, inbound: &mut MessageStream) -> End {
         let config = self.ctx.settings.clone();
         let shutdown = self.ctx.shutdown.clone();
+        let kick = self.entry.kick.clone();
+        let expires_at = self.expires_at;
         let mut frames = InboundFrames::new(config.max_message_bytes);
         let mut last_inbound = Instant::now();
         let mut flush_at: Option<Instant> = None;
@@ -170,6 +216,13 @@ impl Session {
                 biased;
                 _ = shutdown.cancelled() => {
                     Err(End::Close(CloseCode::Away, "server shutting down".into()))
+                }
+                _ = kick.cancelled() => {
+                    Counters::add(&self.ctx.security.counters.kicks, 1);
+                    Err(End::Close(CloseCode::Policy, "kicked by an admin".into()))
+                }
+                _ = sleep_until(expires_at.unwrap_or_else(Instant::now)), if expires_at.is_some() => {
+                    Err(End::Close(CloseCode::Policy, "token expired".into()))
                 }
                 frame = inbound.recv() => {
                     last_inbound = Instant::now();
@@ -214,6 +267,18 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        if !self.within_budget()? {
+            let limits = &self.ctx.limits;
+            let error = RequestError::new(
+                None,
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} messages a second (burst {}); this one was dropped",
+                    limits.messages_per_second, limits.message_burst
+                ),
+            );
+            return self.send_error(&error).await;
+        }
         match parse_request(text) {
             Err(error) => self.send_error(&error).await,
             Ok((req_id, Request::Subscribe { symbols })) => self.subscribe(req_id, symbols).await,
@@ -241,13 +306,47 @@ impl Session {
         }
     }
 
+    /// Takes one message from the budget. Over budget is a refusal; too many refusals
+    /// within the abuse window end the connection with 1008.
+    fn within_budget(&mut self) -> Result<bool, End> {
+        let now = std::time::Instant::now();
+        if self.budget.try_take(now) {
+            return Ok(true);
+        }
+        Counters::add(&self.ctx.security.counters.rate_limited, 1);
+        let window = Duration::from_millis(self.ctx.limits.abuse_window_ms);
+        if now.duration_since(self.abuse_window_start) > window {
+            self.abuse_window_start = now;
+            self.refused = 0;
+        }
+        self.refused += 1;
+        if self.refused > self.ctx.limits.abuse_close_after {
+            Counters::add(&self.ctx.security.counters.abuse_closes, 1);
+            return Err(End::Close(
+                CloseCode::Policy,
+                "repeated abuse: message rate limit exceeded".into(),
+            ));
+        }
+        Ok(false)
+    }
+
     /// `subscribe`: count first (changing nothing on `too_many_symbols`; unknown names
     /// count too), then add the known symbols and report the invalid and unknown ones.
     async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
         let store = self.ctx.store.clone();
-        let named = NamedSymbols::resolve(&store, &names);
+        let mut named = NamedSymbols::resolve(&store, &names);
+        let subs = &self.subs;
+        let (permitted, forbidden): (Vec<SymbolId>, Vec<SymbolId>) = named
+            .known
+            .iter()
+            .partition(|&&id| subs.permits(&store, id));
+        named.known = permitted;
+        named.forbidden = forbidden
+            .iter()
+            .map(|&id| store.info(id).symbol.to_string())
+            .collect();
         if named.wildcard {
-            // "*" covers every known name in the request; the rest are still reported.
+            // "*" covers every entitled name in the request; the rest are reported.
             let added = self.subs.add_all(&store);
             self.send_subscriptions(req_id.as_ref()).await?;
             self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
@@ -312,14 +411,28 @@ impl Session {
             self.send_error(&error).await?;
         }
         if !named.unknown.is_empty() {
-            let error = RequestError::new(req_id, ErrorCode::UnknownSymbol, "no such symbol")
-                .with_symbols(named.unknown);
+            let error =
+                RequestError::new(req_id.clone(), ErrorCode::UnknownSymbol, "no such symbol")
+                    .with_symbols(named.unknown);
+            self.send_error(&error).await?;
+        }
+        if !named.forbidden.is_empty() {
+            let error = RequestError::new(
+                req_id,
+                ErrorCode::Forbidden,
+                "not in your token's entitlements",
+            )
+            .with_symbols(named.forbidden);
             self.send_error(&error).await?;
         }
         Ok(())
     }
 
     async fn send_subscriptions(&mut self, req_id: Option<&ReqId>) -> Result<(), End> {
+        self.entry
+            .stats
+            .symbols
+            .store(self.subs.len(), std::sync::atomic::Ordering::Relaxed);
         let store = &self.ctx.store;
         let mut names: Vec<&str> = if self.subs.is_wildcard() {
             vec!["*"]
@@ -369,6 +482,7 @@ impl Session {
         begin_quotes_message("update", self.seq + 1, None, &mut self.json);
         let stats = self.subs.write_update(&store, &mut self.json);
         Counters::add(&self.counters.updates_conflated, stats.conflated);
+        Counters::add(&self.entry.stats.updates_conflated, stats.conflated);
         if stats.quotes > 0 {
             end_quotes_message(&mut self.json);
             self.seq += 1;
@@ -473,6 +587,8 @@ impl Session {
         self.last_sent = Instant::now();
         Counters::add(&self.counters.messages_sent, 1);
         Counters::add(&self.counters.bytes_sent, len as u64);
+        Counters::add(&self.entry.stats.messages_sent, 1);
+        Counters::add(&self.entry.stats.bytes_sent, len as u64);
         Ok(())
     }
 
@@ -519,6 +635,8 @@ struct NamedSymbols {
     unknown: Vec<String>,
     /// Names that are not symbols at all, as sent.
     invalid: Vec<String>,
+    /// Known names outside the viewer's entitlements (filled by `subscribe`).
+    forbidden: Vec<String>,
 }
 
 impl NamedSymbols {
@@ -528,6 +646,7 @@ impl NamedSymbols {
             known: Vec::with_capacity(names.len()),
             unknown: Vec::new(),
             invalid: Vec::new(),
+            forbidden: Vec::new(),
         };
         for name in names {
             if name == "*" {
@@ -550,6 +669,6 @@ impl NamedSymbols {
     }
 
     fn has_errors(&self) -> bool {
-        !self.invalid.is_empty() || !self.unknown.is_empty()
+        !self.invalid.is_empty() || !self.unknown.is_empty() || !self.forbidden.is_empty()
     }
 }

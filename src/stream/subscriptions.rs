@@ -7,7 +7,10 @@
 //! ticks arrived in between, the client gets one entry per symbol with the latest
 //! values, so memory is proportional to subscriptions, never to the tick rate.
 
-use crate::domain::{FieldSet, Quote, SymbolId};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::domain::{FieldSet, Quote, Symbol, SymbolId};
 use crate::store::SnapshotStore;
 
 /// Marks a symbol whose quote was never sent: everything it has is new to the client.
@@ -39,11 +42,25 @@ pub struct Subscriptions {
     wildcard_covers: usize,
     /// Symbols that lost a field since they were sent: they go out in full.
     resend: Vec<SymbolId>,
+    /// The viewer's entitlements (from its token); `None` = every symbol.
+    entitled: Option<Arc<HashSet<Symbol>>>,
 }
 
 impl Subscriptions {
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Limits this connection to the given symbols (a token's entitlements).
+    pub fn restrict_to(&mut self, entitled: HashSet<Symbol>) {
+        self.entitled = Some(Arc::new(entitled));
+    }
+
+    /// Whether the viewer may receive `id`.
+    pub fn permits(&self, store: &SnapshotStore, id: SymbolId) -> bool {
+        self.entitled
+            .as_ref()
+            .is_none_or(|set| set.contains(&store.info(id).symbol))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,7 +122,7 @@ impl Subscriptions {
         }
         let new: Vec<SymbolId> = (self.wildcard_covers..len)
             .map(|i| SymbolId(i as u32))
-            .filter(|&id| !store.is_removed(id))
+            .filter(|&id| !store.is_removed(id) && self.permits(store, id))
             .collect();
         self.wildcard_covers = len;
         self.add(&new)

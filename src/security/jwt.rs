@@ -1,0 +1,147 @@
+use std::collections::HashSet;
+
+use anyhow::{bail, Context};
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::AuthSettings;
+use crate::domain::Symbol;
+
+/// The claims tickstream reads from a viewer token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Entitlements: the symbols this viewer may see. Absent = every symbol.
+    #[serde(default)]
+    pub symbols: Option<Vec<String>>,
+}
+
+impl Claims {
+    /// The entitled symbols, or `None` for "all". Malformed names entitle nothing.
+    pub fn entitlements(&self) -> Option<HashSet<Symbol>> {
+        self.symbols
+            .as_ref()
+            .map(|names| names.iter().filter_map(|n| Symbol::parse(n).ok()).collect())
+    }
+}
+
+/// Verifies viewer tokens: HS256 with a shared secret, or RS256/ES256 with a public key.
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtVerifier {
+    pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<JwtVerifier> {
+        let secret = settings.jwt_secret.expose();
+        if !secret.is_empty() {
+            return Ok(JwtVerifier::new(
+                DecodingKey::from_secret(secret.as_bytes()),
+                Algorithm::HS256,
+            ));
+        }
+        let path = &settings.jwt_public_key_file;
+        if path.is_empty() {
+            bail!("auth.mode = jwt needs TICKSTREAM__AUTH__JWT_SECRET or auth.jwt_public_key_file");
+        }
+        let pem = std::fs::read(path)
+            .with_context(|| format!("auth.jwt_public_key_file: cannot read {path}"))?;
+        if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+            return Ok(JwtVerifier::new(key, Algorithm::RS256));
+        }
+        let key = DecodingKey::from_ec_pem(&pem).with_context(|| {
+            format!("auth.jwt_public_key_file: {path} is neither an RSA nor an EC public key")
+        })?;
+        Ok(JwtVerifier::new(key, Algorithm::ES256))
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> JwtVerifier {
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        // Expiry is enforced to the second; sessions are also closed at `exp`.
+        validation.leeway = 0;
+        JwtVerifier { key, validation }
+    }
+
+    /// The token's claims, if its signature, algorithm and expiry are valid.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn verifier(secret: &str) -> JwtVerifier {
+        JwtVerifier::from_settings(&AuthSettings {
+            mode: crate::config::AuthMode::Jwt,
+            jwt_secret: Secret::new(secret),
+            jwt_public_key_file: String::new(),
+        })
+        .unwrap()
+    }
+
+    fn token(secret: &str, claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn in_an_hour() -> i64 {
+        chrono::Utc::now().timestamp() + 3600
+    }
+
+    #[test]
+    fn accepts_valid_tokens_with_entitlements() {
+        let v = verifier("s3cret");
+        let claims = v
+            .verify(&token(
+                "s3cret",
+                json!({"sub":"ann","exp":in_an_hour(),"symbols":["aapl","MSFT","bad$"]}),
+            ))
+            .unwrap();
+        assert_eq!(claims.sub, "ann");
+        let entitled = claims.entitlements().unwrap();
+        assert!(entitled.contains(&Symbol::parse("AAPL").unwrap()) && entitled.len() == 2);
+        let all = v
+            .verify(&token("s3cret", json!({"sub":"bob","exp":in_an_hour()})))
+            .unwrap();
+        assert!(all.entitlements().is_none());
+    }
+
+    #[test]
+    fn refuses_forged_expired_and_incomplete_tokens() {
+        let v = verifier("s3cret");
+        assert!(v
+            .verify(&token("other", json!({"sub":"x","exp":in_an_hour()})))
+            .is_err());
+        assert!(v
+            .verify(&token(
+                "s3cret",
+                json!({"sub":"x","exp":chrono::Utc::now().timestamp() - 5})
+            ))
+            .is_err());
+        assert!(v
+            .verify(&token("s3cret", json!({"exp":in_an_hour()})))
+            .is_err());
+        assert!(v.verify(&token("s3cret", json!({"sub":"x"}))).is_err());
+        assert!(v.verify("not.a.token").is_err());
+        // "alg": "none" and other algorithms are refused.
+        let none = format!(
+            "{}.{}.",
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0", "eyJzdWIiOiJ4IiwiZXhwIjo0MTAyNDQ0ODAwfQ"
+        );
+        assert!(v.verify(&none).is_err());
+    }
+}

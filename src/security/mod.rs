@@ -1,0 +1,76 @@
+//! Who may connect and how much: viewer tokens, origins, client addresses, connection
+//! and rate limits, and the registry of live sessions that admins can see and kick.
+//! The threat model behind each piece is in docs/SECURITY.md.
+
+mod address;
+mod gate;
+mod jwt;
+mod origin;
+mod registry;
+
+pub use address::client_ip;
+pub use gate::Admission;
+pub use jwt::{Claims, JwtVerifier};
+pub use origin::origin_allowed;
+pub use registry::{SessionEntry, SessionRegistry, SessionStats};
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::{AuthMode, Settings};
+use crate::limits::{ConnectionLimits, PerIpRate};
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SecurityCounters {
+    pub auth_failures: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub origin_refused: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub kicks: AtomicU64,
+    pub abuse_closes: AtomicU64,
+}
+
+/// Everything the routes consult before letting a request or a socket in.
+pub struct Security {
+    pub verifier: Option<JwtVerifier>,
+    pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub connections: Arc<ConnectionLimits>,
+    pub connect_rate: PerIpRate,
+    pub rest_rate: PerIpRate,
+    pub sessions: SessionRegistry,
+    pub counters: SecurityCounters,
+}
+
+impl Security {
+    pub fn new(settings: &Settings) -> anyhow::Result<Security> {
+        let verifier = match settings.auth.mode {
+            AuthMode::None => None,
+            AuthMode::Jwt => Some(JwtVerifier::from_settings(&settings.auth).context("auth")?),
+        };
+        let limits = &settings.limits;
+        Ok(Security {
+            verifier,
+            allowed_origins: settings.security.allowed_origins(),
+            trusted_proxies: settings.security.trusted_proxies()?,
+            connections: Arc::new(ConnectionLimits::new(
+                limits.max_connections_per_ip,
+                limits.max_connections,
+            )),
+            connect_rate: PerIpRate::new(
+                limits.connects_per_second_per_ip,
+                limits.connect_burst_per_ip,
+            ),
+            rest_rate: PerIpRate::new(
+                limits.rest_requests_per_second_per_ip,
+                limits.rest_burst_per_ip,
+            ),
+            sessions: SessionRegistry::default(),
+            counters: SecurityCounters::default(),
+        })
+    }
+}
