@@ -65,10 +65,15 @@ impl Application {
                 Duration::from_millis(settings.server.shutdown_timeout_ms)
                     .as_secs()
                     .max(1),
-            )
-            .listen(listener)
-            .context("cannot start the HTTP server")?
-            .run();
+            );
+        let tls = crate::tls::server_config(&settings.tls)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .context("cannot start the HTTP server")?
+        .run();
 
         if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);
@@ -100,6 +105,8 @@ impl Application {
             simulator = settings.simulator.enabled,
             replay = %settings.replay.file,
             publishers = settings.ingest.keys().len(),
+            scheme,
+            auth = ?settings.auth.mode,
             "tickstream listening"
         );
         Ok(Application {

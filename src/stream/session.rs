@@ -594,8 +594,13 @@ impl Session {
 
     async fn finish(self, end: End) {
         let Session {
-            ws, ctx, counters, ..
+            ws,
+            ctx,
+            counters,
+            entry,
+            ..
         } = self;
+        ctx.security.sessions.remove(&entry.id);
         let reason = match end {
             End::Gone => None,
             End::Close(code, description) => Some(CloseReason {

@@ -332,6 +332,20 @@ impl WsClient {
         }
     }
 
+    /// The next raw frame (pings and pongs skipped), without decoding.
+    pub async fn next_frame(&mut self) -> Message {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the stream is open")
+                .expect("no protocol error");
+            if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
+                return frame;
+            }
+        }
+    }
+
     /// Reads until the server's close frame; returns its code and reason.
     pub async fn expect_close(&mut self) -> (u16, String) {
         loop {

@@ -7,6 +7,7 @@ mod ingest;
 mod invariant;
 mod parser_properties;
 mod rest;
+mod security;
 mod shutdown;
 mod stream;
 mod stream_errors;
