@@ -128,7 +128,9 @@ async function startServerOnce({ port, env = {}, readyTimeoutMs = 20_000 } = {})
     async stop() {
       if (exitInfo) return;
       child.kill('SIGTERM');
-      const done = await Promise.race([exited, sleep(10_000).then(() => null)]);
+      let timer;
+      const done = await Promise.race([exited, new Promise((r) => { timer = setTimeout(() => r(null), 10_000); })]);
+      clearTimeout(timer); // a pending timer would keep the test process alive
       if (!done) {
         child.kill('SIGKILL');
         await exited;

@@ -38,6 +38,8 @@ test('recovers after the server restarts on the same port', { timeout: 90_000 },
   await page.waitForFunction(() => document.getElementById('status-conn').dataset.state !== 'open', null, { timeout: 10_000 });
   assert.match(await page.textContent('#status-conn-text'), /Disconnected|Reconnecting|Connecting/);
   assert.equal(await page.evaluate(() => document.body.classList.contains('is-offline')), true);
+  assert.equal(await page.textContent('#status-compression'), '—');
+  assert.equal(await page.textContent('#status-rtt'), '—');
   // The last known quotes stay on screen.
   const stale = await lastPrices(page);
   assert.equal(Object.keys(stale).length, DEFAULT_WATCHLIST.length);

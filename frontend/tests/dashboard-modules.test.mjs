@@ -1,0 +1,271 @@
+// Unit tests of the dashboard's pure modules: format.js, bars.js,
+// watchlist.js and chart.js's layout helpers. (The page itself is tested in
+// a real browser by tests/browser/.)
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  MINUS, MISSING, arrow, direction, formatChange, formatDuration, formatInteger, formatPercent,
+  formatPrice, formatRange, formatTime, formatVolume, priceDecimals,
+} from '../format.js';
+import { BarBuilder, PriceSamples, mergeBars, parseHistory, sparklinePoints } from '../bars.js';
+import {
+  DEFAULT_WATCHLIST, STORAGE_KEY, isSymbolLike, loadWatchlist, moveSymbol, saveWatchlist, searchSymbols,
+} from '../watchlist.js';
+import { layoutSlots, niceStep } from '../chart.js';
+
+const L = 'en-US';
+
+// --- format.js --------------------------------------------------------------
+
+test('prices: separators, 2 decimals from 1 up, 4 below', () => {
+  assert.equal(formatPrice(1398.56, L), '1,398.56');
+  assert.equal(formatPrice(189.1, L), '189.10');
+  assert.equal(formatPrice(190, L), '190.00');
+  assert.equal(formatPrice(1, L), '1.00');
+  assert.equal(formatPrice(0.51234, L), '0.5123');
+  assert.equal(formatPrice(0.5, L), '0.5000');
+  assert.equal(formatPrice(1234567.891, L), '1,234,567.89');
+  assert.equal(priceDecimals(0.99), 4);
+  assert.equal(priceDecimals(1), 2);
+  for (const bad of [undefined, null, NaN, Infinity, '1']) assert.equal(formatPrice(bad, L), MISSING);
+});
+
+test('changes are signed, with a real minus, and use the decimals of their price', () => {
+  assert.equal(formatChange(0.2, 189.32, L), '+0.20');
+  assert.equal(formatChange(-0.13, 415.13, L), `${MINUS}0.13`);
+  assert.equal(formatChange(-1234.5, 5000, L), `${MINUS}1,234.50`);
+  assert.equal(formatChange(0.0412, 0.51, L), '+0.0412');
+  assert.equal(formatChange(0, 10, L), '0.00');
+  assert.equal(formatChange(-0.001, 10, L), '0.00', 'rounds to zero: no sign');
+  assert.equal(formatChange(undefined, 10, L), MISSING);
+});
+
+test('percent: signed, 2 decimals', () => {
+  assert.equal(formatPercent(0.11, L), '+0.11%');
+  assert.equal(formatPercent(-1.5, L), `${MINUS}1.50%`);
+  assert.equal(formatPercent(0, L), '0.00%');
+  assert.equal(formatPercent(12345.678, L), '+12,345.68%');
+  assert.equal(formatPercent(undefined, L), MISSING);
+});
+
+test('volume: separated below a million, compact above', () => {
+  assert.equal(formatVolume(0, L), '0');
+  assert.equal(formatVolume(45678, L), '45,678');
+  assert.equal(formatVolume(999999, L), '999,999');
+  assert.equal(formatVolume(1_234_567, L), '1.23M');
+  assert.equal(formatVolume(4_500_000_000, L), '4.50B');
+  assert.equal(formatVolume(undefined, L), MISSING);
+  assert.equal(formatInteger(1800, L), '1,800');
+});
+
+test('range, time, duration, direction', () => {
+  assert.equal(formatRange(186.51, 1189.32, L), '186.51 – 1,189.32');
+  assert.equal(formatRange(undefined, 1, L), MISSING);
+  const t = Date.UTC(2025, 10, 25, 14, 3, 9);
+  assert.equal(formatTime(t, { locale: L, timeZone: 'UTC' }), '14:03:09');
+  assert.equal(formatTime(t, { locale: L, timeZone: 'UTC', seconds: false }), '14:03');
+  assert.equal(formatTime(Date.UTC(2025, 0, 1, 0, 5), { locale: L, timeZone: 'UTC' }), '00:05:00', '24-hour clock');
+  assert.equal(formatTime(undefined), MISSING);
+  assert.equal(formatDuration(0.4), '<1 ms');
+  assert.equal(formatDuration(12.4), '12 ms');
+  assert.equal(formatDuration(1500), '1.5 s');
+  assert.equal(formatDuration(null), MISSING);
+  assert.equal(direction(0.01), 1);
+  assert.equal(direction(-3), -1);
+  assert.equal(direction(0), 0);
+  assert.equal(direction(NaN), 0);
+  assert.equal(arrow(1), '▲');
+  assert.equal(arrow(-1), '▼');
+  assert.equal(arrow(0), '');
+});
+
+// --- bars.js ----------------------------------------------------------------
+
+const M = 60_000;
+
+test('BarBuilder: OHLC per minute, volume from the rise of cumulative v', () => {
+  const b = new BarBuilder();
+  assert.equal(b.update({ s: 'X', pc: 10 }), false, 'no trade price yet');
+  assert.equal(b.update({ p: 10, v: 1000, t: 5 * M + 1 }), true);
+  assert.deepEqual(b.bars, [{ t: 5 * M, o: 10, h: 10, l: 10, c: 10, v: 0 }], 'first quote only sets the volume baseline');
+  b.update({ p: 10.5, v: 1100, t: 5 * M + 2 });
+  b.update({ p: 9.8, v: 1150, t: 5 * M + 3 });
+  b.update({ p: 10.1, v: 1200, t: 5 * M + 59_999 });
+  assert.deepEqual(b.bars, [{ t: 5 * M, o: 10, h: 10.5, l: 9.8, c: 10.1, v: 200 }]);
+  b.update({ p: 10.2, v: 1300, t: 6 * M });
+  assert.deepEqual(b.bars[1], { t: 6 * M, o: 10.2, h: 10.2, l: 10.2, c: 10.2, v: 100 });
+  assert.equal(b.volumeAt(5 * M), 200);
+  assert.equal(b.volumeAt(7 * M), 0);
+  const v = b.version;
+  assert.equal(b.update({ p: 10.2, v: 1300, t: 6 * M }), false, 'an identical quote changes nothing');
+  assert.equal(b.version, v);
+});
+
+test('BarBuilder: a volume drop (new session, restarted server) resets the baseline', () => {
+  const b = new BarBuilder();
+  b.update({ p: 10, v: 5000, t: M });
+  b.update({ p: 10, v: 5100, t: M + 1 });
+  b.update({ p: 11, v: 40, t: M + 2 });
+  assert.equal(b.bars[0].v, 100);
+  b.update({ p: 11, v: 90, t: M + 3 });
+  assert.equal(b.bars[0].v, 150);
+});
+
+test('BarBuilder: time going backwards starts over; the bar count is capped', () => {
+  const b = new BarBuilder({ maxBars: 3 });
+  for (let i = 0; i < 5; i += 1) b.update({ p: 10 + i, v: i, t: i * M });
+  assert.deepEqual(b.bars.map((x) => x.t), [2 * M, 3 * M, 4 * M]);
+  b.update({ p: 1, v: 0, t: M });
+  assert.deepEqual(b.bars, [{ t: M, o: 1, h: 1, l: 1, c: 1, v: 0 }]);
+});
+
+test('parseHistory keeps valid bars, sorted and unique; rejects other shapes', () => {
+  assert.equal(parseHistory(null), null);
+  assert.equal(parseHistory({ error: { code: 'not_found' } }), null);
+  const bars = parseHistory({
+    s: 'AAPL',
+    interval: '1m',
+    bars: [
+      { t: 2 * M, o: 2, h: 3, l: 1, c: 2.5, v: 10 },
+      { t: M, o: 1, h: 1, l: 1, c: 1 },
+      { t: 3 * M, o: 'x', h: 1, l: 1, c: 1, v: 1 },
+      null,
+    ],
+  });
+  assert.deepEqual(bars, [{ t: M, o: 1, h: 1, l: 1, c: 1, v: 0 }, { t: 2 * M, o: 2, h: 3, l: 1, c: 2.5, v: 10 }]);
+});
+
+test('mergeBars: history first, the live bar of its last minute extends it, later live bars follow', () => {
+  const hist = [{ t: M, o: 1, h: 2, l: 1, c: 2, v: 10 }, { t: 2 * M, o: 2, h: 3, l: 2, c: 3, v: 20 }];
+  const live = [
+    { t: M, o: 9, h: 9, l: 9, c: 9, v: 99 }, // older than the last history bar: ignored
+    { t: 2 * M, o: 2.5, h: 3.5, l: 1.5, c: 3.2, v: 7 },
+    { t: 3 * M, o: 3.2, h: 3.3, l: 3.1, c: 3.3, v: 4 },
+  ];
+  assert.deepEqual(mergeBars(hist, live, 5), [
+    hist[0],
+    { t: 2 * M, o: 2, h: 3.5, l: 1.5, c: 3.2, v: 22 },
+    live[2],
+  ]);
+  assert.deepEqual(mergeBars([], live), live);
+  assert.deepEqual(mergeBars(hist, []), hist);
+});
+
+test('PriceSamples: one sample per change, at most one per interval, capped', () => {
+  const s = new PriceSamples({ capacity: 3, minIntervalMs: 100 });
+  assert.equal(s.push(undefined, 0), false);
+  assert.equal(s.push(10, 0), true);
+  assert.equal(s.push(10, 500), false, 'unchanged price');
+  s.push(11, 500);
+  s.push(12, 550); // within the interval: replaces 11
+  assert.deepEqual(s.values, [10, 12]);
+  s.push(13, 700);
+  s.push(14, 900);
+  assert.deepEqual(s.values, [12, 13, 14]);
+  s.clear();
+  assert.deepEqual(s.values, []);
+});
+
+test('sparklinePoints scales into the box; a flat series runs through the middle', () => {
+  assert.equal(sparklinePoints([1], 100, 20), '');
+  assert.equal(sparklinePoints([1, 3, 2], 100, 20, 2), '0.0,18.0 50.0,2.0 100.0,10.0');
+  assert.equal(sparklinePoints([5, 5], 10, 20), '0.0,10.0 10.0,10.0');
+});
+
+// --- watchlist.js -----------------------------------------------------------
+
+function memoryStorage(initial = {}) {
+  const data = new Map(Object.entries(initial));
+  return {
+    data,
+    getItem: (k) => (data.has(k) ? data.get(k) : null),
+    setItem: (k, v) => data.set(k, String(v)),
+  };
+}
+
+test('watchlist: default when nothing is stored, stored order otherwise, empty stays empty', () => {
+  assert.deepEqual(loadWatchlist(memoryStorage()), [...DEFAULT_WATCHLIST]);
+  assert.deepEqual(loadWatchlist(null), [...DEFAULT_WATCHLIST]);
+  const st = memoryStorage();
+  assert.equal(saveWatchlist(st, ['TSLA', 'AAPL']), true);
+  assert.equal(st.data.get(STORAGE_KEY), '{"symbols":["TSLA","AAPL"]}');
+  assert.deepEqual(loadWatchlist(st), ['TSLA', 'AAPL']);
+  saveWatchlist(st, []);
+  assert.deepEqual(loadWatchlist(st), []);
+});
+
+test('watchlist: corrupt or hostile stored values are cleaned up', () => {
+  assert.deepEqual(loadWatchlist(memoryStorage({ [STORAGE_KEY]: 'not json' })), [...DEFAULT_WATCHLIST]);
+  assert.deepEqual(loadWatchlist(memoryStorage({ [STORAGE_KEY]: '{"x":1}' })), [...DEFAULT_WATCHLIST]);
+  assert.deepEqual(
+    loadWatchlist(memoryStorage({ [STORAGE_KEY]: JSON.stringify({ symbols: ['aapl', 'AAPL', ' brk.b ', 'A$', 7, '<img>'] }) })),
+    ['AAPL', 'BRK.B'],
+  );
+  assert.deepEqual(loadWatchlist(memoryStorage({ [STORAGE_KEY]: '["msft","nvda"]' })), ['MSFT', 'NVDA'], 'a bare array works too');
+  const throwing = { getItem() { throw new Error('SecurityError'); }, setItem() { throw new Error('QuotaExceededError'); } };
+  assert.deepEqual(loadWatchlist(throwing), [...DEFAULT_WATCHLIST]);
+  assert.equal(saveWatchlist(throwing, ['AAPL']), false);
+});
+
+test('moveSymbol reorders within bounds', () => {
+  const list = ['A', 'B', 'C'];
+  assert.deepEqual(moveSymbol(list, 'C', -1), ['A', 'C', 'B']);
+  assert.deepEqual(moveSymbol(list, 'A', 1), ['B', 'A', 'C']);
+  assert.equal(moveSymbol(list, 'A', -1), list, 'already first');
+  assert.equal(moveSymbol(list, 'Z', 1), list, 'not in the list');
+});
+
+test('isSymbolLike follows the server rule', () => {
+  assert.equal(isSymbolLike('aapl'), true);
+  assert.equal(isSymbolLike(' brk.b '), true);
+  assert.equal(isSymbolLike('A$'), false);
+  assert.equal(isSymbolLike('.A'), false);
+  assert.equal(isSymbolLike(''), false);
+  assert.equal(isSymbolLike('ABCDEFGHIJKLMNOPQ'), false);
+});
+
+test('searchSymbols: by ticker or company name, best matches first', () => {
+  const universe = [
+    { s: 'AAPL', name: 'Apple Inc.' },
+    { s: 'AMAT', name: 'Applied Materials Inc.' },
+    { s: 'PG', name: 'The Procter & Gamble Company' },
+    { s: 'JPM', name: 'JPMorgan Chase & Co.' },
+    { s: 'A', name: 'Agilent Technologies' },
+    { s: 'NFLX', name: 'Netflix Inc.' },
+    { s: 'MA', name: 'Mastercard Incorporated' },
+  ];
+  assert.deepEqual(searchSymbols(universe, ''), []);
+  assert.deepEqual(searchSymbols(universe, 'a').slice(0, 3).map((r) => r.s), ['A', 'AAPL', 'AMAT'], 'exact ticker, then ticker prefixes');
+  assert.deepEqual(searchSymbols(universe, 'appl').map((r) => r.s), ['AAPL', 'AMAT'], 'ticker prefix before name prefix');
+  assert.deepEqual(searchSymbols(universe, 'netfl').map((r) => r.s), ['NFLX']);
+  assert.deepEqual(searchSymbols(universe, 'procter').map((r) => r.s), ['PG'], 'any word of the name');
+  assert.deepEqual(searchSymbols(universe, 'jp morgan').map((r) => r.s), ['JPM'], 'punctuation and spaces are ignored');
+  assert.deepEqual(searchSymbols(universe, 'master').map((r) => r.s), ['MA']);
+  assert.deepEqual(searchSymbols(universe, 'zzz'), []);
+  assert.deepEqual(searchSymbols([...universe, { s: 'INTC', name: 'Intel Corporation' }], 'in').map((r) => r.s), ['INTC'],
+    '"Inc." and "Incorporated" are no word matches');
+  assert.deepEqual(searchSymbols(universe, 'inc.').map((r) => r.s), ['AAPL', 'AMAT', 'NFLX', 'MA'], 'but still substring matches');
+  assert.equal(searchSymbols(universe, 'a', 2).length, 2);
+});
+
+// --- chart.js ---------------------------------------------------------------
+
+test('niceStep picks 1/2/2.5/5 x 10^k', () => {
+  assert.equal(niceStep(10, 5), 2);
+  assert.equal(niceStep(1, 4), 0.25);
+  assert.equal(niceStep(0.037, 4), 0.01);
+  assert.equal(niceStep(730, 5), 200);
+  assert.equal(niceStep(1100, 5), 250);
+  assert.equal(niceStep(0, 5), 1);
+});
+
+test('layoutSlots: a young series sits at the left of a 30-minute window; old bars are cut', () => {
+  const bars = [{ t: 10 * M }, { t: 11 * M }, { t: 13 * M }];
+  assert.deepEqual(layoutSlots(bars, 300, M), { start: 0, t0: 10 * M, slots: 30, slotW: 10 });
+  const many = Array.from({ length: 200 }, (_, i) => ({ t: i * M }));
+  const lay = layoutSlots(many, 500, M); // at most 100 slots of 5 px
+  assert.equal(lay.slots, 100);
+  assert.equal(lay.start, 100);
+  assert.equal(lay.t0, 100 * M);
+});
