@@ -8,7 +8,7 @@ COPY Cargo.toml Cargo.lock ./
 # Stub targets so `cargo build` can resolve and compile only the dependencies.
 RUN mkdir -p src benches config frontend \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs benches/wire_bytes.rs benches/idle_memory.rs benches/ingest_throughput.rs \
+    && touch src/lib.rs benches/wire_bytes.rs benches/idle_memory.rs benches/ingest_throughput.rs benches/security_cost.rs \
     && cargo build --release --locked --bin tickstream \
     && rm -rf src benches
 COPY src ./src
