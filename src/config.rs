@@ -55,6 +55,9 @@ pub struct AuthSettings {
     #[serde(default)]
     pub jwt_secret: Secret,
     pub jwt_public_key_file: String,
+    /// Required `aud` claim; empty = tokens' `aud`, if any, is not checked.
+    #[serde(default)]
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -58,15 +58,27 @@ impl TokenBucket {
 pub struct PerIpRate {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    buckets: Mutex<Buckets>,
 }
+
+struct Buckets {
+    by_ip: HashMap<IpAddr, TokenBucket>,
+    last_sweep: Instant,
+}
+
+/// Table size above which refilled buckets are swept (at most once a second, so a
+/// large table of active addresses costs one scan a second, not one per request).
+const SWEEP_ABOVE: usize = 10_000;
 
 impl PerIpRate {
     pub fn new(rate: f64, burst: f64) -> PerIpRate {
         PerIpRate {
             rate,
             burst,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_ip: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
         }
     }
 
@@ -74,12 +86,16 @@ impl PerIpRate {
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() > 10_000 {
+        if buckets.by_ip.len() > SWEEP_ABOVE
+            && now.duration_since(buckets.last_sweep) > Duration::from_secs(1)
+        {
             // Forget addresses whose buckets have refilled: they are indistinguishable
             // from new ones, and this bounds the table.
-            buckets.retain(|_, bucket| !bucket.is_full_at(now));
+            buckets.by_ip.retain(|_, bucket| !bucket.is_full_at(now));
+            buckets.last_sweep = now;
         }
         let bucket = buckets
+            .by_ip
             .entry(ip)
             .or_insert_with(|| TokenBucket::new(self.rate, self.burst));
         if bucket.try_take(now) {

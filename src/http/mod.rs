@@ -33,26 +33,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/ws", web::get().to(ws_route))
     .route("/ws/ingest", web::get().to(crate::ingest::ws_ingest_route))
+    // Authenticated routes: keys, not addresses, decide who may call them, and a
+    // publisher must not lose batches to an address limit.
+    .route("/api/v1/ticks", web::post().to(ingest::post_ticks))
+    .route(
+        "/api/v1/admin/symbols/{symbol}",
+        web::put().to(admin::put_symbol),
+    )
+    .route(
+        "/api/v1/admin/symbols/{symbol}",
+        web::delete().to(admin::delete_symbol),
+    )
+    .route("/api/v1/admin/sessions", web::get().to(admin::sessions))
+    .route(
+        "/api/v1/admin/sessions/{id}",
+        web::delete().to(admin::kick_session),
+    )
     .service(
-        // Everything under /api is rate limited per client address; probes, metrics
-        // and sockets are not (sockets have their own limits).
+        // The anonymous read routes are rate limited per client address; probes,
+        // metrics and sockets are not (sockets have their own limits).
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(rate_limit::per_ip))
-            .route("/ticks", web::post().to(ingest::post_ticks))
             .route("/symbols", web::get().to(quotes::symbols))
             .route("/quotes", web::get().to(quotes::quotes))
             .route("/quotes/{symbol}", web::get().to(quotes::quote))
             .route("/history/{symbol}", web::get().to(history::history))
-            .route("/admin/symbols/{symbol}", web::put().to(admin::put_symbol))
-            .route(
-                "/admin/symbols/{symbol}",
-                web::delete().to(admin::delete_symbol),
-            )
-            .route("/admin/sessions", web::get().to(admin::sessions))
-            .route(
-                "/admin/sessions/{id}",
-                web::delete().to(admin::kick_session),
-            )
             .default_service(web::to(frontend::not_found)),
     )
     .route("/healthz", web::get().to(health::healthz))

@@ -36,10 +36,12 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<JwtVerifier> {
         let secret = settings.jwt_secret.expose();
+        let audience = settings.audience.as_str();
         if !secret.is_empty() {
             return Ok(JwtVerifier::new(
                 DecodingKey::from_secret(secret.as_bytes()),
                 Algorithm::HS256,
+                audience,
             ));
         }
         let path = &settings.jwt_public_key_file;
@@ -49,17 +51,24 @@ impl JwtVerifier {
         let pem = std::fs::read(path)
             .with_context(|| format!("auth.jwt_public_key_file: cannot read {path}"))?;
         if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-            return Ok(JwtVerifier::new(key, Algorithm::RS256));
+            return Ok(JwtVerifier::new(key, Algorithm::RS256, audience));
         }
         let key = DecodingKey::from_ec_pem(&pem).with_context(|| {
             format!("auth.jwt_public_key_file: {path} is neither an RSA nor an EC public key")
         })?;
-        Ok(JwtVerifier::new(key, Algorithm::ES256))
+        Ok(JwtVerifier::new(key, Algorithm::ES256, audience))
     }
 
-    fn new(key: DecodingKey, algorithm: Algorithm) -> JwtVerifier {
+    fn new(key: DecodingKey, algorithm: Algorithm, audience: &str) -> JwtVerifier {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Identity providers usually set `aud`; check it only when one is configured.
+        if audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        }
         // Expiry is enforced to the second; sessions are also closed at `exp`.
         validation.leeway = 0;
         JwtVerifier { key, validation }
@@ -81,12 +90,37 @@ mod tests {
     use serde_json::json;
 
     fn verifier(secret: &str) -> JwtVerifier {
+        verifier_for(secret, "")
+    }
+
+    fn verifier_for(secret: &str, audience: &str) -> JwtVerifier {
         JwtVerifier::from_settings(&AuthSettings {
             mode: crate::config::AuthMode::Jwt,
             jwt_secret: Secret::new(secret),
             jwt_public_key_file: String::new(),
+            audience: audience.into(),
         })
         .unwrap()
+    }
+
+    #[test]
+    fn audience_is_checked_only_when_configured() {
+        let with_aud = token(
+            "s3cret",
+            json!({"sub":"x","exp":in_an_hour(),"aud":"tickstream"}),
+        );
+        assert!(
+            verifier("s3cret").verify(&with_aud).is_ok(),
+            "aud present, none configured"
+        );
+        assert!(verifier_for("s3cret", "tickstream")
+            .verify(&with_aud)
+            .is_ok());
+        assert!(verifier_for("s3cret", "other").verify(&with_aud).is_err());
+        let without = token("s3cret", json!({"sub":"x","exp":in_an_hour()}));
+        assert!(verifier_for("s3cret", "tickstream")
+            .verify(&without)
+            .is_err());
     }
 
     fn token(secret: &str, claims: serde_json::Value) -> String {

@@ -32,6 +32,7 @@ pub struct SessionEntry {
 struct SessionView<'a> {
     id: &'a str,
     peer: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
     since: i64,
     symbols: usize,

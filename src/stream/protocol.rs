@@ -62,6 +62,19 @@ impl RequestError {
     }
 }
 
+/// Only the `req_id` of a message (to echo it when the message itself is refused
+/// unread, e.g. over the rate limit): a shallow parse that skips every other field.
+pub fn peek_req_id(text: &str) -> Option<ReqId> {
+    #[derive(serde::Deserialize)]
+    struct OnlyReqId {
+        req_id: Option<Value>,
+    }
+    serde_json::from_str::<OnlyReqId>(text)
+        .ok()?
+        .req_id
+        .filter(|id| id.is_number() || id.is_string())
+}
+
 /// Parses one text frame into `(req_id, request)`.
 pub fn parse_request(text: &str) -> Result<(Option<ReqId>, Request), RequestError> {
     let bad = |req_id: Option<ReqId>, message: String| {

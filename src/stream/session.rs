@@ -270,7 +270,7 @@ impl Session {
         if !self.within_budget()? {
             let limits = &self.ctx.limits;
             let error = RequestError::new(
-                None,
+                super::protocol::peek_req_id(text),
                 ErrorCode::RateLimited,
                 format!(
                     "more than {} messages a second (burst {}); this one was dropped",

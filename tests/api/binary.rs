@@ -192,3 +192,43 @@ async fn replay_command_plays_a_recording_as_the_feed() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[actix_web::test]
+async fn healthcheck_speaks_tls_when_the_server_does() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("tickstream-hc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let with_tls = |command: &mut Command| {
+        command
+            .env("TICKSTREAM__SERVER__PORT", port.to_string())
+            .env("TICKSTREAM__TLS__CERT_FILE", &cert_path)
+            .env("TICKSTREAM__TLS__KEY_FILE", &key_path);
+    };
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+    with_tls(&mut server);
+    let mut child = server.stdout(Stdio::null()).spawn().unwrap();
+    let mut healthy = false;
+    for _ in 0..100 {
+        let mut probe = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+        with_tls(&mut probe);
+        if probe
+            .arg("healthcheck")
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(healthy, "the TLS server passes its healthcheck");
+}

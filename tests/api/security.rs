@@ -209,7 +209,13 @@ async fn a_flooding_client_is_limited_then_closed_while_another_streams_undistur
         .unwrap()
         {
             Frame::Json(m) if m["type"] == "pong" => pongs += 1,
-            Frame::Json(m) if m["code"] == "rate_limited" => limited += 1,
+            Frame::Json(m) if m["code"] == "rate_limited" => {
+                assert!(
+                    m["req_id"].is_i64(),
+                    "the refused message's req_id is echoed: {m}"
+                );
+                limited += 1
+            }
             Frame::Json(m) => panic!("unexpected {m}"),
             Frame::Close(code) => break code,
         }
@@ -309,6 +315,11 @@ async fn connection_attempts_and_rest_requests_are_rate_limited_per_address() {
         .unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     assert_eq!(app.get("/healthz").await.0, 200, "probes are not limited");
+    let (status, _) = app.publish(json!([{"symbol":"AAPL","price":1}])).await;
+    assert_eq!(
+        status, 200,
+        "authenticated publishers are not limited by address"
+    );
 }
 
 #[actix_web::test]
