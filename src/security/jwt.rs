@@ -104,6 +104,42 @@ mod tests {
     }
 
     #[test]
+    fn public_key_files_verify_es256_tokens() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let dir = std::env::temp_dir().join(format!("tickstream-es256-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let public = dir.join("public.pem");
+        std::fs::write(&public, pair.public_key_pem()).unwrap();
+        let verifier = JwtVerifier::from_settings(&AuthSettings {
+            mode: crate::config::AuthMode::Jwt,
+            jwt_secret: Secret::default(),
+            jwt_public_key_file: public.display().to_string(),
+            audience: String::new(),
+        })
+        .unwrap();
+        let signing = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let claims = json!({"sub":"es","exp":in_an_hour()});
+        let good = encode(
+            &Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &signing,
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&good).unwrap().sub, "es");
+        // An HS256 token cannot pass as ES256 (algorithm confusion).
+        assert!(verifier.verify(&token("s3cret", claims)).is_err());
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let forged = encode(
+            &Header::new(jsonwebtoken::Algorithm::ES256),
+            &json!({"sub":"es","exp":in_an_hour()}),
+            &EncodingKey::from_ec_pem(other.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(verifier.verify(&forged).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn audience_is_checked_only_when_configured() {
         let with_aud = token(
             "s3cret",
