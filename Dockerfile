@@ -6,9 +6,10 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # Stub targets so `cargo build` can resolve and compile only the dependencies.
-RUN mkdir -p src benches config frontend \
+RUN mkdir -p src/bin benches config frontend \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs benches/wire_bytes.rs benches/idle_memory.rs benches/ingest_throughput.rs benches/security_cost.rs \
+    && echo 'fn main() {}' > src/bin/tickstream-bench.rs \
+    && touch src/lib.rs benches/wire_bytes.rs benches/idle_memory.rs benches/ingest_throughput.rs benches/security_cost.rs benches/hot_path.rs \
     && cargo build --release --locked --bin tickstream \
     && rm -rf src benches
 COPY src ./src

@@ -1,0 +1,551 @@
+//! `tickstream-bench`: the load generator.
+//!
+//! N viewers, each subscribed to K random symbols of a universe of U, and one
+//! publisher over `/ws/ingest` at R ticks per second whose ticks carry `ts` = send
+//! time, so a viewer's "staleness" (receive time minus the quote's `t`) is the
+//! end-to-end delay including conflation. Connections ramp at a set rate and can be
+//! spread over several loopback source addresses (a process holds at most ~19,900
+//! sockets here; run several generators for more). Reports a human table and one
+//! JSON line. All traffic goes to the given server (use loopback addresses).
+//!
+//! ```sh
+//! tickstream-bench --viewers 10000 --symbols-per-viewer 20 --universe 500 \
+//!   --ticks-per-second 10000 --max-hz 4 --deflate --publisher-key KEY \
+//!   --admin-key ADMIN --server-pid $(pgrep -x tickstream) --seconds 30
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use flate2::{Decompress, FlushDecompress};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use rand::Rng;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Load generator for tickstream: viewers, a publisher, staleness and cost")]
+struct Args {
+    /// The server's address (host:port), plain ws/http.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    server: String,
+    /// Viewers to connect.
+    #[arg(long, default_value_t = 1000)]
+    viewers: usize,
+    /// Symbols each viewer subscribes to (random, distinct).
+    #[arg(long, default_value_t = 20)]
+    symbols_per_viewer: usize,
+    /// Size of the universe the viewers and the publisher pick from.
+    #[arg(long, default_value_t = 100)]
+    universe: usize,
+    /// Ticks per second from the publisher (0 = no publisher; e.g. use the simulator).
+    #[arg(long, default_value_t = 1000)]
+    ticks_per_second: u32,
+    /// Ask for compression=deflate.
+    #[arg(long)]
+    deflate: bool,
+    /// Each viewer's update rate (sent as {"op":"set"}).
+    #[arg(long, default_value_t = 4.0)]
+    max_hz: f64,
+    /// New connections per second while ramping up.
+    #[arg(long, default_value_t = 2000)]
+    ramp: u32,
+    /// Comma-separated local source addresses for viewer sockets (127.0.0.x).
+    #[arg(long, default_value = "127.0.0.1")]
+    sources: String,
+    /// Seconds to wait after the ramp before measuring.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Publisher key (TICKSTREAM__INGEST__PUBLISHER_KEYS) for the publisher.
+    #[arg(long, env = "TICKSTREAM_BENCH_PUBLISHER_KEY")]
+    publisher_key: Option<String>,
+    /// Admin key, to create the universe's symbols when the server has fewer.
+    #[arg(long, env = "TICKSTREAM_BENCH_ADMIN_KEY")]
+    admin_key: Option<String>,
+    /// The server's pid, to report its CPU time and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// A viewer token, when the server has auth on.
+    #[arg(long)]
+    token: Option<String>,
+    /// Generator threads. One thread must not be the bottleneck it measures: with
+    /// thousands of deflate viewers use 2 (the server and the generator then share
+    /// the machine's cores, as in the targets).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Everything the viewers count, behind one mutex (taken once per received message).
+struct Stats {
+    measuring: bool,
+    connected: usize,
+    connect_errors: usize,
+    disconnects: usize,
+    messages: u64,
+    symbol_updates: u64,
+    wire_bytes: u64,
+    staleness_ms: Histogram<u64>,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            measuring: false,
+            connected: 0,
+            connect_errors: 0,
+            disconnects: 0,
+            messages: 0,
+            symbol_updates: 0,
+            wire_bytes: 0,
+            staleness_ms: Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
+        }
+    }
+
+    fn start_measuring(&mut self) {
+        self.measuring = true;
+        self.messages = 0;
+        self.symbol_updates = 0;
+        self.wire_bytes = 0;
+        self.staleness_ms.reset();
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Server frames are unmasked: 2 header bytes under 126, 4 under 65,536, else 10.
+fn frame_overhead(len: usize) -> u64 {
+    match len {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
+    }
+}
+
+/// Counts the quotes of an `update` and records each quote's staleness, by scanning
+/// the text rather than parsing it (the generator must stay cheaper than the server).
+fn record_update(text: &[u8], now: i64, stats: &mut Stats) {
+    if !text.starts_with(b"{\"type\":\"update\"") {
+        return;
+    }
+    let mut rest = text;
+    while let Some(at) = find(rest, b"\"t\":") {
+        rest = &rest[at + 4..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if let Ok(t) = std::str::from_utf8(&rest[..digits])
+            .unwrap_or("")
+            .parse::<i64>()
+        {
+            stats.symbol_updates += 1;
+            let _ = stats.staleness_ms.record((now - t).max(1) as u64);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+type Shared = Arc<Mutex<Stats>>;
+
+fn lock(stats: &Shared) -> MutexGuard<'_, Stats> {
+    stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn viewer(args: Arc<Args>, source: IpAddr, symbols: Vec<String>, stats: Shared) {
+    let server: SocketAddr = match args.server.parse() {
+        Ok(address) => address,
+        Err(_) => {
+            lock(&stats).connect_errors += 1;
+            return;
+        }
+    };
+    let connected = async {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(server).await?;
+        stream.set_nodelay(true)?;
+        let mut url = format!("ws://{}/ws?symbols={}", args.server, symbols.join(","));
+        if args.deflate {
+            url.push_str("&compression=deflate");
+        }
+        if let Some(token) = &args.token {
+            url.push_str(&format!("&token={token}"));
+        }
+        let request = url.into_client_request().map_err(std::io::Error::other)?;
+        let (ws, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>(ws)
+    }
+    .await;
+    let mut ws = match connected {
+        Ok(ws) => ws,
+        Err(_) => {
+            lock(&stats).connect_errors += 1;
+            return;
+        }
+    };
+    lock(&stats).connected += 1;
+    let set = format!(r#"{{"op":"set","max_hz":{}}}"#, args.max_hz);
+    if ws.send(Message::Text(set)).await.is_err() {
+        lock(&stats).disconnects += 1;
+        return;
+    }
+    let mut inflater = Decompress::new(false);
+    let mut plain = Vec::with_capacity(16 * 1024);
+    while let Some(frame) = ws.next().await {
+        let now = now_ms();
+        let (wire, text): (usize, &[u8]) = match &frame {
+            Ok(Message::Text(text)) => (text.len(), text.as_bytes()),
+            Ok(Message::Binary(bytes)) => {
+                plain.clear();
+                let start = inflater.total_in();
+                loop {
+                    let used = (inflater.total_in() - start) as usize;
+                    if used == bytes.len() && plain.len() < plain.capacity() {
+                        break;
+                    }
+                    plain.reserve(16 * 1024);
+                    if inflater
+                        .decompress_vec(&bytes[used..], &mut plain, FlushDecompress::Sync)
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                (bytes.len(), plain.as_slice())
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        let mut stats = lock(&stats);
+        if stats.measuring {
+            stats.messages += 1;
+            stats.wire_bytes += wire as u64 + frame_overhead(wire);
+            record_update(text, now, &mut stats);
+        }
+    }
+    let mut stats = lock(&stats);
+    stats.disconnects += 1;
+    stats.connected -= 1;
+}
+
+/// Publishes R ticks a second in 10 ms batches with `ts` = send time; returns the
+/// count the server acknowledged as accepted.
+async fn publisher(args: Arc<Args>, universe: Arc<Vec<String>>, until: Instant) -> u64 {
+    let Some(key) = args.publisher_key.clone() else {
+        return 0;
+    };
+    let mut request = format!("ws://{}/ws/ingest", args.server)
+        .into_client_request()
+        .expect("a valid URL");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {key}").parse().expect("a valid header"),
+    );
+    let Ok((socket, _)) = tokio_tungstenite::connect_async(request).await else {
+        eprintln!("publisher: cannot connect to /ws/ingest");
+        return 0;
+    };
+    let (mut tx, mut rx) = socket.split();
+    let acks = tokio::spawn(async move {
+        let mut accepted = 0u64;
+        while let Some(Ok(Message::Text(text))) = rx.next().await {
+            if let Some(at) = text.find("\"accepted\":") {
+                let digits: String = text[at + 11..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                accepted += digits.parse::<u64>().unwrap_or(0);
+            }
+        }
+        accepted
+    });
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut carry = 0.0;
+    let mut prices: Vec<u64> = universe.iter().map(|_| 10_000).collect();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let mut req_id = 0u64;
+    while Instant::now() < until {
+        ticker.tick().await;
+        carry += f64::from(args.ticks_per_second) / 100.0;
+        let count = carry.floor() as usize;
+        carry -= count as f64;
+        if count == 0 {
+            continue;
+        }
+        let ts = now_ms();
+        let mut body = String::with_capacity(count * 110 + 64);
+        req_id += 1;
+        body.push_str(&format!(r#"{{"op":"publish","req_id":{req_id},"ticks":["#));
+        for i in 0..count {
+            let s = rng.random_range(0..universe.len());
+            let cents = &mut prices[s];
+            *cents = (*cents as i64 + rng.random_range(-3..=3)).max(100) as u64;
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"symbol":"{}","price":{}.{:02},"size":{},"bid":{}.{:02},"ask":{}.{:02},"ts":{ts}}}"#,
+                universe[s],
+                *cents / 100,
+                *cents % 100,
+                rng.random_range(1..10) * 100,
+                (*cents - 1) / 100,
+                (*cents - 1) % 100,
+                (*cents + 1) / 100,
+                (*cents + 1) % 100,
+            ));
+        }
+        body.push_str("]}");
+        if tx.send(Message::Text(body)).await.is_err() {
+            eprintln!("publisher: socket closed");
+            break;
+        }
+    }
+    let _ = tx.close().await;
+    acks.await.unwrap_or(0)
+}
+
+/// A blocking HTTP/1.1 request on loopback; returns (status, body).
+fn http(
+    server: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(server)?;
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {server}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// The first `size` symbols of the server's universe, creating `LOADnnnn` symbols
+/// through the admin API when it has fewer.
+fn universe(args: &Args) -> anyhow::Result<Vec<String>> {
+    let (status, body) = http(&args.server, "GET", "/api/v1/symbols", None, "")?;
+    anyhow::ensure!(status == 200, "GET /api/v1/symbols answered {status}");
+    let body: serde_json::Value = serde_json::from_str(&body)?;
+    let mut symbols: Vec<String> = body["symbols"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s["s"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut n = 0;
+    while symbols.len() < args.universe {
+        let key = args.admin_key.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the server has {} symbols; pass --admin-key to create more",
+                symbols.len()
+            )
+        })?;
+        n += 1;
+        let name = format!("LOAD{n:04}");
+        if symbols.contains(&name) {
+            continue;
+        }
+        let (status, _) = http(
+            &args.server,
+            "PUT",
+            &format!("/api/v1/admin/symbols/{name}"),
+            Some(key),
+            r#"{"name":"Load test","pc":100}"#,
+        )?;
+        anyhow::ensure!(
+            status == 201 || status == 200,
+            "creating {name} answered {status}"
+        );
+        symbols.push(name);
+    }
+    symbols.truncate(args.universe);
+    Ok(symbols)
+}
+
+/// CPU seconds (user + system) and RSS in KiB of a process.
+fn process_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((ticks / 100.0, rss))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    let sources: Vec<IpAddr> = args
+        .sources
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let universe = Arc::new(universe(&args)?);
+    anyhow::ensure!(
+        args.symbols_per_viewer <= universe.len(),
+        "symbols-per-viewer exceeds the universe"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let stats: Shared = Arc::new(Mutex::new(Stats::new()));
+    let report = runtime.block_on(async {
+        let started = Instant::now();
+        // Ramp: spawn viewers at the configured rate.
+        let mut rng = rand::rng();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(args.ramp.max(1)));
+        for i in 0..args.viewers {
+            let picked: Vec<String> = rand::seq::index::sample(&mut rng, universe.len(), args.symbols_per_viewer)
+                .into_iter()
+                .map(|j| universe[j].clone())
+                .collect();
+            let source = sources[i % sources.len()];
+            tokio::spawn(viewer(args.clone(), source, picked, stats.clone()));
+            if i % 50 == 49 {
+                tokio::time::sleep(interval * 50).await;
+            }
+        }
+        // Wait for the ramp to settle (every viewer connected or failed).
+        let settle_until = Instant::now() + Duration::from_secs(60);
+        while {
+            let s = lock(&stats);
+            s.connected + s.connect_errors < args.viewers && Instant::now() < settle_until
+        } {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ramp_seconds = started.elapsed().as_secs_f64();
+        let measure_end = Instant::now() + Duration::from_secs(args.warmup + args.seconds);
+        let publisher = tokio::spawn(publisher(args.clone(), universe.clone(), measure_end));
+        tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+        let usage_before = args.server_pid.and_then(process_usage);
+        lock(&stats).start_measuring();
+        let window = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        let elapsed = window.elapsed().as_secs_f64();
+        let usage_after = args.server_pid.and_then(process_usage);
+        lock(&stats).measuring = false;
+        let accepted = publisher.await.unwrap_or(0);
+        let s = lock(&stats);
+        let q = |p: f64| s.staleness_ms.value_at_quantile(p);
+        serde_json::json!({
+            "viewers": args.viewers,
+            "symbols_per_viewer": args.symbols_per_viewer,
+            "universe": universe.len(),
+            "ticks_per_second": args.ticks_per_second,
+            "max_hz": args.max_hz,
+            "deflate": args.deflate,
+            "generator_threads": args.threads,
+            "ramp_seconds": (ramp_seconds * 10.0).round() / 10.0,
+            "connections_held": s.connected,
+            "connect_errors": s.connect_errors,
+            "disconnects": s.disconnects,
+            "ticks_accepted": accepted,
+            "messages_per_second": (s.messages as f64 / elapsed).round(),
+            "symbol_updates_per_second": (s.symbol_updates as f64 / elapsed).round(),
+            "wire_bytes_per_symbol_update": ((s.wire_bytes as f64 / s.symbol_updates.max(1) as f64) * 10.0).round() / 10.0,
+            "staleness_ms": {
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p99.9": q(0.999), "max": s.staleness_ms.max(),
+                "samples": s.staleness_ms.len(),
+            },
+            "server_cpu_cores": match (usage_before, usage_after) {
+                (Some((a, _)), Some((b, _))) => serde_json::json!(((b - a) / elapsed * 1000.0).round() / 1000.0),
+                _ => serde_json::Value::Null,
+            },
+            "server_rss_kib": usage_after.map(|(_, rss)| rss),
+            "measured_seconds": (elapsed * 10.0).round() / 10.0,
+        })
+    });
+    print_table(&report);
+    println!("{report}");
+    std::process::exit(0);
+}
+
+fn print_table(r: &serde_json::Value) {
+    let rows = [
+        (
+            "viewers x symbols (universe)",
+            format!(
+                "{} x {} ({})",
+                r["viewers"], r["symbols_per_viewer"], r["universe"]
+            ),
+        ),
+        (
+            "ticks/s, max_hz, deflate",
+            format!(
+                "{}, {}, {}",
+                r["ticks_per_second"], r["max_hz"], r["deflate"]
+            ),
+        ),
+        ("connections held", r["connections_held"].to_string()),
+        (
+            "connect errors / disconnects",
+            format!("{} / {}", r["connect_errors"], r["disconnects"]),
+        ),
+        ("ticks accepted", r["ticks_accepted"].to_string()),
+        ("messages/s", r["messages_per_second"].to_string()),
+        (
+            "symbol-updates/s",
+            r["symbol_updates_per_second"].to_string(),
+        ),
+        (
+            "wire bytes per symbol-update",
+            r["wire_bytes_per_symbol_update"].to_string(),
+        ),
+        (
+            "staleness ms p50/p90/p99/p99.9/max",
+            format!(
+                "{}/{}/{}/{}/{}",
+                r["staleness_ms"]["p50"],
+                r["staleness_ms"]["p90"],
+                r["staleness_ms"]["p99"],
+                r["staleness_ms"]["p99.9"],
+                r["staleness_ms"]["max"]
+            ),
+        ),
+        ("server CPU (cores)", r["server_cpu_cores"].to_string()),
+        ("server RSS (KiB)", r["server_rss_kib"].to_string()),
+    ];
+    println!("| metric | value |\n|---|---|");
+    for (name, value) in rows {
+        println!("| {name} | {value} |");
+    }
+}
