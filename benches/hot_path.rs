@@ -335,10 +335,13 @@ fn bench_deflate(c: &mut Criterion) {
     let mut group = c.benchmark_group("deflate");
     group.throughput(Throughput::Elements(1));
     for (name, level, dictionary) in [
-        ("shared_l1_dict4096", 1, 4096),
-        ("shared_l1_dict0", 1, 0),
-        ("shared_l1_dict32768", 1, 32 * 1024),
-        ("shared_l6_dict4096", 6, 4096),
+        // Level 1: the per-connection fast encoder (history window as "dictionary").
+        ("fast_l1_window4096", 1, 4096),
+        ("fast_l1_window0", 1, 0),
+        ("fast_l1_window32768", 1, 32 * 1024),
+        // Levels 2-9: the shared zlib compressor primed with the history.
+        ("primed_zlib_l2_dict4096", 2, 4096),
+        ("primed_zlib_l6_dict4096", 6, 4096),
     ] {
         // One pass over the cycle: fills the dictionary, checks that one inflater
         // decodes the connection, and measures the compressed size.

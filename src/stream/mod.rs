@@ -1,12 +1,14 @@
 //! `GET /ws`: the viewer stream (contract §2).
 
 mod codec;
+mod fast_deflate;
 mod inbound;
 mod protocol;
 mod session;
 mod subscriptions;
 
 pub use codec::{CompressionMode, DeflateStream};
+pub use fast_deflate::FastDeflate;
 pub use inbound::{Fault, Inbound, InboundFrames};
 pub use protocol::{parse_request, ErrorCode, Request, RequestError};
 pub use subscriptions::{FlushStats, Subscriptions};

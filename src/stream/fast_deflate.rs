@@ -1,0 +1,347 @@
+//! A small DEFLATE encoder for one connection's stream of short, similar messages.
+//!
+//! Each message is LZ77-matched against the connection's last few KiB of plaintext
+//! (which the client's inflater window already holds) and itself, then written as
+//! one fixed-Huffman block followed by a sync flush (an empty stored block, ending in
+//! `00 00 FF FF`), so every message ends byte-aligned and decodes on its own with the
+//! connection's single inflater (RFC 1951).
+//!
+//! Why not zlib: a zlib compressor per connection costs ~300 KB; the shared,
+//! primed zlib compressor (codec.rs) costs ~6 µs a message, mostly resetting a fixed
+//! 64 Ki-entry hash table and re-hashing the dictionary (docs/BENCHMARKS.md). Here the
+//! per-connection state is the history plus a 1,024-entry table of absolute positions
+//! that stays valid across messages, so nothing is reset or re-hashed. Fixed Huffman
+//! codes are what zlib's fastest level uses too; for messages of a few hundred bytes a
+//! dynamic table's header would cost more than it saves.
+
+/// Hash table size: 1,024 positions (4 KiB per connection).
+const HASH_BITS: u32 = 10;
+const MIN_MATCH: usize = 4;
+const MAX_MATCH: usize = 258;
+/// The largest distance DEFLATE allows (the inflater's window).
+const MAX_DISTANCE: usize = 32 * 1024;
+
+const LENGTH_BASE: [u16; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LENGTH_EXTRA: [u8; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+const DISTANCE_BASE: [u16; 30] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
+const DISTANCE_EXTRA: [u8; 30] = [
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
+    13,
+];
+
+/// The encoder state of one connection.
+#[derive(Debug)]
+pub struct FastDeflate {
+    window: usize,
+    /// The last `window` bytes of plaintext sent.
+    history: Vec<u8>,
+    /// Hash of 4 bytes -> absolute stream position + 1 (0 = empty). Allocated on the
+    /// first message.
+    head: Box<[u32]>,
+    /// Bytes of plaintext sent so far (absolute position of the next byte).
+    total: u32,
+}
+
+impl FastDeflate {
+    /// `window`: plaintext kept for matching, at most 32 KiB.
+    pub fn new(window: usize) -> FastDeflate {
+        FastDeflate {
+            window: window.min(MAX_DISTANCE),
+            history: Vec::new(),
+            head: Box::new([]),
+            total: 0,
+        }
+    }
+
+    /// Bytes of per-connection state.
+    pub fn state_bytes(&self) -> usize {
+        self.history.capacity() + self.head.len() * 4
+    }
+
+    /// Appends the compressed form of `message` to `out`, ending with a sync flush.
+    pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        SCRATCH.with_borrow_mut(|scratch| self.compress_with(message, out, scratch));
+    }
+
+    /// `scratch` holds history + message while encoding (one buffer per thread), so
+    /// the connection keeps exactly `window` bytes between messages.
+    fn compress_with(&mut self, message: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        if self.head.is_empty() {
+            self.head = vec![0u32; 1 << HASH_BITS].into_boxed_slice();
+            self.history.reserve_exact(self.window);
+        }
+        // Positions wrap after 4 GiB of plaintext: start the table afresh then (the
+        // history bytes stay valid; they are just not indexed).
+        if self.total.checked_add(message.len() as u32 + 1).is_none() {
+            self.head.fill(0);
+            self.total = 0;
+        }
+        let history_len = self.history.len();
+        // Absolute position of history[0].
+        let base = self.total - history_len as u32;
+        scratch.clear();
+        scratch.extend_from_slice(&self.history);
+        scratch.extend_from_slice(message);
+        let buf = scratch.as_slice();
+        let mut bits = BitWriter::new(out, message.len() / 2 + 16);
+        // Block header: BFINAL = 0, BTYPE = 01 (fixed Huffman).
+        bits.put(0b010, 3);
+        let mut i = history_len;
+        while i < buf.len() {
+            if i + MIN_MATCH <= buf.len() {
+                let h = hash(&buf[i..i + MIN_MATCH]);
+                let candidate = self.head[h];
+                self.head[h] = base + i as u32 + 1;
+                if let Some(length) = match_at(buf, base, candidate, i) {
+                    let distance = i - (candidate - 1 - base) as usize;
+                    bits.put_match(length, distance);
+                    i += length;
+                    // Index only the match's last position (as zlib's fastest level
+                    // skips the inside of matches): hashing every covered byte cost
+                    // more than the few matches it found.
+                    if i >= 1 && i - 1 + MIN_MATCH <= buf.len() {
+                        self.head[hash(&buf[i - 1..i - 1 + MIN_MATCH])] = base + i as u32;
+                    }
+                    continue;
+                }
+            }
+            bits.put_literal(buf[i]);
+            i += 1;
+        }
+        // End of block, then the sync flush: an empty stored block, byte-aligned.
+        bits.put(0, 7);
+        bits.put(0, 3);
+        bits.align();
+        bits.out.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+        self.total += message.len() as u32;
+        let keep = buf.len().min(self.window);
+        self.history.clear();
+        self.history.extend_from_slice(&buf[buf.len() - keep..]);
+    }
+}
+
+thread_local! {
+    /// History + the message being encoded; grows to the largest message sent.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn hash(bytes: &[u8]) -> usize {
+    let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    (word.wrapping_mul(2_654_435_761) >> (32 - HASH_BITS)) as usize
+}
+
+/// The length of a usable match for position `i` at the candidate's position, if any.
+/// Candidates before `base` were trimmed from the history and are skipped.
+fn match_at(buf: &[u8], base: u32, candidate: u32, i: usize) -> Option<usize> {
+    let candidate = candidate.checked_sub(1)?;
+    let from = candidate.checked_sub(base)? as usize;
+    if from >= i || i - from > MAX_DISTANCE {
+        return None;
+    }
+    let limit = (buf.len() - i).min(MAX_MATCH);
+    // Eight bytes at a time, then the first differing byte from the XOR. The source
+    // may overlap the target (distance < length), which DEFLATE allows.
+    let mut length = 0;
+    while length + 8 <= limit {
+        let a = u64::from_le_bytes(
+            buf[from + length..from + length + 8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let b = u64::from_le_bytes(buf[i + length..i + length + 8].try_into().expect("8 bytes"));
+        let diff = a ^ b;
+        if diff != 0 {
+            length += (diff.trailing_zeros() / 8) as usize;
+            return (length >= MIN_MATCH).then_some(length);
+        }
+        length += 8;
+    }
+    while length < limit && buf[from + length] == buf[i + length] {
+        length += 1;
+    }
+    (length >= MIN_MATCH).then_some(length)
+}
+
+/// Writes bits least-significant first, as DEFLATE packs them.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    accumulator: u64,
+    count: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>, expected: usize) -> BitWriter<'a> {
+        out.reserve(expected);
+        BitWriter {
+            out,
+            accumulator: 0,
+            count: 0,
+        }
+    }
+
+    fn put(&mut self, value: u32, bits: u32) {
+        self.accumulator |= u64::from(value) << self.count;
+        self.count += bits;
+        while self.count >= 8 {
+            self.out.push(self.accumulator as u8);
+            self.accumulator >>= 8;
+            self.count -= 8;
+        }
+    }
+
+    /// A Huffman code, given MSB-first as the RFC lists it.
+    fn put_code(&mut self, code: u32, bits: u32) {
+        self.put(code.reverse_bits() >> (32 - bits), bits);
+    }
+
+    fn put_literal(&mut self, byte: u8) {
+        let b = u32::from(byte);
+        if b < 144 {
+            self.put_code(0x30 + b, 8);
+        } else {
+            self.put_code(0x190 + (b - 144), 9);
+        }
+    }
+
+    fn put_length_symbol(&mut self, symbol: u32) {
+        if symbol < 280 {
+            self.put_code(symbol - 256, 7);
+        } else {
+            self.put_code(0xc0 + (symbol - 280), 8);
+        }
+    }
+
+    fn put_match(&mut self, length: usize, distance: usize) {
+        let code = LENGTH_BASE.partition_point(|&b| usize::from(b) <= length) - 1;
+        self.put_length_symbol(257 + code as u32);
+        let extra = LENGTH_EXTRA[code];
+        if extra > 0 {
+            self.put(
+                (length - usize::from(LENGTH_BASE[code])) as u32,
+                u32::from(extra),
+            );
+        }
+        let code = DISTANCE_BASE.partition_point(|&b| usize::from(b) <= distance) - 1;
+        self.put_code(code as u32, 5);
+        let extra = DISTANCE_EXTRA[code];
+        if extra > 0 {
+            self.put(
+                (distance - usize::from(DISTANCE_BASE[code])) as u32,
+                u32::from(extra),
+            );
+        }
+    }
+
+    /// Pads to a byte boundary with zero bits.
+    fn align(&mut self) {
+        if self.count > 0 {
+            self.out.push(self.accumulator as u8);
+            self.accumulator = 0;
+            self.count = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Decompress, FlushDecompress};
+    use proptest::prelude::*;
+
+    fn inflate(inflater: &mut Decompress, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len() * 16 + 1024);
+        let start = inflater.total_in();
+        loop {
+            let used = (inflater.total_in() - start) as usize;
+            if used == input.len() && out.len() < out.capacity() {
+                return out;
+            }
+            out.reserve(64 * 1024);
+            inflater
+                .decompress_vec(&input[used..], &mut out, FlushDecompress::Sync)
+                .expect("a valid DEFLATE stream");
+        }
+    }
+
+    #[test]
+    fn one_inflater_decodes_a_stream_of_similar_messages() {
+        let mut encoder = FastDeflate::new(4096);
+        let mut inflater = Decompress::new(false);
+        let (mut plain, mut wire) = (0, 0);
+        for i in 0..500 {
+            let message = format!(
+                "{{\"type\":\"update\",\"seq\":{i},\"quotes\":[{{\"s\":\"AAPL\",\"p\":189.{:02},\"v\":{},\"t\":17640720{:05}}}]}}\n",
+                i % 100,
+                i * 137,
+                i * 41
+            );
+            let mut out = Vec::new();
+            encoder.compress(message.as_bytes(), &mut out);
+            assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+            assert_eq!(
+                inflate(&mut inflater, &out),
+                message.as_bytes(),
+                "message {i}"
+            );
+            plain += message.len();
+            wire += out.len();
+        }
+        assert!(wire * 3 < plain, "{wire} of {plain}");
+        assert_eq!(
+            encoder.state_bytes(),
+            4096 + 4096,
+            "history window + hash table"
+        );
+    }
+
+    #[test]
+    fn long_runs_high_bytes_and_empty_messages() {
+        let mut encoder = FastDeflate::new(32 * 1024);
+        let mut inflater = Decompress::new(false);
+        let mut messages: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![b'a'; 10_000],
+            (0..=255u8).cycle().take(70_000).collect(),
+            "héllo wörld €".repeat(300).into_bytes(),
+            vec![0xff; 3],
+        ];
+        messages.push(messages[2].clone());
+        for message in &messages {
+            let mut out = Vec::new();
+            encoder.compress(message, &mut out);
+            assert_eq!(&inflate(&mut inflater, &out), message);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_sequence_of_messages_round_trips(
+            messages in prop::collection::vec(
+                prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..600),
+                    prop::collection::vec(prop::sample::select(b"{}\":,0123456789.AB".to_vec()), 0..2000),
+                ],
+                1..20,
+            ),
+            window in prop::sample::select(vec![0usize, 1, 64, 4096, 32768]),
+        ) {
+            let mut encoder = FastDeflate::new(window);
+            let mut inflater = Decompress::new(false);
+            for message in &messages {
+                let mut out = Vec::new();
+                encoder.compress(message, &mut out);
+                prop_assert_eq!(&inflate(&mut inflater, &out), message);
+            }
+        }
+    }
+}
