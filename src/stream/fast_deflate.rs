@@ -170,6 +170,23 @@ fn match_at(buf: &[u8], base: u32, candidate: u32, i: usize) -> Option<usize> {
     (length >= MIN_MATCH).then_some(length)
 }
 
+/// Fixed-Huffman literal codes, already bit-reversed for the LSB-first stream, with
+/// their lengths: 0-143 use 8 bits from 0x30, 144-255 use 9 bits from 0x190.
+const LITERAL_CODES: [(u16, u8); 256] = {
+    let mut table = [(0u16, 0u8); 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (code, bits) = if byte < 144 {
+            (0x30 + byte as u32, 8)
+        } else {
+            (0x190 + (byte as u32 - 144), 9)
+        };
+        table[byte] = ((code.reverse_bits() >> (32 - bits)) as u16, bits as u8);
+        byte += 1;
+    }
+    table
+};
+
 /// Writes bits least-significant first, as DEFLATE packs them.
 struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
@@ -190,10 +207,12 @@ impl<'a> BitWriter<'a> {
     fn put(&mut self, value: u32, bits: u32) {
         self.accumulator |= u64::from(value) << self.count;
         self.count += bits;
-        while self.count >= 8 {
-            self.out.push(self.accumulator as u8);
-            self.accumulator >>= 8;
-            self.count -= 8;
+        // Flush whole 32-bit words: one copy instead of up to four pushes.
+        if self.count >= 32 {
+            self.out
+                .extend_from_slice(&(self.accumulator as u32).to_le_bytes());
+            self.accumulator >>= 32;
+            self.count -= 32;
         }
     }
 
@@ -203,12 +222,8 @@ impl<'a> BitWriter<'a> {
     }
 
     fn put_literal(&mut self, byte: u8) {
-        let b = u32::from(byte);
-        if b < 144 {
-            self.put_code(0x30 + b, 8);
-        } else {
-            self.put_code(0x190 + (b - 144), 9);
-        }
+        let (code, bits) = LITERAL_CODES[usize::from(byte)];
+        self.put(u32::from(code), u32::from(bits));
     }
 
     fn put_length_symbol(&mut self, symbol: u32) {
@@ -240,13 +255,14 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// Pads to a byte boundary with zero bits.
+    /// Pads to a byte boundary with zero bits, writing out everything pending.
     fn align(&mut self) {
-        if self.count > 0 {
+        while self.count > 0 {
             self.out.push(self.accumulator as u8);
-            self.accumulator = 0;
-            self.count = 0;
+            self.accumulator >>= 8;
+            self.count = self.count.saturating_sub(8);
         }
+        self.accumulator = 0;
     }
 }
 

@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use crate::helpers::WsClient;
 
+/// The binary with no `TICKSTREAM*` settings inherited from the caller's shell, so
+/// each test sets exactly what it means to.
+fn tickstream_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TICKSTREAM") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -15,7 +27,7 @@ fn free_port() -> u16 {
 }
 
 fn healthcheck(port: u16) -> bool {
-    Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    tickstream_command()
         .arg("healthcheck")
         .env("TICKSTREAM__SERVER__PORT", port.to_string())
         .stdout(Stdio::null())
@@ -30,7 +42,7 @@ async fn env_configured_binary_serves_passes_healthcheck_and_stops_on_sigterm() 
     let port = free_port();
     assert!(!healthcheck(port), "nothing listens yet: unhealthy");
     let dir = std::env::temp_dir(); // a working directory without config/ files
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    let mut child = tickstream_command()
         .current_dir(&dir)
         .env("TICKSTREAM__SERVER__PORT", port.to_string())
         .env("TICKSTREAM__LOG__FORMAT", "json")
@@ -80,7 +92,7 @@ async fn env_configured_binary_serves_passes_healthcheck_and_stops_on_sigterm() 
 
 #[test]
 fn a_bad_setting_fails_start_up_naming_the_key() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    let output = tickstream_command()
         .env("TICKSTREAM__STREAM__MAX_HZ", "fast")
         .output()
         .unwrap();
@@ -107,17 +119,17 @@ fn tickstream_env_overlays_its_file_and_config_flag_picks_the_base() {
     .unwrap();
 
     // Act
-    let overlay = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    let overlay = tickstream_command()
         .current_dir(&dir)
         .env("TICKSTREAM_ENV", "staging")
         .output()
         .unwrap();
-    let flag = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    let flag = tickstream_command()
         .current_dir(&dir)
         .args(["--config", "base.toml"])
         .output()
         .unwrap();
-    let missing = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    let missing = tickstream_command()
         .current_dir(&dir)
         .env("TICKSTREAM_ENV", "nosuchenv")
         .output()
@@ -165,7 +177,7 @@ fn the_shipped_production_overlay_is_valid() {
 #[actix_web::test]
 async fn replay_command_plays_a_recording_as_the_feed() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+    let mut child = tickstream_command()
         .args([
             "replay",
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/sample-ticks.csv"),
@@ -208,12 +220,12 @@ async fn healthcheck_speaks_tls_when_the_server_does() {
             .env("TICKSTREAM__TLS__CERT_FILE", &cert_path)
             .env("TICKSTREAM__TLS__KEY_FILE", &key_path);
     };
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+    let mut server = tickstream_command();
     with_tls(&mut server);
     let mut child = server.stdout(Stdio::null()).spawn().unwrap();
     let mut healthy = false;
     for _ in 0..100 {
-        let mut probe = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+        let mut probe = tickstream_command();
         with_tls(&mut probe);
         if probe
             .arg("healthcheck")
