@@ -5,60 +5,17 @@
 //! Reports the server's VmRSS before and after each batch of connections, per variant:
 //! plain with no subscription, plain with 20 symbols, deflate with 20 symbols.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::Duration;
+
+use support::{free_port, rss_kib, start_server};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 const SYMBOLS: &str =
     "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,JPM,V,MA,UNH,XOM,JNJ,PG,HD,COST,SPY,QQQ,NFLX,AMD";
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_server(port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
-        .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
-        // One load generator on one address: lift the per-address limits meant for
-        // the internet.
-        .env("TICKSTREAM__LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
-        .env("TICKSTREAM__LIMITS__CONNECTS_PER_SECOND_PER_IP", "100000")
-        .env("TICKSTREAM__LIMITS__CONNECT_BURST_PER_IP", "100000")
-        .env(
-            "TICKSTREAM__LIMITS__REST_REQUESTS_PER_SECOND_PER_IP",
-            "100000",
-        )
-        .env("TICKSTREAM__LIMITS__REST_BURST_PER_IP", "100000")
-        .env("TICKSTREAM__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not listen");
-}
 
 async fn open(port: u16, query: &str, count: usize, expect_messages: usize) -> Vec<impl Sized> {
     let mut held = Vec::with_capacity(count);
@@ -104,7 +61,7 @@ fn main() {
         ),
     ] {
         let port = free_port();
-        let mut server = start_server(port);
+        let mut server = start_server(port, &[("TICKSTREAM__SIMULATOR__ENABLED", "false")]);
         let pid = server.id();
         // Warm up: one connection so lazily built worker state is not charged per connection.
         let warm = runtime.block_on(open(port, &query, 1, messages));

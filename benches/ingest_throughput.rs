@@ -8,8 +8,9 @@
 //! 1,000 ticks (up to 4 unacknowledged); request bodies are serialized before timing
 //! starts, so the client's own JSON work is not measured.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,56 +20,11 @@ use rand::Rng;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use support::{cpu_seconds, free_port, start_server};
+
 const KEY: &str = "bench-publisher-key";
 const BATCH: usize = 1_000;
 const PIPELINE: usize = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_server(port: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
-        .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
-        // One load generator on one address: lift the per-address limits meant for
-        // the internet.
-        .env("TICKSTREAM__LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
-        .env("TICKSTREAM__LIMITS__CONNECTS_PER_SECOND_PER_IP", "100000")
-        .env("TICKSTREAM__LIMITS__CONNECT_BURST_PER_IP", "100000")
-        .env(
-            "TICKSTREAM__LIMITS__REST_REQUESTS_PER_SECOND_PER_IP",
-            "100000",
-        )
-        .env("TICKSTREAM__LIMITS__REST_BURST_PER_IP", "100000")
-        .env("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY)
-        .env("TICKSTREAM__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not listen");
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
-    let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
 
 fn symbols() -> Vec<String> {
     let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/symbols.csv"))
@@ -237,7 +193,13 @@ fn main() {
         .build()
         .unwrap();
     let port = free_port();
-    let mut server = start_server(port);
+    let mut server = start_server(
+        port,
+        &[
+            ("TICKSTREAM__SIMULATOR__ENABLED", "false"),
+            ("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY),
+        ],
+    );
     let pid = server.id();
     let universe = symbols();
     let bodies = batches(&universe, 32);

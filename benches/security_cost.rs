@@ -7,7 +7,9 @@
 //! VIEWERS viewers subscribe to 20 symbols (max_hz 10) for SECONDS, and the server's
 //! CPU time is divided by the messages it sent (from /metrics).
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,8 @@ use futures_util::StreamExt;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::Connector;
+
+use support::{cpu_seconds, free_port, start_server};
 
 const JWT_SECRET: &str = "bench-jwt-secret";
 const SYMBOLS: &str =
@@ -26,53 +30,25 @@ struct Variant {
     jwt: bool,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(port: u16, variant: &Variant, cert: &std::path::Path, key: &std::path::Path) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
-    command
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
-        .env("TICKSTREAM__SIMULATOR__TICKS_PER_SECOND", "2000")
-        .env("TICKSTREAM__SIMULATOR__SEED", "3")
-        .env("TICKSTREAM__LOG__LEVEL", "warn")
-        .env("TICKSTREAM__LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
-        .env("TICKSTREAM__LIMITS__CONNECTS_PER_SECOND_PER_IP", "100000")
-        .env("TICKSTREAM__LIMITS__CONNECT_BURST_PER_IP", "100000")
-        .stdout(Stdio::null());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut env = vec![
+        ("TICKSTREAM__SIMULATOR__TICKS_PER_SECOND", "2000"),
+        ("TICKSTREAM__SIMULATOR__SEED", "3"),
+    ];
     if variant.jwt {
-        command
-            .env("TICKSTREAM__AUTH__MODE", "jwt")
-            .env("TICKSTREAM__AUTH__JWT_SECRET", JWT_SECRET);
+        env.extend([
+            ("TICKSTREAM__AUTH__MODE", "jwt"),
+            ("TICKSTREAM__AUTH__JWT_SECRET", JWT_SECRET),
+        ]);
     }
     if variant.tls {
-        command
-            .env("TICKSTREAM__TLS__CERT_FILE", cert)
-            .env("TICKSTREAM__TLS__KEY_FILE", key);
+        env.extend([
+            ("TICKSTREAM__TLS__CERT_FILE", cert.as_str()),
+            ("TICKSTREAM__TLS__KEY_FILE", key.as_str()),
+        ]);
     }
-    let mut child = command.spawn().expect("server starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not listen");
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    start_server(port, &env)
 }
 
 struct Client {
