@@ -200,7 +200,6 @@ impl Session {
         let config = self.ctx.settings.clone();
         let shutdown = self.ctx.shutdown.clone();
         let kick = self.entry.kick.clone();
-        let expires_at = self.expires_at;
         let mut frames = InboundFrames::new(config.max_message_bytes);
         let mut last_inbound = Instant::now();
         let mut flush_at: Option<Instant> = None;
@@ -209,19 +208,40 @@ impl Session {
             config.ping_interval(),
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Every future the loop waits on is created once and pinned: re-creating them
+        // each iteration re-registered timers and cancellation waiters per message
+        // (about 5% of server CPU in the W1 profile, docs/BENCHMARKS.md).
+        let far_future = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let shutting_down = shutdown.cancelled();
+        let kicked = kick.cancelled();
+        let expiry = sleep_until(self.expires_at.unwrap_or(far_future));
+        let flush_timer = sleep_until(far_future);
+        // The heartbeat and idle timers are re-armed lazily: activity only moves the
+        // deadline they are checked against, and a timer that fires early re-arms.
+        let heartbeat_timer = sleep_until(self.last_sent + config.heartbeat());
+        let idle_timer = sleep_until(last_inbound + config.idle_timeout());
+        tokio::pin!(
+            shutting_down,
+            kicked,
+            expiry,
+            flush_timer,
+            heartbeat_timer,
+            idle_timer
+        );
+        let has_expiry = self.expires_at.is_some();
         loop {
             let wants_changes =
                 flush_at.is_none() && (!self.subs.is_empty() || self.subs.is_wildcard());
             let step = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut shutting_down => {
                     Err(End::Close(CloseCode::Away, "server shutting down".into()))
                 }
-                _ = kick.cancelled() => {
+                _ = &mut kicked => {
                     Counters::add(&self.ctx.security.counters.kicks, 1);
                     Err(End::Close(CloseCode::Policy, "kicked by an admin".into()))
                 }
-                _ = sleep_until(expires_at.unwrap_or_else(Instant::now)), if expires_at.is_some() => {
+                _ = &mut expiry, if has_expiry => {
                     Err(End::Close(CloseCode::Policy, "token expired".into()))
                 }
                 frame = inbound.recv() => {
@@ -230,18 +250,31 @@ impl Session {
                 }
                 changed = self.changes.changed(), if wants_changes => match changed {
                     Ok(()) => {
-                        flush_at = Some(Instant::now().max(self.last_flush + self.flush_interval));
+                        let at = Instant::now().max(self.last_flush + self.flush_interval);
+                        flush_at = Some(at);
+                        flush_timer.as_mut().reset(at);
                         Ok(())
                     }
                     Err(_) => Err(End::Close(CloseCode::Error, "store closed".into())),
                 },
-                _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                _ = &mut flush_timer, if flush_at.is_some() => {
                     flush_at = None;
                     self.flush().await
                 }
-                _ = sleep_until(self.last_sent + config.heartbeat()) => self.heartbeat().await,
-                _ = sleep_until(last_inbound + config.idle_timeout()) => {
-                    Err(End::Close(CloseCode::Normal, "idle timeout: no frame received".into()))
+                _ = &mut heartbeat_timer => {
+                    let due = self.last_sent + config.heartbeat();
+                    let sent = if Instant::now() >= due { self.heartbeat().await } else { Ok(()) };
+                    heartbeat_timer.as_mut().reset(self.last_sent + config.heartbeat());
+                    sent
+                }
+                _ = &mut idle_timer => {
+                    let due = last_inbound + config.idle_timeout();
+                    if Instant::now() >= due {
+                        Err(End::Close(CloseCode::Normal, "idle timeout: no frame received".into()))
+                    } else {
+                        idle_timer.as_mut().reset(due);
+                        Ok(())
+                    }
                 }
                 _ = ping.tick() => self.ws.ping(b"").await.map_err(|_| End::Gone),
             };
