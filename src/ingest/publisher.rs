@@ -137,17 +137,7 @@ impl Ingestor {
                 ))
             }
         };
-        let tick = Tick {
-            symbol: id,
-            price: parsed.price,
-            size: parsed.size,
-            bid: parsed.bid,
-            bid_size: parsed.bid_size,
-            ask: parsed.ask,
-            ask_size: parsed.ask_size,
-            ts: parsed.ts.unwrap_or(now),
-        };
-        Ok((tick, parsed.seq))
+        Ok((parsed.to_tick(id, now), parsed.seq))
     }
 }
 

@@ -13,7 +13,8 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::domain::{now_millis, Price, Symbol, Tick};
+use super::wire::ParsedTick;
+use crate::domain::{now_millis, Price, Symbol};
 use crate::store::{split_csv_line, SnapshotStore};
 
 const HEADER: &str = "ts,symbol,price,size,bid,bid_size,ask,ask_size";
@@ -25,13 +26,8 @@ pub const SAMPLE_CSV: &str = include_str!("../../config/sample-ticks.csv");
 pub struct ReplayRow {
     /// Milliseconds after the first row.
     pub offset_ms: i64,
-    pub symbol: Symbol,
-    pub price: Option<Price>,
-    pub size: Option<u64>,
-    pub bid: Option<Price>,
-    pub bid_size: Option<u64>,
-    pub ask: Option<Price>,
-    pub ask_size: Option<u64>,
+    /// The tick as published (no `ts`: replayed ticks are stamped when applied).
+    pub tick: ParsedTick,
 }
 
 /// Parses a recording; errors name the line.
@@ -89,8 +85,7 @@ fn parse_row(line: &str) -> anyhow::Result<(i64, ReplayRow)> {
             .transpose()
     };
     let ts: i64 = ts.trim().parse().with_context(|| format!("ts {ts:?}"))?;
-    let row = ReplayRow {
-        offset_ms: 0,
+    let tick = ParsedTick {
         symbol: Symbol::parse(symbol.trim())?,
         price: price_cell("price", price)?,
         size: size_cell("size", size)?,
@@ -98,8 +93,11 @@ fn parse_row(line: &str) -> anyhow::Result<(i64, ReplayRow)> {
         bid_size: size_cell("bid_size", bid_size)?,
         ask: price_cell("ask", ask)?,
         ask_size: size_cell("ask_size", ask_size)?,
+        ts: None,
+        seq: None,
     };
-    if row.price.is_none() && row.bid.is_none() && row.ask.is_none() {
+    let row = ReplayRow { offset_ms: 0, tick };
+    if row.tick.price.is_none() && row.tick.bid.is_none() && row.tick.ask.is_none() {
         bail!("a tick needs at least one of price, bid, ask");
     }
     Ok((ts, row))
@@ -135,23 +133,14 @@ pub async fn run_replay(
             {
                 let row = &rows[next];
                 next += 1;
-                let Some(id) = store.lookup(&row.symbol) else {
-                    if !warned.contains(&row.symbol) {
-                        warn!(symbol = %row.symbol, "replay: symbol not in the universe; its ticks are skipped");
-                        warned.push(row.symbol.clone());
+                let Some(id) = store.lookup(&row.tick.symbol) else {
+                    if !warned.contains(&row.tick.symbol) {
+                        warn!(symbol = %row.tick.symbol, "replay: symbol not in the universe; its ticks are skipped");
+                        warned.push(row.tick.symbol.clone());
                     }
                     continue;
                 };
-                batch.push(Tick {
-                    symbol: id,
-                    price: row.price,
-                    size: row.size,
-                    bid: row.bid,
-                    bid_size: row.bid_size,
-                    ask: row.ask,
-                    ask_size: row.ask_size,
-                    ts,
-                });
+                batch.push(row.tick.to_tick(id, ts));
             }
             store.apply_batch(&batch);
         }
@@ -180,9 +169,9 @@ mod tests {
             "{HEADER}\n2000,msft,415.5,10,,,,\n1000,AAPL,189.12,100,189.11,300,189.13,200\n"
         );
         let rows = parse_replay(&csv).unwrap();
-        assert_eq!(rows[0].symbol.as_str(), "AAPL");
-        assert_eq!(rows[0].price.unwrap().to_string(), "189.12");
-        assert_eq!((rows[1].offset_ms, rows[1].bid), (1000, None));
+        assert_eq!(rows[0].tick.symbol.as_str(), "AAPL");
+        assert_eq!(rows[0].tick.price.unwrap().to_string(), "189.12");
+        assert_eq!((rows[1].offset_ms, rows[1].tick.bid), (1000, None));
     }
 
     #[test]

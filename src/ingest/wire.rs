@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::{Price, PriceError, Symbol};
+use crate::domain::{Price, PriceError, Symbol, SymbolId, Tick};
 use crate::stream::ErrorCode;
 
 /// `{"symbol":"AAPL","price":189.12,"size":100,"bid":…,"bid_size":…,"ask":…,"ask_size":…,"ts":…,"seq":…}`
@@ -34,6 +34,22 @@ pub struct ParsedTick {
     pub ask_size: Option<u64>,
     pub ts: Option<i64>,
     pub seq: Option<u64>,
+}
+
+impl ParsedTick {
+    /// The store's tick for symbol `id`, stamped `now` unless it carries its own `ts`.
+    pub fn to_tick(&self, id: SymbolId, now: i64) -> Tick {
+        Tick {
+            symbol: id,
+            price: self.price,
+            size: self.size,
+            bid: self.bid,
+            bid_size: self.bid_size,
+            ask: self.ask,
+            ask_size: self.ask_size,
+            ts: self.ts.unwrap_or(now),
+        }
+    }
 }
 
 /// Why one tick was refused: a contract code and a message for the adapter's logs.

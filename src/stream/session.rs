@@ -505,15 +505,17 @@ impl Session {
     async fn flush(&mut self) -> Result<(), End> {
         self.last_flush = Instant::now();
         self.changes.borrow_and_update();
-        let store = self.ctx.store.clone();
-        if store.removals() != self.seen_removals {
-            self.seen_removals = store.removals();
+        // Borrow the store through its field: cloning the handle here would bump one
+        // reference count shared by every session on every flush.
+        let removals = self.ctx.store.removals();
+        if removals != self.seen_removals {
+            self.seen_removals = removals;
             self.drop_removed_symbols().await?;
         }
-        self.subs.follow_new_symbols(&store);
+        self.subs.follow_new_symbols(&self.ctx.store);
         self.json.clear();
         begin_quotes_message("update", self.seq + 1, None, &mut self.json);
-        let stats = self.subs.write_update(&store, &mut self.json);
+        let stats = self.subs.write_update(&self.ctx.store, &mut self.json);
         Counters::add(&self.counters.updates_conflated, stats.conflated);
         Counters::add(&self.entry.stats.updates_conflated, stats.conflated);
         if stats.quotes > 0 {
