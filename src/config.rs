@@ -38,6 +38,28 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub limits: LimitSettings,
     pub tls: TlsSettings,
+    pub broker: BrokerSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// One instance; ticks go straight into its store.
+    Memory,
+    /// Several instances sharing ticks and quotes through Redis.
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    pub kind: BrokerKind,
+    /// May carry a password, so it is never printed.
+    pub redis_url: Secret,
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    pub lock_ttl_ms: u64,
+    pub outbox_max_ticks: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -370,11 +392,26 @@ impl Settings {
                 "simulator.batch_interval_ms",
                 self.simulator.batch_interval_ms,
             ),
+            ("broker.timeout_ms", self.broker.timeout_ms),
+            ("broker.lock_ttl_ms", self.broker.lock_ttl_ms),
         ] {
             check(
                 value >= 10,
                 key,
                 format!("must be at least 10 ms, got {value}"),
+            )?;
+        }
+        if self.broker.kind == BrokerKind::Redis {
+            check(
+                !self.broker.redis_url.expose().is_empty(),
+                "broker.redis_url",
+                "must be set when broker.kind = \"redis\"",
+            )?;
+            check(
+                !self.broker.key_prefix.is_empty()
+                    && !self.broker.key_prefix.contains(char::is_whitespace),
+                "broker.key_prefix",
+                "must be a non-empty word",
             )?;
         }
         check(

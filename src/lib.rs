@@ -4,6 +4,7 @@
 //! session task per WebSocket viewer (`stream`) diffs the store against what its
 //! client last saw and sends conflated, minimal, optionally compressed updates.
 
+pub mod broker;
 pub mod config;
 pub mod domain;
 pub mod healthcheck;

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::store::SnapshotStore;
+use crate::broker::Broker;
 
 /// Where "now" comes from.
 pub trait Clock: Send + Sync {
@@ -54,7 +54,7 @@ pub fn next_rollover(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<
 
 /// Rolls the store over at every rollover time until shutdown.
 pub async fn run_rollovers(
-    store: SnapshotStore,
+    broker: Broker,
     time: NaiveTime,
     zone: Tz,
     clock: Arc<dyn Clock>,
@@ -73,7 +73,10 @@ pub async fn run_rollovers(
         if clock.now() < next {
             continue;
         }
-        store.roll_over();
+        // Every instance of a cluster gets here; the session's name makes it once.
+        broker
+            .roll_over(&next.with_timezone(&zone).date_naive().to_string())
+            .await;
         info!("trading session rolled over: pc = last price, o/h/l/v restarted");
     }
 }

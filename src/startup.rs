@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tracing::info;
 
+use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
 use crate::http::routes;
 use crate::ingest::{parse_replay, run_replay, Simulator};
@@ -46,7 +47,13 @@ impl Application {
         let rollover_time = settings.session.rollover_time()?;
         let time_zone = settings.session.time_zone()?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let state = AppState::new(store.clone(), settings.clone(), shutdown.clone())?;
+        let broker = Broker::start(store.clone(), &settings.broker, shutdown.clone()).await?;
+        let state = AppState::new(
+            store.clone(),
+            broker.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        )?;
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)
@@ -81,7 +88,7 @@ impl Application {
 
         if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);
-            tokio::spawn(simulator.run(store.clone(), shutdown.clone()));
+            tokio::spawn(simulator.run(store.clone(), broker.clone(), shutdown.clone()));
         }
         if let Some(rows) = replay {
             let replay = &settings.replay;
@@ -90,11 +97,12 @@ impl Application {
                 replay.speed,
                 replay.repeat,
                 store.clone(),
+                broker.clone(),
                 shutdown.clone(),
             ));
         }
         tokio::spawn(run_rollovers(
-            store,
+            broker.clone(),
             rollover_time,
             time_zone,
             clock,
@@ -111,6 +119,8 @@ impl Application {
             publishers = settings.ingest.keys().len(),
             scheme,
             auth = ?settings.auth.mode,
+            broker = ?settings.broker.kind,
+            cluster = broker.status().as_str(),
             "tickstream listening"
         );
         Ok(Application {

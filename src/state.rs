@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::Broker;
 use crate::config::{LimitSettings, Secret, Settings};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
@@ -16,6 +17,8 @@ use crate::stream::StreamContext;
 #[derive(Clone)]
 pub struct AppState {
     pub store: SnapshotStore,
+    /// Where accepted changes go: this store, or every instance through Redis.
+    pub broker: Broker,
     pub settings: Arc<Settings>,
     pub stream_settings: Arc<crate::config::StreamSettings>,
     pub metrics: Arc<Metrics>,
@@ -30,13 +33,19 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         store: SnapshotStore,
+        broker: Broker,
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         Ok(AppState {
             security: Arc::new(Security::new(&settings)?),
             limits: Arc::new(settings.limits.clone()),
-            ingestor: Arc::new(Ingestor::new(store.clone(), &settings.ingest)),
+            ingestor: Arc::new(Ingestor::new(
+                store.clone(),
+                broker.clone(),
+                &settings.ingest,
+            )),
+            broker,
             admin_key: settings.admin.api_key.clone(),
             store,
             stream_settings: Arc::new(settings.stream.clone()),

@@ -41,8 +41,9 @@ pub async fn put_symbol(
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("pc: {e}")))?;
     let (id, created) = state
-        .store
+        .broker
         .upsert_symbol(symbol.clone(), body.name.as_deref(), pc)
+        .await
         .map_err(|e| ApiError::from_code(ErrorCode::Internal, e.to_string()))?;
     tracing::info!(symbol = %symbol, created, "symbol upserted");
     let (quote, _) = state.store.read(id);
@@ -70,7 +71,7 @@ pub async fn delete_symbol(
     require_admin(&req, &state.admin_key)?;
     let symbol = Symbol::parse(&path)
         .map_err(|e| ApiError::from_code(ErrorCode::InvalidSymbol, e.to_string()))?;
-    state.store.remove_symbol(&symbol).ok_or_else(|| {
+    state.broker.remove_symbol(&symbol).await.ok_or_else(|| {
         ApiError::from_code(
             ErrorCode::UnknownSymbol,
             format!("no such symbol: {symbol}"),

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::broker::BrokerStatus;
 use crate::state::AppState;
 
 /// Liveness: the process answers HTTP.
@@ -12,10 +13,26 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: start-up is complete and the server is not shutting down, so a load
 /// balancer should send it new viewers.
+///
+/// In a cluster: `syncing` (503) while the store is being rebuilt from Redis, and
+/// `degraded` (200) while Redis is unreachable: the instance still serves its current
+/// quotes and local ingest, so it stays in the load balancer's rotation, and says so.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let symbols = state.store.symbols().count();
     if state.is_ready() {
-        HttpResponse::Ok()
-            .json(json!({"status": "ready", "symbols": state.store.symbols().count()}))
+        match state.broker.status() {
+            BrokerStatus::Ready => {
+                HttpResponse::Ok().json(json!({"status": "ready", "symbols": symbols}))
+            }
+            BrokerStatus::Degraded => HttpResponse::Ok().json(json!({
+                "status": "degraded",
+                "symbols": symbols,
+                "reason": "Redis unreachable: serving local quotes and ingest, retrying",
+            })),
+            BrokerStatus::Syncing => {
+                HttpResponse::ServiceUnavailable().json(json!({"status": "syncing"}))
+            }
+        }
     } else if state.shutdown.is_cancelled() {
         HttpResponse::ServiceUnavailable().json(json!({"status": "shutting_down"}))
     } else {

@@ -51,13 +51,15 @@ pub async fn post_ticks(
             .map_err(|_| ApiError::bad_request("NDJSON body is not UTF-8"))?;
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         check_batch(lines.len(), ingestor.max_batch_ticks)?;
-        ingestor.ingest(publisher, lines)
+        ingestor.ingest(publisher, lines).await
     } else {
         let items: Vec<&RawValue> = serde_json::from_slice(&body).map_err(|e| {
             ApiError::bad_request(format!("body is not a JSON array of ticks: {e}"))
         })?;
         check_batch(items.len(), ingestor.max_batch_ticks)?;
-        ingestor.ingest(publisher, items.iter().map(|item| item.get()))
+        ingestor
+            .ingest(publisher, items.iter().map(|item| item.get()))
+            .await
     };
     Ok(HttpResponse::Ok().json(report))
 }

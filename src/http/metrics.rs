@@ -124,6 +124,57 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     ] {
         metric(name, "counter", help, load(counter));
     }
+    let status = state.broker.status();
+    metric(
+        "tickstream_broker_degraded",
+        "gauge",
+        "1 while Redis is unreachable (broker.kind = \"redis\"): serving local quotes and ingest.",
+        u64::from(status == crate::broker::BrokerStatus::Degraded),
+    );
+    metric(
+        "tickstream_feed_leader",
+        "gauge",
+        "1 while this instance runs the cluster's one simulator or replay source.",
+        u64::from(*state.broker.source_leadership().borrow()),
+    );
+    if let Some(cluster) = state.broker.cluster() {
+        let c = &cluster.counters;
+        for (name, help, value) in [
+            (
+                "tickstream_broker_published_total",
+                "Changes this instance published through Redis.",
+                load(&c.published),
+            ),
+            (
+                "tickstream_broker_received_total",
+                "Cluster messages applied from the Redis channel (own ones included).",
+                load(&c.received),
+            ),
+            (
+                "tickstream_broker_resyncs_total",
+                "Times the store was rebuilt from the cluster state in Redis.",
+                load(&c.resyncs),
+            ),
+            (
+                "tickstream_broker_duplicates_total",
+                "Ticks the cluster dropped because another instance had their seq.",
+                load(&c.duplicates),
+            ),
+            (
+                "tickstream_broker_outbox_dropped_total",
+                "Ticks accepted while Redis was down that overflowed the outbox.",
+                load(&c.outbox_dropped),
+            ),
+        ] {
+            metric(name, "counter", help, value);
+        }
+        metric(
+            "tickstream_broker_outbox",
+            "gauge",
+            "Ticks accepted while Redis is unreachable, waiting to be published.",
+            cluster.outbox_len() as u64,
+        );
+    }
     metric(
         "tickstream_symbols",
         "gauge",

@@ -2,12 +2,13 @@
 //! per-publisher `seq` de-duplication, and one apply per batch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
 
 use super::wire::{parse_tick, TickError};
+use crate::broker::Broker;
 use crate::config::{IngestSettings, Secret};
 use crate::domain::{now_millis, Tick};
 use crate::store::SnapshotStore;
@@ -42,9 +43,13 @@ pub struct IngestCounters {
 
 pub struct Ingestor {
     store: SnapshotStore,
+    broker: Broker,
     keys: Vec<Secret>,
-    /// Highest `seq` accepted per publisher. The lock is held for a whole batch (no
-    /// `.await` inside), so one publisher's concurrent batches apply in `seq` order.
+    /// A stable name for each publisher in the cluster's seq table: a digest of its
+    /// key, so instances agree without sharing the key's position or the key itself.
+    fingerprints: Vec<String>,
+    /// Highest `seq` accepted per publisher. The lock is held for a whole batch,
+    /// publishing included, so one publisher's concurrent batches apply in `seq` order.
     last_seq: Vec<Mutex<Option<u64>>>,
     auto_create_symbols: bool,
     pub max_batch_ticks: usize,
@@ -53,10 +58,12 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(store: SnapshotStore, settings: &IngestSettings) -> Ingestor {
+    pub fn new(store: SnapshotStore, broker: Broker, settings: &IngestSettings) -> Ingestor {
         let keys = settings.keys();
         Ingestor {
             store,
+            broker,
+            fingerprints: keys.iter().map(fingerprint).collect(),
             last_seq: keys.iter().map(|_| Mutex::new(None)).collect(),
             keys,
             auto_create_symbols: settings.auto_create_symbols,
@@ -79,7 +86,7 @@ impl Ingestor {
     }
 
     /// Validates, de-duplicates and applies one batch of ticks given as JSON texts.
-    pub fn ingest<'a>(
+    pub async fn ingest<'a>(
         &self,
         publisher: PublisherId,
         items: impl IntoIterator<Item = &'a str>,
@@ -87,9 +94,8 @@ impl Ingestor {
         let now = now_millis();
         let mut report = IngestReport::default();
         let mut batch: Vec<Tick> = Vec::new();
-        let mut last_seq = self.last_seq[publisher.0]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut seqs: Vec<Option<u64>> = Vec::new();
+        let mut last_seq = self.last_seq[publisher.0].lock().await;
         for (index, item) in items.into_iter().enumerate() {
             let (tick, seq) = match self.resolve(item, now) {
                 Ok(resolved) => resolved,
@@ -110,10 +116,17 @@ impl Ingestor {
                 *last_seq = Some(seq);
             }
             batch.push(tick);
+            seqs.push(seq);
         }
-        self.store.apply_batch(&batch);
+        // Another instance may have accepted some of these already (a retry that
+        // went elsewhere): the cluster drops those and says how many.
+        let seen_elsewhere = self
+            .broker
+            .publish_ticks(Some(&self.fingerprints[publisher.0]), &batch, &seqs)
+            .await;
         drop(last_seq);
-        report.accepted = batch.len();
+        report.accepted = batch.len() - seen_elsewhere;
+        report.duplicates += seen_elsewhere;
         let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
         add(&self.counters.accepted, report.accepted);
         add(&self.counters.duplicates, report.duplicates);
@@ -141,6 +154,16 @@ impl Ingestor {
     }
 }
 
+/// The first 8 bytes of the key's SHA-256, in hex: names the publisher in Redis
+/// without revealing the key.
+fn fingerprint(key: &Secret) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.expose().as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +179,8 @@ mod tests {
             )
             .unwrap();
         Ingestor::new(
-            store,
+            store.clone(),
+            Broker::memory(store),
             &IngestSettings {
                 publisher_keys: Secret::new("k1,k2"),
                 max_body_bytes: 1 << 20,
@@ -166,8 +190,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn authenticates_each_key_as_its_own_publisher() {
+    #[tokio::test]
+    async fn authenticates_each_key_as_its_own_publisher() {
         let ingest = ingestor(false);
         assert_eq!(ingest.authenticate("k1"), Some(PublisherId(0)));
         assert_eq!(ingest.authenticate("k2"), Some(PublisherId(1)));
@@ -176,18 +200,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rejects_per_item_and_applies_the_rest() {
+    #[tokio::test]
+    async fn rejects_per_item_and_applies_the_rest() {
         let ingest = ingestor(false);
-        let report = ingest.ingest(
-            PublisherId(0),
-            [
-                r#"{"symbol":"AAPL","price":101,"size":10}"#,
-                r#"{"symbol":"NOPE","price":1}"#,
-                r#"{"symbol":"AAPL","price":1.1234567}"#,
-                r#"{"symbol":"AAPL","price":102,"size":5}"#,
-            ],
-        );
+        let report = ingest
+            .ingest(
+                PublisherId(0),
+                [
+                    r#"{"symbol":"AAPL","price":101,"size":10}"#,
+                    r#"{"symbol":"NOPE","price":1}"#,
+                    r#"{"symbol":"AAPL","price":1.1234567}"#,
+                    r#"{"symbol":"AAPL","price":102,"size":5}"#,
+                ],
+            )
+            .await;
         assert_eq!(report.accepted, 2);
         let codes: Vec<_> = report.rejected.iter().map(|r| (r.index, r.code)).collect();
         assert_eq!(
@@ -198,37 +224,41 @@ mod tests {
         assert_eq!(quote.get(Field::V), Some(15));
     }
 
-    #[test]
-    fn seq_makes_retries_safe_per_publisher() {
+    #[tokio::test]
+    async fn seq_makes_retries_safe_per_publisher() {
         let ingest = ingestor(false);
         let batch = [
             r#"{"symbol":"AAPL","price":101,"size":10,"seq":1}"#,
             r#"{"symbol":"AAPL","price":102,"size":10,"seq":2}"#,
         ];
-        assert_eq!(ingest.ingest(PublisherId(0), batch).accepted, 2);
-        let retry = ingest.ingest(PublisherId(0), batch);
+        assert_eq!(ingest.ingest(PublisherId(0), batch).await.accepted, 2);
+        let retry = ingest.ingest(PublisherId(0), batch).await;
         assert_eq!((retry.accepted, retry.duplicates), (0, 2));
         // Another publisher has its own sequence.
-        assert_eq!(ingest.ingest(PublisherId(1), batch).accepted, 2);
+        assert_eq!(ingest.ingest(PublisherId(1), batch).await.accepted, 2);
         // Within a batch, a repeated or lower seq is a duplicate too.
-        let mixed = ingest.ingest(
-            PublisherId(0),
-            [
-                r#"{"symbol":"AAPL","price":1,"size":1,"seq":5}"#,
-                r#"{"symbol":"AAPL","price":1,"size":1,"seq":5}"#,
-                r#"{"symbol":"AAPL","price":1,"size":1,"seq":3}"#,
-                r#"{"symbol":"AAPL","price":1,"size":1}"#,
-            ],
-        );
+        let mixed = ingest
+            .ingest(
+                PublisherId(0),
+                [
+                    r#"{"symbol":"AAPL","price":1,"size":1,"seq":5}"#,
+                    r#"{"symbol":"AAPL","price":1,"size":1,"seq":5}"#,
+                    r#"{"symbol":"AAPL","price":1,"size":1,"seq":3}"#,
+                    r#"{"symbol":"AAPL","price":1,"size":1}"#,
+                ],
+            )
+            .await;
         assert_eq!((mixed.accepted, mixed.duplicates), (2, 2));
         let (quote, _) = ingest.store.read(SymbolId(0));
         assert_eq!(quote.get(Field::V), Some(42), "no volume counted twice");
     }
 
-    #[test]
-    fn unknown_symbols_are_created_when_configured() {
+    #[tokio::test]
+    async fn unknown_symbols_are_created_when_configured() {
         let ingest = ingestor(true);
-        let report = ingest.ingest(PublisherId(0), [r#"{"symbol":"newco","price":5}"#]);
+        let report = ingest
+            .ingest(PublisherId(0), [r#"{"symbol":"newco","price":5}"#])
+            .await;
         assert_eq!(report.accepted, 1);
         assert!(ingest
             .store

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::wire::ParsedTick;
+use crate::broker::Broker;
 use crate::domain::{now_millis, Price, Symbol};
 use crate::store::{split_csv_line, SnapshotStore};
 
@@ -110,9 +111,13 @@ pub async fn run_replay(
     speed: f64,
     repeat: bool,
     store: SnapshotStore,
+    broker: Broker,
     shutdown: CancellationToken,
 ) {
     info!(ticks = rows.len(), speed, repeat, "replay started");
+    // Only the cluster's feed-source leader plays (always true on one instance);
+    // the others follow the same clock and skip, so a successor resumes in step.
+    let leader = broker.source_leadership();
     let mut warned: Vec<Symbol> = Vec::new();
     let mut batch = Vec::new();
     loop {
@@ -142,7 +147,9 @@ pub async fn run_replay(
                 };
                 batch.push(row.tick.to_tick(id, ts));
             }
-            store.apply_batch(&batch);
+            if *leader.borrow() {
+                broker.publish_ticks(None, &batch, &[]).await;
+            }
         }
         if !repeat {
             info!("replay finished");
@@ -199,7 +206,15 @@ mod tests {
         let csv = format!("{HEADER}\n0,AAPL,10,1,,,,\n1000,AAPL,11,2,,,,\n2000,ZZZ,1,1,,,,\n");
         let rows = parse_replay(&csv).unwrap();
         // 2 s of recording at 100x: done in about 20 ms.
-        run_replay(rows, 100.0, false, store.clone(), CancellationToken::new()).await;
+        run_replay(
+            rows,
+            100.0,
+            false,
+            store.clone(),
+            Broker::memory(store.clone()),
+            CancellationToken::new(),
+        )
+        .await;
         let (quote, _) = store.read(crate::domain::SymbolId(0));
         assert_eq!(quote.get(crate::domain::Field::V), Some(3));
         assert_eq!(

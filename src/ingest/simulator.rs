@@ -12,6 +12,7 @@ use rand_distr::{Distribution, StandardNormal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::broker::Broker;
 use crate::config::SimulatorSettings;
 use crate::domain::{now_millis, Field, Price, SymbolId, Tick};
 use crate::store::SnapshotStore;
@@ -49,8 +50,10 @@ impl Simulator {
         }
     }
 
-    /// Produces ticks until `shutdown`, one batch per interval.
-    pub async fn run(mut self, store: SnapshotStore, shutdown: CancellationToken) {
+    /// Produces ticks until `shutdown`, one batch per interval, while this instance
+    /// holds the cluster's feed-source leadership (always, on a single instance).
+    pub async fn run(mut self, store: SnapshotStore, broker: Broker, shutdown: CancellationToken) {
+        let leader = broker.source_leadership();
         info!(
             ticks_per_second = self.ticks_per_second,
             "simulator started"
@@ -62,9 +65,12 @@ impl Simulator {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {
+                    if !*leader.borrow() {
+                        continue;
+                    }
                     batch.clear();
                     self.next_batch(&store, now_millis(), &mut batch);
-                    store.apply_batch(&batch);
+                    broker.publish_ticks(None, &batch, &[]).await;
                 }
             }
         }

@@ -124,7 +124,7 @@ async fn run(
         };
         last_inbound = Instant::now();
         let reply = match frames.accept(frame) {
-            Ok(Inbound::Text(text)) => handle(&text, publisher, &ingestor),
+            Ok(Inbound::Text(text)) => handle(&text, publisher, &ingestor).await,
             Ok(Inbound::Ping(payload)) => {
                 if ws.pong(&payload).await.is_err() {
                     break None;
@@ -152,7 +152,7 @@ async fn run(
 }
 
 /// One `publish` message to its reply text (`ack` or `error`).
-fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
+async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
     let error = |req_id: Option<&Value>, code: ErrorCode, message: &str| {
         serde_json::to_string(&ErrorReply {
             kind: "error",
@@ -206,7 +206,9 @@ fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
         );
         return error(req_id, ErrorCode::BadRequest, &message);
     }
-    let report = ingestor.ingest(publisher, ticks.iter().map(|t| t.get()));
+    let report = ingestor
+        .ingest(publisher, ticks.iter().map(|t| t.get()))
+        .await;
     serde_json::to_string(&Ack {
         kind: "ack",
         req_id,

@@ -278,6 +278,19 @@ impl SnapshotStore {
         self.notify_change();
     }
 
+    /// Replaces a symbol's quote (a cluster resync), bumping its version only when
+    /// something changed so sessions send just the difference. Bars are kept.
+    pub fn replace_quote(&self, id: SymbolId, quote: Quote) {
+        let slot = self.slot(id);
+        let mut state = slot.lock();
+        if state.quote != quote {
+            state.quote = quote;
+            slot.version.fetch_add(1, Ordering::Release);
+            drop(state);
+            self.notify_change();
+        }
+    }
+
     /// Starts a new trading session for every symbol: the last price becomes the
     /// reference (`pc`), volume restarts at zero and open/high/low wait for the next
     /// trade. Bars are not touched.
