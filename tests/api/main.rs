@@ -1,6 +1,7 @@
 //! Black-box tests: a real server on port 0, real WebSocket and HTTP clients.
 
 mod binary;
+mod container;
 mod example_adapter;
 mod helpers;
 mod ingest;

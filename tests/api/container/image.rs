@@ -1,0 +1,335 @@
+//! The tickstream process the way the Dockerfile's runtime stage starts it, without
+//! Docker (no daemon in CI): the binary alone in a `bin/` directory on `PATH`, run as
+//! `tickstream serve` in a read-only working directory that holds a copy of
+//! `config/` (the image's `/app`), as the image's user 10001 when the test runs as
+//! root, with an environment that holds nothing but `PATH` and `TICKSTREAM__*`.
+//! tests/deploy/dockerfile_checks.py fails when the Dockerfile stops matching this.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The image's user and group (Dockerfile: `USER 10001:10001`).
+const IMAGE_UID: u32 = 10001;
+/// Where the binary-under-test comes from when not the debug build of this test run.
+const RELEASE_BIN_VAR: &str = "TICKSTREAM_RELEASE_BIN";
+
+/// The binary the image ships: `TICKSTREAM_RELEASE_BIN` when set (scripts/deploy-checks
+/// sets it to the release build, which is what the image contains), else the debug
+/// build cargo made for this test run, so plain `cargo test` checks the same contract.
+pub fn binary_under_test() -> PathBuf {
+    match std::env::var_os(RELEASE_BIN_VAR) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "{RELEASE_BIN_VAR}={} does not exist: build it first with \
+                 `cargo build --release --locked --bin tickstream` (scripts/deploy-checks does)",
+                path.display()
+            );
+            path
+        }
+        None => PathBuf::from(env!("CARGO_BIN_EXE_tickstream")),
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temporary copy of the image's file system layout: `bin/tickstream` and the
+/// read-only working directory `app/` with `config/`. Removed on drop.
+pub struct ImageLayout {
+    root: PathBuf,
+    /// Whether this test runs as root: then the children run as the image's user,
+    /// because root ignores the read-only mode and the image never runs as root.
+    as_image_user: bool,
+}
+
+impl ImageLayout {
+    pub fn new() -> ImageLayout {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "tickstream-image-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let as_image_user = std::fs::metadata(&root).unwrap().uid() == 0;
+        let binary = root.join("bin/tickstream");
+        std::fs::copy(binary_under_test(), &binary).unwrap();
+        set_mode(&binary, 0o755);
+        let config = root.join("app/config");
+        copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+            &config,
+        );
+        // As in the image: /app and its files belong to root and nobody may write.
+        make_read_only(&root.join("app"));
+        ImageLayout {
+            root,
+            as_image_user,
+        }
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.root.join("app")
+    }
+
+    /// `tickstream ARGS` as the image runs it, listening on 127.0.0.1:`port`. The
+    /// image sets `TICKSTREAM__SERVER__HOST=0.0.0.0`; tests listen on loopback only,
+    /// so that one value differs (`healthcheck_with_host` uses the image's value).
+    pub fn command(&self, args: &[&str], port: u16) -> Command {
+        let mut command = Command::new("tickstream");
+        command
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/local/bin:/usr/bin:/bin",
+                    self.root.join("bin").display()
+                ),
+            )
+            .env("TICKSTREAM__SERVER__HOST", "127.0.0.1")
+            .env("TICKSTREAM__SERVER__PORT", port.to_string())
+            .current_dir(self.workdir());
+        if self.as_image_user {
+            command.uid(IMAGE_UID).gid(IMAGE_UID);
+        }
+        command
+    }
+
+    /// The image's `HEALTHCHECK`: `tickstream healthcheck`, with its exit status.
+    pub fn healthcheck(&self, port: u16) -> Output {
+        run(self.command(&["healthcheck"], port))
+    }
+
+    /// The health check with the image's own `TICKSTREAM__SERVER__HOST=0.0.0.0`,
+    /// which the probe must turn into loopback.
+    pub fn healthcheck_with_host(&self, port: u16, host: &str) -> Output {
+        let mut command = self.command(&["healthcheck"], port);
+        command.env("TICKSTREAM__SERVER__HOST", host);
+        run(command)
+    }
+
+    /// Fails unless the image's user really cannot write into the working directory,
+    /// so `snapshot` equality below is not the only guard (as root, chmod alone would
+    /// not stop a write).
+    pub fn assert_workdir_is_read_only(&self) {
+        let mut probe = Command::new("/bin/sh");
+        probe
+            .args(["-c", ": > write-probe"])
+            .current_dir(self.workdir())
+            .stderr(Stdio::null());
+        if self.as_image_user {
+            probe.uid(IMAGE_UID).gid(IMAGE_UID);
+        }
+        let status = probe.status().unwrap();
+        assert!(
+            !status.success(),
+            "the test set-up is wrong: the server's user can write into {}",
+            self.workdir().display()
+        );
+    }
+
+    /// Every entry of the working directory with its mode and content.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+        let mut entries = BTreeMap::new();
+        let mode = std::fs::metadata(self.workdir()).unwrap().mode();
+        entries.insert(PathBuf::from("."), (mode, Vec::new()));
+        snapshot_into(&self.workdir(), &self.workdir(), &mut entries);
+        entries
+    }
+
+    /// Starts `tickstream serve` with `extra_env` on top of the image's environment.
+    pub fn serve(&self, port: u16, extra_env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = self.command(&["serve"], port);
+        command
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::piped());
+        let mut child = spawn(&mut command);
+        let mut stdout = child.stdout.take().unwrap();
+        // Drained as it comes, so a full pipe never blocks the server's logging.
+        let logs = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        ServerProcess {
+            child,
+            logs: Some(logs),
+        }
+    }
+}
+
+impl Drop for ImageLayout {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(&self.root)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A running `tickstream serve`; killed on drop if a test fails before it exits.
+pub struct ServerProcess {
+    child: Child,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ServerProcess {
+    /// Polls the image's health check (at most 10 s) until it passes.
+    pub async fn wait_until_healthy(&mut self, layout: &ImageLayout, port: u16) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                panic!("the server exited during start-up: {exit:?}");
+            }
+            if layout.healthcheck(port).status.success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the health check did not pass within 10 s");
+    }
+
+    /// What `docker stop` and the kubelet send.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits at most `limit` for the process to exit; its status and how long it took.
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return (exit, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the exited process wrote to stdout.
+    pub fn logs(&mut self) -> String {
+        self.logs.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A blocking `GET` with `Connection: close` (no pooled keep-alive connection that
+/// would hold up the server's graceful shutdown); status and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_owned())
+}
+
+/// Spawns, retrying while the kernel says "text file busy": a child that another test
+/// thread forks while this test copies the binary inherits the copy's open file for a
+/// moment (until it execs), and an executable open for writing cannot be run.
+fn spawn(command: &mut Command) -> Child {
+    for _ in 0..100 {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result.expect("the binary starts"),
+        }
+    }
+    panic!("the copied binary stayed busy for 2 s");
+}
+
+/// Runs to completion with stdout and stderr captured.
+fn run(mut command: Command) -> Output {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    spawn(&mut command).wait_with_output().unwrap()
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Directories 0555, files 0444, depth first so the walk can still read.
+fn make_read_only(path: &Path) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            make_read_only(&entry.unwrap().path());
+        }
+        set_mode(path, 0o555);
+    } else {
+        set_mode(path, 0o444);
+    }
+}
+
+fn snapshot_into(base: &Path, path: &Path, out: &mut BTreeMap<PathBuf, (u32, Vec<u8>)>) {
+    for entry in std::fs::read_dir(path).unwrap() {
+        let entry = entry.unwrap();
+        let metadata = entry.metadata().unwrap();
+        let relative = entry.path().strip_prefix(base).unwrap().to_path_buf();
+        if metadata.is_dir() {
+            out.insert(relative, (metadata.mode(), Vec::new()));
+            snapshot_into(base, &entry.path(), out);
+        } else {
+            out.insert(
+                relative,
+                (metadata.mode(), std::fs::read(entry.path()).unwrap()),
+            );
+        }
+    }
+}
