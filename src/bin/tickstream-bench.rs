@@ -90,6 +90,9 @@ struct Stats {
     connect_errors: usize,
     disconnects: usize,
     messages: u64,
+    heartbeats: u64,
+    /// Viewers that received at least one heartbeat while measuring.
+    viewers_with_heartbeat: usize,
     symbol_updates: u64,
     wire_bytes: u64,
     staleness_ms: Histogram<u64>,
@@ -103,6 +106,8 @@ impl Stats {
             connect_errors: 0,
             disconnects: 0,
             messages: 0,
+            heartbeats: 0,
+            viewers_with_heartbeat: 0,
             symbol_updates: 0,
             wire_bytes: 0,
             staleness_ms: Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid bounds"),
@@ -112,6 +117,8 @@ impl Stats {
     fn start_measuring(&mut self) {
         self.measuring = true;
         self.messages = 0;
+        self.heartbeats = 0;
+        self.viewers_with_heartbeat = 0;
         self.symbol_updates = 0;
         self.wire_bytes = 0;
         self.staleness_ms.reset();
@@ -176,13 +183,18 @@ async fn viewer(args: Arc<Args>, source: IpAddr, symbols: Vec<String>, stats: Sh
         socket.bind(SocketAddr::new(source, 0))?;
         let stream = socket.connect(server).await?;
         stream.set_nodelay(true)?;
-        let mut url = format!("ws://{}/ws?symbols={}", args.server, symbols.join(","));
+        // With no symbols the viewer subscribes to nothing and gets only heartbeats.
+        let mut url = format!("ws://{}/ws?", args.server);
+        if !symbols.is_empty() {
+            url.push_str(&format!("symbols={}&", symbols.join(",")));
+        }
         if args.deflate {
-            url.push_str("&compression=deflate");
+            url.push_str("compression=deflate&");
         }
         if let Some(token) = &args.token {
-            url.push_str(&format!("&token={token}"));
+            url.push_str(&format!("token={token}&"));
         }
+        url.pop();
         let request = url.into_client_request().map_err(std::io::Error::other)?;
         let (ws, _) = tokio_tungstenite::client_async(request, stream)
             .await
@@ -205,6 +217,7 @@ async fn viewer(args: Arc<Args>, source: IpAddr, symbols: Vec<String>, stats: Sh
     }
     let mut inflater = Decompress::new(false);
     let mut plain = Vec::with_capacity(16 * 1024);
+    let mut heartbeat_counted = false;
     while let Some(frame) = ws.next().await {
         let now = now_ms();
         let (wire, text): (usize, &[u8]) = match &frame {
@@ -234,6 +247,13 @@ async fn viewer(args: Arc<Args>, source: IpAddr, symbols: Vec<String>, stats: Sh
         if stats.measuring {
             stats.messages += 1;
             stats.wire_bytes += wire as u64 + frame_overhead(wire);
+            if text.starts_with(b"{\"type\":\"heartbeat\"") {
+                stats.heartbeats += 1;
+                if !heartbeat_counted {
+                    heartbeat_counted = true;
+                    stats.viewers_with_heartbeat += 1;
+                }
+            }
             record_update(text, now, &mut stats);
         }
     }
@@ -480,6 +500,8 @@ fn main() -> anyhow::Result<()> {
             "disconnects": s.disconnects,
             "ticks_accepted": accepted,
             "messages_per_second": (s.messages as f64 / elapsed).round(),
+            "heartbeats_per_second": (s.heartbeats as f64 / elapsed).round(),
+            "viewers_with_heartbeat": s.viewers_with_heartbeat,
             "symbol_updates_per_second": (s.symbol_updates as f64 / elapsed).round(),
             "wire_bytes_per_symbol_update": ((s.wire_bytes as f64 / s.symbol_updates.max(1) as f64) * 10.0).round() / 10.0,
             "staleness_ms": {
