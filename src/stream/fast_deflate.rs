@@ -14,8 +14,8 @@
 //! codes are what zlib's fastest level uses too; for messages of a few hundred bytes a
 //! dynamic table's header would cost more than it saves.
 
-/// Hash table size: 1,024 positions (4 KiB per connection).
-const HASH_BITS: u32 = 10;
+/// Hash table size: 1,024 positions (2 KiB per connection).
+const HASH_BITS: u32 = 11;
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;
 /// The largest distance DEFLATE allows (the inflater's window).
@@ -43,9 +43,12 @@ pub struct FastDeflate {
     window: usize,
     /// The last `window` bytes of plaintext sent.
     history: Vec<u8>,
-    /// Hash of 4 bytes -> absolute stream position + 1 (0 = empty). Allocated on the
-    /// first message.
-    head: Box<[u32]>,
+    /// Hash of 4 bytes -> the low 16 bits of the absolute stream position last seen
+    /// with that hash. Allocated on the first message. 16 bits halve the table (2 KiB,
+    /// 32 cache lines): at 10,000 connections every message starts with the table cold
+    /// in cache, and its misses were the encoder's largest cost (docs/BENCHMARKS.md).
+    /// A candidate is only a hint: its bytes are always compared.
+    head: Box<[u16]>,
     /// Bytes of plaintext sent so far (absolute position of the next byte).
     total: u32,
 }
@@ -63,7 +66,7 @@ impl FastDeflate {
 
     /// Bytes of per-connection state.
     pub fn state_bytes(&self) -> usize {
-        self.history.capacity() + self.head.len() * 4
+        self.history.capacity() + self.head.len() * 2
     }
 
     /// Appends the compressed form of `message` to `out`, ending with a sync flush.
@@ -75,16 +78,17 @@ impl FastDeflate {
     /// the connection keeps exactly `window` bytes between messages.
     fn compress_with(&mut self, message: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         if self.head.is_empty() {
-            self.head = vec![0u32; 1 << HASH_BITS].into_boxed_slice();
+            self.head = vec![0u16; 1 << HASH_BITS].into_boxed_slice();
             self.history.reserve_exact(self.window);
         }
+        prefetch_table(&self.head);
         // Positions wrap after 4 GiB of plaintext: start the table afresh then (the
         // history bytes stay valid; they are just not indexed).
+        let history_len = self.history.len();
         if self.total.checked_add(message.len() as u32 + 1).is_none() {
             self.head.fill(0);
-            self.total = 0;
+            self.total = history_len as u32;
         }
-        let history_len = self.history.len();
         // Absolute position of history[0].
         let base = self.total - history_len as u32;
         scratch.clear();
@@ -98,17 +102,18 @@ impl FastDeflate {
         while i < buf.len() {
             if i + MIN_MATCH <= buf.len() {
                 let h = hash(&buf[i..i + MIN_MATCH]);
-                let candidate = self.head[h];
-                self.head[h] = base + i as u32 + 1;
-                if let Some(length) = match_at(buf, base, candidate, i) {
-                    let distance = i - (candidate - 1 - base) as usize;
-                    bits.put_match(length, distance);
+                let position = base.wrapping_add(i as u32);
+                let back = position.wrapping_sub(u32::from(self.head[h])) & 0xffff;
+                self.head[h] = position as u16;
+                if let Some(length) = match_at(buf, i, back as usize) {
+                    bits.put_match(length, back as usize);
                     i += length;
                     // Index only the match's last position (as zlib's fastest level
                     // skips the inside of matches): hashing every covered byte cost
                     // more than the few matches it found.
-                    if i >= 1 && i - 1 + MIN_MATCH <= buf.len() {
-                        self.head[hash(&buf[i - 1..i - 1 + MIN_MATCH])] = base + i as u32;
+                    if i - 1 + MIN_MATCH <= buf.len() {
+                        self.head[hash(&buf[i - 1..i - 1 + MIN_MATCH])] =
+                            base.wrapping_add(i as u32 - 1) as u16;
                     }
                     continue;
                 }
@@ -133,19 +138,31 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Starts loading the whole table into cache with independent reads, one per 64-byte
+/// line, before the encoding loop needs its entries one dependent step at a time
+/// (plain loads: the CPU overlaps their misses; no `unsafe` prefetch intrinsic).
+#[inline]
+fn prefetch_table(head: &[u16]) {
+    let mut touched = 0u16;
+    for line in head.chunks(32) {
+        touched ^= line[0];
+    }
+    std::hint::black_box(touched);
+}
+
 fn hash(bytes: &[u8]) -> usize {
     let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     (word.wrapping_mul(2_654_435_761) >> (32 - HASH_BITS)) as usize
 }
 
-/// The length of a usable match for position `i` at the candidate's position, if any.
-/// Candidates before `base` were trimmed from the history and are skipped.
-fn match_at(buf: &[u8], base: u32, candidate: u32, i: usize) -> Option<usize> {
-    let candidate = candidate.checked_sub(1)?;
-    let from = candidate.checked_sub(base)? as usize;
-    if from >= i || i - from > MAX_DISTANCE {
+/// The length of a usable match for position `i` with the bytes `distance` back, if
+/// any. A distance of 0 or reaching before the buffer (trimmed history, or a stale
+/// table entry) is no match.
+fn match_at(buf: &[u8], i: usize, distance: usize) -> Option<usize> {
+    if distance == 0 || distance > i || distance > MAX_DISTANCE {
         return None;
     }
+    let from = i - distance;
     let limit = (buf.len() - i).min(MAX_MATCH);
     // Eight bytes at a time, then the first differing byte from the XOR. The source
     // may overlap the target (distance < length), which DEFLATE allows.
@@ -168,6 +185,59 @@ fn match_at(buf: &[u8], base: u32, candidate: u32, i: usize) -> Option<usize> {
         length += 1;
     }
     (length >= MIN_MATCH).then_some(length)
+}
+
+/// The length code (0-28) of every match length 3..=258, by table instead of a search.
+const LENGTH_CODE: [u8; MAX_MATCH + 1] = {
+    let mut table = [0u8; MAX_MATCH + 1];
+    let mut code = 0;
+    while code < LENGTH_BASE.len() {
+        let end = if code + 1 < LENGTH_BASE.len() {
+            LENGTH_BASE[code + 1] as usize
+        } else {
+            MAX_MATCH + 1
+        };
+        let mut length = LENGTH_BASE[code] as usize;
+        while length < end {
+            table[length] = code as u8;
+            length += 1;
+        }
+        code += 1;
+    }
+    // 258 has its own code (28), not the top of code 27's range.
+    table[MAX_MATCH] = 28;
+    table
+};
+
+/// zlib's two-level distance-code table: distances 1-256 directly, larger ones by
+/// (distance - 1) >> 7 (codes 16 and up all span multiples of 128).
+const DISTANCE_CODE: [u8; 512] = {
+    let mut table = [0u8; 512];
+    let mut code = 0;
+    while code < DISTANCE_BASE.len() {
+        let first = DISTANCE_BASE[code] as usize;
+        let last = first + (1usize << DISTANCE_EXTRA[code]) - 1;
+        let mut distance = first;
+        while distance <= last {
+            if distance <= 256 {
+                table[distance - 1] = code as u8;
+            } else {
+                table[256 + ((distance - 1) >> 7)] = code as u8;
+            }
+            distance += 1;
+        }
+        code += 1;
+    }
+    table
+};
+
+fn distance_code(distance: usize) -> usize {
+    let index = if distance <= 256 {
+        distance - 1
+    } else {
+        256 + ((distance - 1) >> 7)
+    };
+    usize::from(DISTANCE_CODE[index])
 }
 
 /// Fixed-Huffman literal codes, already bit-reversed for the LSB-first stream, with
@@ -235,7 +305,7 @@ impl<'a> BitWriter<'a> {
     }
 
     fn put_match(&mut self, length: usize, distance: usize) {
-        let code = LENGTH_BASE.partition_point(|&b| usize::from(b) <= length) - 1;
+        let code = usize::from(LENGTH_CODE[length]);
         self.put_length_symbol(257 + code as u32);
         let extra = LENGTH_EXTRA[code];
         if extra > 0 {
@@ -244,7 +314,7 @@ impl<'a> BitWriter<'a> {
                 u32::from(extra),
             );
         }
-        let code = DISTANCE_BASE.partition_point(|&b| usize::from(b) <= distance) - 1;
+        let code = distance_code(distance);
         self.put_code(code as u32, 5);
         let extra = DISTANCE_EXTRA[code];
         if extra > 0 {
@@ -334,6 +404,18 @@ mod tests {
             let mut out = Vec::new();
             encoder.compress(message, &mut out);
             assert_eq!(&inflate(&mut inflater, &out), message);
+        }
+    }
+
+    #[test]
+    fn code_tables_agree_with_the_rfc_ranges() {
+        for (length, &code) in LENGTH_CODE.iter().enumerate().skip(3) {
+            let searched = LENGTH_BASE.partition_point(|&b| usize::from(b) <= length) - 1;
+            assert_eq!(usize::from(code), searched, "length {length}");
+        }
+        for distance in 1..=MAX_DISTANCE {
+            let searched = DISTANCE_BASE.partition_point(|&b| usize::from(b) <= distance) - 1;
+            assert_eq!(distance_code(distance), searched, "distance {distance}");
         }
     }
 

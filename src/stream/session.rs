@@ -259,7 +259,20 @@ impl Session {
                 },
                 _ = &mut flush_timer, if flush_at.is_some() => {
                     flush_at = None;
-                    self.flush().await
+                    match self.flush().await {
+                        // Something moved: under a steady feed it will again by the
+                        // next slot, so take that slot now instead of being woken by
+                        // the store's next batch first (one task wake-up per flush
+                        // less). A slot with nothing new returns to waiting.
+                        Ok(true) => {
+                            let at = self.last_flush + self.flush_interval;
+                            flush_at = Some(at);
+                            flush_timer.as_mut().reset(at);
+                            Ok(())
+                        }
+                        Ok(false) => Ok(()),
+                        Err(end) => Err(end),
+                    }
                 }
                 _ = &mut heartbeat_timer => {
                     let due = self.last_sent + config.heartbeat();
@@ -502,7 +515,8 @@ impl Session {
     }
 
     /// One `update` with every subscribed symbol that changed since it was last sent.
-    async fn flush(&mut self) -> Result<(), End> {
+    /// Returns whether anything was sent.
+    async fn flush(&mut self) -> Result<bool, End> {
         self.last_flush = Instant::now();
         self.changes.borrow_and_update();
         // Borrow the store through its field: cloning the handle here would bump one
@@ -528,7 +542,7 @@ impl Session {
         if !resend.is_empty() {
             self.send_snapshot(None, Some(&resend)).await?;
         }
-        Ok(())
+        Ok(stats.quotes > 0 || !resend.is_empty())
     }
 
     /// Symbols removed from the universe leave the subscription; the client gets the
