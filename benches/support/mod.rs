@@ -18,7 +18,11 @@ pub fn free_port() -> u16 {
 /// per-address limits (meant for internet clients) lifted, because the load comes
 /// from one address. Waits until it listens.
 pub fn start_server(port: u16, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+    // TICKSTREAM_SERVER_BIN runs another build (e.g. a saved "before" binary) for
+    // side-by-side comparisons; the default is this crate's release binary.
+    let binary = std::env::var("TICKSTREAM_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tickstream").to_owned());
+    let mut command = Command::new(binary);
     for (key, _) in std::env::vars() {
         if key.starts_with("TICKSTREAM") {
             command.env_remove(key);
