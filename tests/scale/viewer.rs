@@ -3,6 +3,10 @@
 //! as `frontend/ticker-client.js` does.
 
 use std::collections::BTreeMap;
+
+#[path = "../common/merge.rs"]
+mod merge;
+use merge::merge;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -153,26 +157,5 @@ impl Viewer {
 
     pub fn is_connected(&self) -> bool {
         self.socket.is_some()
-    }
-}
-
-/// A snapshot replaces a symbol's quote; an update merges field by field.
-fn merge(view: &mut BTreeMap<String, Value>, message: &Value) {
-    let kind = message["type"].as_str().unwrap_or("");
-    if kind != "snapshot" && kind != "update" {
-        return;
-    }
-    for quote in message["quotes"].as_array().expect("quotes array") {
-        let symbol = quote["s"].as_str().expect("s").to_owned();
-        if kind == "snapshot" {
-            view.insert(symbol, quote.clone());
-        } else {
-            let entry = view
-                .entry(symbol.clone())
-                .or_insert_with(|| json!({"s": symbol}));
-            for (key, value) in quote.as_object().unwrap() {
-                entry[key] = value.clone();
-            }
-        }
     }
 }
