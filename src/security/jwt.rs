@@ -140,6 +140,38 @@ mod tests {
     }
 
     #[test]
+    fn public_key_files_verify_rs256_tokens() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let verifier = JwtVerifier::from_settings(&AuthSettings {
+            mode: crate::config::AuthMode::Jwt,
+            jwt_secret: Secret::default(),
+            jwt_public_key_file: format!("{fixtures}/rs256-test-public.pem"),
+            audience: String::new(),
+        })
+        .unwrap();
+        let sign = |private: &str, algorithm| {
+            let pem = std::fs::read(format!("{fixtures}/{private}")).unwrap();
+            encode(
+                &Header::new(algorithm),
+                &json!({"sub":"rs","exp":in_an_hour(),"symbols":["AAPL"]}),
+                &EncodingKey::from_rsa_pem(&pem).unwrap(),
+            )
+            .unwrap()
+        };
+        let good = sign("rs256-test-private.pem", jsonwebtoken::Algorithm::RS256);
+        let claims = verifier.verify(&good).unwrap();
+        assert_eq!(claims.sub, "rs");
+        // Signed by another key, or with another algorithm: refused.
+        let forged = sign("rs256-other-private.pem", jsonwebtoken::Algorithm::RS256);
+        assert!(verifier.verify(&forged).is_err());
+        let other_alg = sign("rs256-test-private.pem", jsonwebtoken::Algorithm::RS512);
+        assert!(verifier.verify(&other_alg).is_err());
+        assert!(verifier
+            .verify(&token("s3cret", json!({"sub":"rs","exp":in_an_hour()})))
+            .is_err());
+    }
+
+    #[test]
     fn audience_is_checked_only_when_configured() {
         let with_aud = token(
             "s3cret",
