@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_port, start_server};
+use support::{free_port, ingest_socket, publish_pipelined, start_server};
 
 const KEY: &str = "bench-publisher-key";
 
@@ -117,18 +116,6 @@ fn metric(port: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn ingest_socket(
-    port: u16,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut request = format!("ws://127.0.0.1:{port}/ws/ingest")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {KEY}").parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
 /// Per-tick latency (µs) from send to the viewer's update, publisher on `publish_port`,
 /// viewer on `view_port`.
 async fn latency(publish_port: u16, view_port: u16, ticks: usize) -> Vec<u64> {
@@ -139,7 +126,7 @@ async fn latency(publish_port: u16, view_port: u16, ticks: usize) -> Vec<u64> {
         .await
         .unwrap();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let (mut tx, mut acks) = ingest_socket(publish_port).await.split();
+    let (mut tx, mut acks) = ingest_socket(publish_port, KEY).await.split();
     tokio::spawn(async move { while acks.next().await.is_some() {} });
     let publisher = {
         let sent = sent.clone();
@@ -207,24 +194,8 @@ async fn throughput(port: u16, seconds: u64) -> (u64, Duration) {
         })
         .collect();
     let message = format!(r#"{{"op":"publish","ticks":[{}]}}"#, batch.join(","));
-    let (mut tx, mut rx) = ingest_socket(port).await.split();
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(seconds);
-    let (mut in_flight, mut accepted) = (0usize, 0u64);
-    loop {
-        while in_flight < 4 && Instant::now() < deadline {
-            tx.send(Message::Text(message.clone())).await.unwrap();
-            in_flight += 1;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        if let Some(Ok(Message::Text(text))) = rx.next().await {
-            let ack: serde_json::Value = serde_json::from_str(&text).unwrap();
-            accepted += ack["accepted"].as_u64().unwrap_or(0);
-            in_flight -= 1;
-        }
-    }
+    let accepted = publish_pipelined(port, KEY, &[message], 4, seconds).await;
     (accepted, start.elapsed())
 }
 

@@ -15,12 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use rand::Rng;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{cpu_seconds, free_port, start_server};
+use support::{cpu_seconds, free_port, publish_pipelined, start_server};
 
 const KEY: &str = "bench-publisher-key";
 const BATCH: usize = 1_000;
@@ -87,45 +86,12 @@ async fn viewers(
 }
 
 async fn publish_ws(port: u16, bodies: &[String], seconds: u64) -> u64 {
-    let mut request = format!("ws://127.0.0.1:{port}/ws/ingest")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {KEY}").parse().unwrap());
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("publisher connects");
-    let (mut tx, mut rx) = socket.split();
     let messages: Vec<String> = bodies
         .iter()
         .enumerate()
         .map(|(i, body)| format!(r#"{{"op":"publish","req_id":{i},"ticks":{body}}}"#))
         .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let (mut in_flight, mut accepted, mut next) = (0usize, 0u64, 0usize);
-    loop {
-        while in_flight < PIPELINE && tokio::time::Instant::now() < deadline {
-            tx.send(Message::Text(messages[next % messages.len()].clone()))
-                .await
-                .unwrap();
-            next += 1;
-            in_flight += 1;
-        }
-        if in_flight == 0 {
-            return accepted;
-        }
-        match rx.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let ack: serde_json::Value = serde_json::from_str(&text).unwrap();
-                assert_eq!(ack["type"], "ack", "{text}");
-                accepted += ack["accepted"].as_u64().unwrap();
-                in_flight -= 1;
-            }
-            Some(Ok(_)) => {}
-            other => panic!("publisher socket failed: {other:?}"),
-        }
-    }
+    publish_pipelined(port, KEY, &messages, PIPELINE, seconds).await
 }
 
 /// Keep-alive HTTP/1.1 posts on plain sockets, `connections` in parallel threads.

@@ -5,6 +5,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free loopback port")
@@ -71,4 +78,55 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
+}
+
+/// A publisher's `/ws/ingest` socket, authenticated with `key`.
+pub async fn ingest_socket(port: u16, key: &str) -> Socket {
+    let mut request = format!("ws://127.0.0.1:{port}/ws/ingest")
+        .into_client_request()
+        .expect("a valid URL");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {key}").parse().expect("a valid header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("publisher connects")
+        .0
+}
+
+/// Sends `messages` (in turn, repeating) over one ingest socket for `seconds`,
+/// keeping `pipeline` unacknowledged; returns the ticks the acks accepted.
+pub async fn publish_pipelined(
+    port: u16,
+    key: &str,
+    messages: &[String],
+    pipeline: usize,
+    seconds: u64,
+) -> u64 {
+    let (mut tx, mut rx) = ingest_socket(port, key).await.split();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let (mut in_flight, mut accepted, mut next) = (0usize, 0u64, 0usize);
+    loop {
+        while in_flight < pipeline && tokio::time::Instant::now() < deadline {
+            tx.send(Message::Text(messages[next % messages.len()].clone()))
+                .await
+                .expect("publisher sends");
+            next += 1;
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            return accepted;
+        }
+        match rx.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let ack: serde_json::Value = serde_json::from_str(&text).expect("JSON ack");
+                assert_eq!(ack["type"], "ack", "{text}");
+                accepted += ack["accepted"].as_u64().expect("accepted count");
+                in_flight -= 1;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("publisher socket failed: {other:?}"),
+        }
+    }
 }

@@ -182,10 +182,6 @@ impl Cluster {
         *self.status.borrow()
     }
 
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     pub fn outbox_len(&self) -> usize {
         self.lock_outbox().items
     }
