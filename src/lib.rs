@@ -15,6 +15,7 @@ pub mod market_session;
 pub mod metrics;
 pub mod security;
 pub mod shutdown;
+pub mod socket;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -4,8 +4,11 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_http::{HttpService, KeepAlive};
+use actix_server::Server;
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App};
 use anyhow::Context;
 use tracing::info;
 
@@ -14,6 +17,7 @@ use crate::config::{Settings, StoreSettings};
 use crate::http::routes;
 use crate::ingest::{parse_replay, run_replay, Simulator};
 use crate::market_session::{run_rollovers, Clock, SystemClock};
+use crate::socket::upgrade_service;
 use crate::state::AppState;
 use crate::store::{load_universe, SnapshotStore, DEFAULT_UNIVERSE_CSV};
 
@@ -63,13 +67,8 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let data = web::Data::new(state.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        let builder = Server::build()
             .workers(workers)
-            // Every flush is one small write that should leave now: Nagle's algorithm
-            // would hold it back behind an unacknowledged segment (40 ms with delayed
-            // ACKs; measured on TLS handshakes in docs/BENCHMARKS.md).
-            .tcp_nodelay(true)
             // We own SIGTERM: sessions must be told before the server stops (shutdown.rs).
             .disable_signals()
             .shutdown_timeout(
@@ -79,12 +78,38 @@ impl Application {
             );
         let tls = crate::tls::server_config(&settings.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = match tls {
-            Some(config) => server.listen_rustls_0_23(listener, config),
-            None => server.listen(listener),
+        let data = web::Data::new(state.clone());
+        // One HTTP service per worker: actix-web's application for every request,
+        // except upgrade requests, which actix-http hands to `upgrade_service` with the
+        // connection (src/socket/). The HTTP/1 settings are actix-web's defaults.
+        macro_rules! http_service {
+            () => {{
+                let data = data.clone();
+                let app = App::new().app_data(data.clone()).configure(routes);
+                HttpService::build()
+                    .keep_alive(KeepAlive::default())
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    // Every flush is one small write that should leave now: Nagle's
+                    // algorithm would hold it back behind an unacknowledged segment (40 ms
+                    // with delayed ACKs; measured on TLS handshakes in docs/BENCHMARKS.md).
+                    .tcp_nodelay(true)
+                    .upgrade(upgrade_service(data.get_ref().clone()))
+                    .finish(map_config(
+                        app.into_factory()
+                            .map_err(|err: actix_web::Error| err.error_response()),
+                        |_| AppConfig::default(),
+                    ))
+            }};
         }
-        .context("cannot start the HTTP server")?
-        .run();
+        let builder = match tls {
+            Some(config) => builder.listen("tickstream-https", listener, move || {
+                http_service!().rustls_0_23(config.clone())
+            }),
+            None => builder.listen("tickstream-http", listener, move || http_service!().tcp()),
+        }
+        .context("cannot start the HTTP server")?;
+        let server = builder.run();
 
         if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);

@@ -1,7 +1,8 @@
 //! Bearer keys for publishers and the admin. Keys are compared in constant time and
 //! never logged.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
@@ -9,8 +10,8 @@ use super::ApiError;
 use crate::config::Secret;
 
 /// The token of `Authorization: Bearer <token>`, if any.
-pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     // The scheme is case-insensitive (RFC 9110); the token is not.
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -22,8 +23,8 @@ pub fn unauthorized(message: &str) -> ApiError {
 
 /// Checks the admin key; an unset key refuses every request.
 pub fn require_admin(req: &HttpRequest, key: &Secret) -> Result<(), ApiError> {
-    let presented =
-        bearer(req).ok_or_else(|| unauthorized("missing `Authorization: Bearer <admin key>`"))?;
+    let presented = bearer(req.headers())
+        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <admin key>`"))?;
     let configured = key.expose().as_bytes();
     if configured.is_empty() || !bool::from(configured.ct_eq(presented.as_bytes())) {
         return Err(unauthorized("invalid admin key"));

@@ -1,6 +1,7 @@
 //! `POST /api/v1/ticks`: a batch of ticks as a JSON array or NDJSON (contract §3).
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
@@ -16,7 +17,7 @@ pub async fn post_ticks(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ingestor = &state.ingestor;
-    let publisher = authenticate(&req, &state)?;
+    let publisher = authenticate(req.headers(), &state)?;
     let limit = ingestor.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -65,8 +66,8 @@ pub async fn post_ticks(
 }
 
 /// Resolves the publisher from `Authorization: Bearer <key>` (401 otherwise).
-pub fn authenticate(req: &HttpRequest, state: &AppState) -> Result<PublisherId, ApiError> {
-    let key = bearer(req)
+pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<PublisherId, ApiError> {
+    let key = bearer(headers)
         .ok_or_else(|| unauthorized("missing `Authorization: Bearer <publisher key>`"))?;
     state
         .ingestor

@@ -16,6 +16,9 @@ pub use ingest::authenticate as authenticate_publisher;
 
 pub use error::ApiError;
 
+use std::collections::HashMap;
+
+use actix_web::dev::RequestHead;
 use actix_web::web;
 
 use crate::stream::ws_route;
@@ -64,6 +67,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))
     .default_service(web::to(frontend::serve));
+}
+
+/// The query string as name -> value (of a repeated name, the last wins), or 400.
+pub fn query_map(head: &RequestHead) -> Result<HashMap<String, String>, ApiError> {
+    serde_urlencoded::from_str(head.uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
 }
 
 /// Appends `value` as a JSON string literal.

@@ -15,7 +15,7 @@ pub async fn per_ip(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>() {
         let security = &state.security;
-        let ip = client_ip(req.request(), &security.trusted_proxies);
+        let ip = client_ip(req.request().head(), &security.trusted_proxies);
         if let Err(wait) = security.rest_rate.check(ip) {
             security
                 .counters

@@ -1,14 +1,13 @@
 //! `GET /ws/ingest`: a publisher's WebSocket. Each `publish` message is one batch,
 //! answered by an `ack` with the same report as the HTTP route.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix_http::ws::{CloseCode, CloseReason};
+use actix_web::dev::RequestHead;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, MessageStream};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
@@ -16,8 +15,9 @@ use tracing::{debug, Instrument};
 use super::{IngestReport, Ingestor, PublisherId};
 use crate::config::StreamSettings;
 use crate::http::{authenticate_publisher, ApiError};
+use crate::socket::WebSocket;
 use crate::state::AppState;
-use crate::stream::{ErrorCode, Fault, Inbound, InboundFrames};
+use crate::stream::{peek_req_id, ErrorCode, Fault, Inbound, InboundFrames, ReqId};
 
 /// `{"op":"publish","ticks":[…],"req_id":n}`
 #[derive(Deserialize)]
@@ -26,7 +26,8 @@ struct PublishRequest<'a> {
     op: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     ticks: Option<Vec<&'a RawValue>>,
-    req_id: Option<Value>,
+    #[serde(borrow)]
+    req_id: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -34,7 +35,7 @@ struct Ack<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    req_id: Option<&'a Value>,
+    req_id: Option<&'a ReqId>,
     #[serde(flatten)]
     report: &'a IngestReport,
 }
@@ -44,22 +45,25 @@ struct ErrorReply<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    req_id: Option<&'a Value>,
+    req_id: Option<&'a ReqId>,
     code: ErrorCode,
     message: &'a str,
 }
 
-/// Authenticates with `Authorization: Bearer <key>` (or `?key=` for clients that cannot
-/// set headers) before the upgrade: a bad key gets 401 and no socket.
-pub async fn ws_ingest_route(
-    req: HttpRequest,
-    body: web::Payload,
-    query: web::Query<HashMap<String, String>>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let admission = state.security.admit_socket(&req)?;
+/// A publisher's upgrade request that passed the gate.
+pub struct PublisherRequest {
+    admission: crate::security::Admission,
+    publisher: PublisherId,
+}
+
+/// The gate for `/ws/ingest`, before any upgrade: origin, rates and caps, then the key
+/// from `Authorization: Bearer <key>` (or `?key=` for clients that cannot set
+/// headers). A bad key gets 401 and no socket.
+pub fn admit_publisher(head: &RequestHead, state: &AppState) -> Result<PublisherRequest, ApiError> {
+    let query = crate::http::query_map(head)?;
+    let admission = state.security.admit_socket(head)?;
     let publisher = match query.get("key") {
-        Some(key) if crate::http::bearer(&req).is_none() => {
+        Some(key) if crate::http::bearer(&head.headers).is_none() => {
             state.ingestor.authenticate(key).ok_or_else(|| {
                 ApiError::new(
                     actix_web::http::StatusCode::UNAUTHORIZED,
@@ -68,34 +72,43 @@ pub async fn ws_ingest_route(
                 )
             })?
         }
-        _ => authenticate_publisher(&req, &state)?,
+        _ => authenticate_publisher(&head.headers, state)?,
     };
-    let (response, ws, inbound) = actix_ws::handle(&req, body)
-        .map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
-    let Some(slot) = admission.slot else {
-        actix_web::rt::spawn(crate::stream::refuse_full(ws));
-        return Ok(response);
+    Ok(PublisherRequest {
+        admission,
+        publisher,
+    })
+}
+
+/// `GET /ws/ingest` without an upgrade: the same gate, then 400.
+pub async fn ws_ingest_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admit_publisher(req.head(), &state)?;
+    Err(crate::socket::not_an_upgrade(req.head()))
+}
+
+/// Runs an admitted publisher's socket until it ends.
+pub async fn run_publisher(socket: WebSocket, request: PublisherRequest, state: &AppState) {
+    let Some(slot) = request.admission.slot else {
+        return crate::stream::refuse_full(socket, &state.stream_settings).await;
     };
-    let inbound = inbound.max_frame_size(state.ingestor.max_body_bytes);
-    let span = tracing::info_span!("ingest_socket", publisher = ?publisher);
-    actix_web::rt::spawn(
-        run(
-            ws,
-            inbound,
-            publisher,
-            state.ingestor.clone(),
-            state.stream_settings.clone(),
-            state.shutdown.clone(),
-            slot,
-        )
-        .instrument(span),
-    );
-    Ok(response)
+    let span = tracing::info_span!("ingest_socket", publisher = ?request.publisher);
+    run(
+        socket,
+        request.publisher,
+        state.ingestor.clone(),
+        state.stream_settings.clone(),
+        state.shutdown.clone(),
+        slot,
+    )
+    .instrument(span)
+    .await
 }
 
 async fn run(
-    mut ws: actix_ws::Session,
-    mut inbound: MessageStream,
+    mut ws: WebSocket,
     publisher: PublisherId,
     ingestor: Arc<Ingestor>,
     timing: Arc<StreamSettings>,
@@ -113,7 +126,7 @@ async fn run(
         let frame = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break Some((CloseCode::Away, "server shutting down").into()),
-            frame = inbound.recv() => frame,
+            frame = ws.recv() => frame,
             _ = sleep_until(last_inbound + timing.idle_timeout()) => {
                 break Some(CloseReason { code: CloseCode::Normal, description: Some("idle timeout: no frame received".into()) })
             }
@@ -141,19 +154,17 @@ async fn run(
             }
             Err(Fault::Gone) => break None,
         };
-        if ws.text(reply).await.is_err() {
+        if ws.text(reply.as_bytes()).await.is_err() {
             break None;
         }
     };
     debug!(?close, "ingest socket ended");
-    if let Some(reason) = close {
-        let _ = tokio::time::timeout(timing.slow_consumer_timeout(), ws.close(Some(reason))).await;
-    }
+    ws.close(close, timing.slow_consumer_timeout()).await;
 }
 
 /// One `publish` message to its reply text (`ack` or `error`).
 async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
-    let error = |req_id: Option<&Value>, code: ErrorCode, message: &str| {
+    let error = |req_id: Option<&ReqId>, code: ErrorCode, message: &str| {
         serde_json::to_string(&ErrorReply {
             kind: "error",
             req_id,
@@ -166,24 +177,23 @@ async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> Stri
         Ok(request) => request,
         Err(e) => {
             // Echo req_id when the message is JSON enough to have one.
-            let req_id = serde_json::from_str::<Value>(text)
-                .ok()
-                .and_then(|v| v.get("req_id").cloned())
-                .filter(|id| id.is_number() || id.is_string());
+            let req_id = peek_req_id(text);
             let message = format!("expected {{\"op\":\"publish\",\"ticks\":[…]}}: {e}");
             return error(req_id.as_ref(), ErrorCode::BadRequest, &message);
         }
     };
-    let req_id = request.req_id.as_ref();
-    if let Some(id) = req_id {
-        if !(id.is_number() || id.is_string()) {
+    let req_id = match request.req_id.map(ReqId::from_raw) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
             return error(
                 None,
                 ErrorCode::BadRequest,
                 "req_id must be a number or a string",
-            );
+            )
         }
-    }
+    };
+    let req_id = req_id.as_ref();
     match request.op.as_deref() {
         Some("publish") => {}
         Some(other) => {

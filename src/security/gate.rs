@@ -1,8 +1,8 @@
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
+use actix_web::dev::RequestHead;
 use actix_web::http::StatusCode;
-use actix_web::HttpRequest;
 
 use super::{client_ip, origin_allowed, Claims, Security};
 use crate::http::{bearer, ApiError};
@@ -18,7 +18,7 @@ pub struct Admission {
 
 impl Security {
     /// Origin, connection-attempt rate and connection caps, before any upgrade.
-    pub fn admit_socket(&self, req: &HttpRequest) -> Result<Admission, ApiError> {
+    pub fn admit_socket(&self, req: &RequestHead) -> Result<Admission, ApiError> {
         let ip = client_ip(req, &self.trusted_proxies);
         if !origin_allowed(req, &self.allowed_origins) {
             self.counters.origin_refused.fetch_add(1, Ordering::Relaxed);
@@ -60,7 +60,7 @@ impl Security {
     /// `None` when auth is off. A missing or bad token is 401.
     pub fn authenticate_viewer(
         &self,
-        req: &HttpRequest,
+        req: &RequestHead,
         query_token: Option<&str>,
     ) -> Result<Option<Claims>, ApiError> {
         let Some(verifier) = &self.verifier else {
@@ -70,9 +70,13 @@ impl Security {
             self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         };
-        let token = query_token.or_else(|| bearer(req)).ok_or_else(|| {
-            unauthorized("a token is required: ?token=<jwt> or Authorization: Bearer <jwt>".into())
-        })?;
+        let token = query_token
+            .or_else(|| bearer(&req.headers))
+            .ok_or_else(|| {
+                unauthorized(
+                    "a token is required: ?token=<jwt> or Authorization: Bearer <jwt>".into(),
+                )
+            })?;
         verifier
             .verify(token)
             .map(Some)

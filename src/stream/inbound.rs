@@ -2,8 +2,8 @@
 //! the ingest socket: fragment reassembly under a size limit, refusal of binary data,
 //! and the close code for each protocol fault.
 
+use actix_http::ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 use actix_web::web::Bytes;
-use actix_ws::{CloseCode, CloseReason, Item, Message, ProtocolError};
 
 /// What a session does with one inbound frame.
 #[derive(Debug)]

@@ -10,12 +10,13 @@ mod subscriptions;
 pub use codec::{CompressionMode, DeflateStream};
 pub use fast_deflate::FastDeflate;
 pub use inbound::{Fault, Inbound, InboundFrames};
-pub use protocol::{parse_request, ErrorCode, Request, RequestError};
+pub use protocol::{parse_request, peek_req_id, ErrorCode, ReqId, Request, RequestError};
 pub use subscriptions::{FlushStats, Subscriptions};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix_http::ws::CloseCode;
+use actix_web::dev::RequestHead;
 use actix_web::{web, HttpRequest, HttpResponse};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,7 @@ use crate::config::{LimitSettings, StreamSettings};
 use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::security::Security;
+use crate::socket::WebSocket;
 use crate::state::AppState;
 use crate::store::SnapshotStore;
 use session::Session;
@@ -38,14 +40,19 @@ pub struct StreamContext {
     pub limits: Arc<LimitSettings>,
 }
 
-/// Checks the gate (origin, rates, caps, token), upgrades to a WebSocket, and spawns
-/// the connection's session task on this worker.
-pub async fn ws_route(
-    req: HttpRequest,
-    body: web::Payload,
-    query: web::Query<HashMap<String, String>>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+/// A viewer's upgrade request that passed the gate: what it asked for and who it is.
+pub struct ViewerRequest {
+    compression: CompressionMode,
+    /// The `symbols=` query parameter, split.
+    initial: Option<Vec<String>>,
+    admission: crate::security::Admission,
+    claims: Option<crate::security::Claims>,
+}
+
+/// The gate for `/ws`, before any upgrade: query parameters, origin, rates, caps and
+/// token. A refusal is the HTTP error the handshake gets instead of 101.
+pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerRequest, ApiError> {
+    let query = crate::http::query_map(head)?;
     let compression = match query.get("compression") {
         None => CompressionMode::None,
         Some(raw) => CompressionMode::parse(raw).ok_or_else(|| {
@@ -62,25 +69,43 @@ pub async fn ws_route(
             .collect()
     });
     let security = &state.security;
-    let admission = security.admit_socket(&req)?;
-    let claims = security.authenticate_viewer(&req, query.get("token").map(String::as_str))?;
-    let (response, ws, inbound) = actix_ws::handle(&req, body)
-        .map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
-    let Some(slot) = admission.slot else {
-        actix_web::rt::spawn(refuse_full(ws));
-        return Ok(response);
-    };
+    let admission = security.admit_socket(head)?;
+    let claims = security.authenticate_viewer(head, query.get("token").map(String::as_str))?;
+    Ok(ViewerRequest {
+        compression,
+        initial,
+        admission,
+        claims,
+    })
+}
+
+/// Runs an admitted viewer's session on its upgraded socket until it ends. A server
+/// that is full closes at once with 1013, which browsers (unable to read an HTTP status
+/// from a failed handshake) can act on.
+pub async fn run_viewer(socket: WebSocket, request: ViewerRequest, state: &AppState) {
     let ctx = state.stream_context();
-    let inbound = inbound.max_frame_size(ctx.settings.max_message_bytes);
+    let Some(slot) = request.admission.slot else {
+        return refuse_full(socket, &ctx.settings).await;
+    };
     let id = format!("{:016x}", rand::random::<u64>());
     let peer = ViewerPeer {
-        ip: admission.ip,
-        claims,
+        ip: request.admission.ip,
+        claims: request.claims,
         slot,
     };
-    let session = Session::new(id, ws, ctx, compression, peer);
-    actix_web::rt::spawn(session.run(inbound, initial));
-    Ok(response)
+    let session = Session::new(id, socket, ctx, request.compression, peer);
+    session.run(request.initial).await;
+}
+
+/// `GET /ws` without an upgrade: the same gate as a handshake, then 400, so a client
+/// learns about a bad token or parameter whichever way it asks. (Upgrade requests never
+/// reach the application: see `crate::socket`.)
+pub async fn ws_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admit_viewer(req.head(), &state)?;
+    Err(crate::socket::not_an_upgrade(req.head()))
 }
 
 /// Who is on the other end of a session, as the gate admitted them.
@@ -92,10 +117,9 @@ pub struct ViewerPeer {
 }
 
 /// Closes a socket with 1013: the server holds `limits.max_connections` already.
-pub async fn refuse_full(ws: actix_ws::Session) {
-    let reason = actix_ws::CloseReason {
-        code: actix_ws::CloseCode::Again,
-        description: Some("server full; try again later".into()),
-    };
-    let _ = ws.close(Some(reason)).await;
+pub async fn refuse_full(socket: WebSocket, settings: &StreamSettings) {
+    let reason = crate::socket::close_reason(CloseCode::Again, "server full; try again later");
+    socket
+        .close(Some(reason), settings.slow_consumer_timeout())
+        .await;
 }

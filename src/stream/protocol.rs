@@ -6,6 +6,7 @@
 //! by the session; the rare control messages go through serde.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Error codes of the contract.
@@ -23,8 +24,44 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// An echoed request id: any JSON number or string the client chose.
-pub type ReqId = Value;
+/// An echoed request id: any JSON number or string the client chose, kept as the exact
+/// text it sent, so `18446744073709551617` or `1e2` comes back as written rather than
+/// as the nearest `f64`.
+#[derive(Debug, Clone)]
+pub struct ReqId(Box<RawValue>);
+
+impl ReqId {
+    /// `Some` for a JSON number or string; anything else is not a request id.
+    pub fn from_raw(raw: &RawValue) -> Option<ReqId> {
+        let text = raw.get();
+        text.starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit())
+            .then(|| ReqId(raw.to_owned()))
+    }
+
+    /// The id as JSON text.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for ReqId {
+    fn eq(&self, other: &ReqId) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Serialize for ReqId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// The raw `req_id` of a message, every other field skipped unread.
+#[derive(serde::Deserialize)]
+struct OnlyReqId<'a> {
+    #[serde(borrow)]
+    req_id: Option<&'a RawValue>,
+}
 
 /// A request from a viewer.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,14 +102,7 @@ impl RequestError {
 /// Only the `req_id` of a message (to echo it when the message itself is refused
 /// unread, e.g. over the rate limit): a shallow parse that skips every other field.
 pub fn peek_req_id(text: &str) -> Option<ReqId> {
-    #[derive(serde::Deserialize)]
-    struct OnlyReqId {
-        req_id: Option<Value>,
-    }
-    serde_json::from_str::<OnlyReqId>(text)
-        .ok()?
-        .req_id
-        .filter(|id| id.is_number() || id.is_string())
+    ReqId::from_raw(serde_json::from_str::<OnlyReqId>(text).ok()?.req_id?)
 }
 
 /// Parses one text frame into `(req_id, request)`.
@@ -87,7 +117,7 @@ pub fn parse_request(text: &str) -> Result<(Option<ReqId>, Request), RequestErro
     };
     let req_id = match object.get("req_id") {
         None => None,
-        Some(id @ (Value::Number(_) | Value::String(_))) => Some(id.clone()),
+        Some(Value::Number(_) | Value::String(_)) => peek_req_id(text),
         Some(_) => return Err(bad(None, "req_id must be a number or a string".into())),
     };
     let op = match object.get("op") {
@@ -227,7 +257,7 @@ pub fn begin_quotes_message(kind: &str, seq: u64, req_id: Option<&ReqId>, out: &
     out.extend_from_slice(kind.as_bytes());
     if let Some(req_id) = req_id {
         out.extend_from_slice(b"\",\"req_id\":");
-        serde_json::to_writer(&mut *out, req_id).expect("a JSON value always serializes");
+        out.extend_from_slice(req_id.as_json().as_bytes());
         out.extend_from_slice(b",\"seq\":");
     } else {
         out.extend_from_slice(b"\",\"seq\":");
@@ -251,7 +281,33 @@ pub fn write_heartbeat(seq: u64, t: i64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn id(text: &str) -> ReqId {
+        ReqId::from_raw(&RawValue::from_string(text.into()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn req_ids_are_echoed_as_the_exact_text_sent() {
+        for text in ["18446744073709551617", "1e2", "-0", "1.50", r#""x\"y""#] {
+            let message = format!(r#"{{"op":"ping","req_id":{text}}}"#);
+            let (req_id, _) = parse_request(&message).unwrap();
+            assert_eq!(req_id.as_ref().map(ReqId::as_json), Some(text), "{message}");
+            let mut out = Vec::new();
+            ControlMessage::Pong {
+                req_id: req_id.as_ref(),
+                t: 1,
+            }
+            .write_to(&mut out);
+            let expected = format!(r#"{{"type":"pong","req_id":{text},"t":1}}"#);
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+        assert_eq!(peek_req_id(r#"{"req_id":[1]}"#), None);
+        assert_eq!(peek_req_id(r#"{"req_id":null}"#), None);
+        assert_eq!(
+            peek_req_id(r#"{"op":1, "req_id":7, "x":{"req_id":8}}"#),
+            Some(id("7"))
+        );
+    }
 
     fn err(text: &str) -> RequestError {
         parse_request(text).unwrap_err()
@@ -262,7 +318,7 @@ mod tests {
         assert_eq!(
             parse_request(r#"{"op":"subscribe","symbols":["aapl","MSFT"],"req_id":1}"#).unwrap(),
             (
-                Some(json!(1)),
+                Some(id("1")),
                 Request::Subscribe {
                     symbols: vec!["aapl".into(), "MSFT".into()]
                 }
@@ -274,7 +330,7 @@ mod tests {
         );
         assert_eq!(
             parse_request(r#"{"op":"snapshot","req_id":"a"}"#).unwrap(),
-            (Some(json!("a")), Request::Snapshot)
+            (Some(id(r#""a""#)), Request::Snapshot)
         );
         assert_eq!(
             parse_request(r#"{"op":"set","max_hz":2.5}"#).unwrap().1,
@@ -296,10 +352,10 @@ mod tests {
             assert_eq!(err(text).code, ErrorCode::BadRequest, "{text:?}");
         }
         let e = err(r#"{"op":"ping","req_id":7,"extra":true}"#);
-        assert_eq!((e.code, e.req_id), (ErrorCode::BadRequest, Some(json!(7))));
+        assert_eq!((e.code, e.req_id), (ErrorCode::BadRequest, Some(id("7"))));
         assert!(e.message.contains("extra"));
         let e = err(r#"{"op":"subscribe","req_id":3,"symbols":"AAPL"}"#);
-        assert_eq!((e.code, e.req_id), (ErrorCode::BadRequest, Some(json!(3))));
+        assert_eq!((e.code, e.req_id), (ErrorCode::BadRequest, Some(id("3"))));
         assert_eq!(
             err(r#"{"op":"subscribe","symbols":[1]}"#).code,
             ErrorCode::BadRequest
@@ -314,13 +370,13 @@ mod tests {
     #[test]
     fn unknown_op_is_its_own_code() {
         let e = err(r#"{"op":"dance","req_id":9}"#);
-        assert_eq!((e.code, e.req_id), (ErrorCode::UnknownOp, Some(json!(9))));
+        assert_eq!((e.code, e.req_id), (ErrorCode::UnknownOp, Some(id("9"))));
     }
 
     #[test]
     fn control_messages_match_the_contract() {
         let mut out = Vec::new();
-        let req_id = json!(4);
+        let req_id = id("4");
         ControlMessage::Settings {
             req_id: Some(&req_id),
             max_hz: Hz(2.0),

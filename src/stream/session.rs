@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::Bytes;
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError};
+use actix_http::ws::{CloseCode, CloseReason, Message, ProtocolError};
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, info, Instrument};
@@ -28,6 +27,7 @@ use crate::domain::{now_millis, Symbol, SymbolId};
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::metrics::Counters;
 use crate::security::{SessionEntry, SessionStats};
+use crate::socket::WebSocket;
 use crate::store::SnapshotStore;
 
 /// Close code for a client whose socket did not drain in time (contract §2).
@@ -46,24 +46,9 @@ enum End {
     Gone,
 }
 
-/// A frame ready for the socket.
-enum Outbound {
-    Text(String),
-    Binary(Bytes),
-}
-
-impl Outbound {
-    fn len(&self) -> usize {
-        match self {
-            Outbound::Text(text) => text.len(),
-            Outbound::Binary(bytes) => bytes.len(),
-        }
-    }
-}
-
 pub struct Session {
     id: String,
-    ws: actix_ws::Session,
+    ws: WebSocket,
     ctx: StreamContext,
     counters: Arc<Counters>,
     changes: watch::Receiver<u64>,
@@ -95,7 +80,7 @@ pub struct Session {
 impl Session {
     pub fn new(
         id: String,
-        ws: actix_ws::Session,
+        ws: WebSocket,
         ctx: StreamContext,
         compression: CompressionMode,
         peer: ViewerPeer,
@@ -155,17 +140,17 @@ impl Session {
     }
 
     /// Runs the connection to its end. `initial` is the `symbols=` query parameter.
-    pub async fn run(self, inbound: MessageStream, initial: Option<Vec<String>>) {
+    pub async fn run(self, initial: Option<Vec<String>>) {
         let span = tracing::info_span!("session", session = %self.id);
-        self.run_in_span(inbound, initial).instrument(span).await;
+        self.run_in_span(initial).instrument(span).await;
     }
 
-    async fn run_in_span(mut self, mut inbound: MessageStream, initial: Option<Vec<String>>) {
+    async fn run_in_span(mut self, initial: Option<Vec<String>>) {
         Counters::add(&self.counters.connections_opened, 1);
         self.ctx.security.sessions.insert(self.entry.clone());
         debug!("connected");
         let end = match self.open(initial).await {
-            Ok(()) => self.serve(&mut inbound).await,
+            Ok(()) => self.serve().await,
             Err(end) => end,
         };
         info!(reason = ?end, symbols = self.subs.len(), sent = self.seq, "session ended");
@@ -196,7 +181,7 @@ impl Session {
         Ok(())
     }
 
-    async fn serve(&mut self, inbound: &mut MessageStream) -> End {
+    async fn serve(&mut self) -> End {
         let config = self.ctx.settings.clone();
         let shutdown = self.ctx.shutdown.clone();
         let kick = self.entry.kick.clone();
@@ -244,7 +229,7 @@ impl Session {
                 _ = &mut expiry, if has_expiry => {
                     Err(End::Close(CloseCode::Policy, "token expired".into()))
                 }
-                frame = inbound.recv() => {
+                frame = self.ws.recv() => {
                     last_inbound = Instant::now();
                     self.on_frame(frame, &mut frames).await
                 }
@@ -598,29 +583,33 @@ impl Session {
         if let Err(e) = compressed {
             return Err(End::Close(CloseCode::Error, e.to_string()));
         }
-        let frame = Outbound::Binary(Bytes::copy_from_slice(&self.wire));
-        self.bounded_send(frame).await
+        self.bounded_send(true).await
     }
 
+    /// Sends `self.json` as a text frame (our JSON writers emit UTF-8 only).
     async fn send_plain_text(&mut self) -> Result<(), End> {
-        let text = match std::str::from_utf8(&self.json) {
-            Ok(text) => text.to_owned(),
-            Err(_) => return Err(End::Close(CloseCode::Error, "non-UTF-8 output".into())),
-        };
-        self.bounded_send(Outbound::Text(text)).await
+        debug_assert!(std::str::from_utf8(&self.json).is_ok());
+        self.bounded_send(false).await
     }
 
     /// Awaits the socket, but not forever: a socket that does not drain within the
     /// slow-consumer timeout ends the session, and shutdown interrupts the wait.
-    async fn bounded_send(&mut self, frame: Outbound) -> Result<(), End> {
-        let len = frame.len();
+    /// `binary`: send `self.wire` as a binary frame, else `self.json` as a text frame.
+    async fn bounded_send(&mut self, binary: bool) -> Result<(), End> {
         let timeout = self.ctx.settings.slow_consumer_timeout();
         let shutdown = &self.ctx.shutdown;
         let ws = &mut self.ws;
+        let payload = if binary {
+            &self.wire[..]
+        } else {
+            &self.json[..]
+        };
+        let len = payload.len();
         let send = async move {
-            match frame {
-                Outbound::Text(text) => ws.text(text).await,
-                Outbound::Binary(bytes) => ws.binary(bytes).await,
+            if binary {
+                ws.binary(payload).await
+            } else {
+                ws.text(payload).await
             }
         };
         // Biased towards the send: it usually completes at once, and then the timer
@@ -668,13 +657,9 @@ impl Session {
                 description: None,
             })),
         };
-        if let Some(reason) = reason {
-            // The close frame queues behind whatever the socket still holds; give a slow
-            // client one more timeout to take it, then drop the connection regardless.
-            let _ =
-                tokio::time::timeout(ctx.settings.slow_consumer_timeout(), ws.close(Some(reason)))
-                    .await;
-        }
+        // The close frame goes behind whatever the socket still holds; a slow client
+        // gets one more timeout to take it, then the connection is dropped regardless.
+        ws.close(reason, ctx.settings.slow_consumer_timeout()).await;
         Counters::add(&counters.connections_closed, 1);
     }
 }

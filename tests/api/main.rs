@@ -10,6 +10,7 @@ mod parser_properties;
 mod rest;
 mod security;
 mod shutdown;
+mod socket;
 mod stream;
 mod stream_errors;
 mod universe;
