@@ -20,7 +20,7 @@ pub struct Price(i64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PriceError {
-    #[error("price must be a finite number")]
+    #[error("price must be a decimal number")]
     NotANumber,
     #[error("price has more than 6 decimals")]
     TooManyDecimals,
@@ -46,22 +46,15 @@ impl Price {
         parse_decimal(text, PRICE_DECIMALS).map(Price)
     }
 
-    /// Converts a JSON number that arrived as `f64`.
-    ///
-    /// serde_json (with `float_roundtrip`) parses to the nearest `f64`; within 15
-    /// significant digits the shortest text that round-trips (ryu) is exactly the
-    /// decimal that was sent, so this recovers the publisher's decimal without noise.
-    pub fn from_f64(value: f64) -> Result<Price, PriceError> {
-        if !value.is_finite() {
+    /// A published price from its JSON number text, exactly as sent: no detour
+    /// through `f64`, which could not tell `999999999.9999991` (7 decimals, refused)
+    /// from `999999999.999999`. Must be positive.
+    pub fn positive_from_json(raw: &serde_json::value::RawValue) -> Result<Price, PriceError> {
+        let text = raw.get();
+        if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
             return Err(PriceError::NotANumber);
         }
-        let mut buf = ryu::Buffer::new();
-        Price::parse(buf.format_finite(value))
-    }
-
-    /// A tick price: positive as well as exact.
-    pub fn positive_from_f64(value: f64) -> Result<Price, PriceError> {
-        let price = Price::from_f64(value)?;
+        let price = Price::parse(text)?;
         if price.0 <= 0 {
             return Err(PriceError::NotPositive);
         }
@@ -114,7 +107,12 @@ impl Percent {
             return None;
         }
         let numerator = (p.0 as i128 - pc.0 as i128) * 10_000;
-        Some(Percent(div_round_half_away(numerator, pc.0 as i128) as i64))
+        let hundredths = div_round_half_away(numerator, pc.0 as i128);
+        // Only a move from a reference of a millionth to near the 1e9 ceiling leaves
+        // i64 hundredths (about 9.2e16 percent); it is clamped, never wrapped.
+        Some(Percent(
+            hundredths.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        ))
     }
 
     pub fn write_to(self, out: &mut Vec<u8>) {
@@ -293,13 +291,35 @@ mod tests {
     }
 
     #[test]
-    fn f64_inputs_recover_the_published_decimal() {
-        assert_eq!(text(Price::from_f64(189.12).unwrap()), "189.12");
-        assert_eq!(text(Price::from_f64(0.1 + 0.2).unwrap_or(Price::ZERO)), "0");
-        assert_eq!(Price::from_f64(0.1 + 0.2), Err(PriceError::TooManyDecimals));
-        assert_eq!(Price::from_f64(f64::NAN), Err(PriceError::NotANumber));
-        assert_eq!(Price::positive_from_f64(-1.0), Err(PriceError::NotPositive));
-        assert_eq!(Price::positive_from_f64(0.0), Err(PriceError::NotPositive));
+    fn json_number_text_is_taken_exactly_and_must_be_positive() {
+        let json = |t: &str| {
+            Price::positive_from_json(&serde_json::value::RawValue::from_string(t.into()).unwrap())
+        };
+        assert_eq!(text(json("189.12").unwrap()), "189.12");
+        assert_eq!(text(json("999999999.999999").unwrap()), "999999999.999999");
+        assert_eq!(text(json("1.5e2").unwrap()), "150");
+        assert_eq!(json("999999999.9999991"), Err(PriceError::TooManyDecimals));
+        assert_eq!(
+            json("0.30000000000000004"),
+            Err(PriceError::TooManyDecimals)
+        );
+        assert_eq!(json("-1"), Err(PriceError::NotPositive));
+        assert_eq!(json("0"), Err(PriceError::NotPositive));
+        assert_eq!(json("-0"), Err(PriceError::NotPositive));
+        assert_eq!(json("\"1\""), Err(PriceError::NotANumber));
+        assert_eq!(json("true"), Err(PriceError::NotANumber));
+    }
+
+    #[test]
+    fn change_percent_is_clamped_not_wrapped_at_the_extremes() {
+        let p = Price::parse("1000000000").unwrap();
+        let pc = Price::parse("0.000001").unwrap();
+        assert_eq!(
+            Percent::change(p, pc),
+            Some(Percent::from_hundredths(i64::MAX))
+        );
+        let down = Percent::change(Price::parse("0.000001").unwrap(), p).unwrap();
+        assert_eq!(down, Percent::from_hundredths(-10_000), "-100.00 %");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::require_admin;
 use super::ApiError;
@@ -16,7 +15,7 @@ use crate::stream::ErrorCode;
 #[serde(deny_unknown_fields)]
 struct SymbolBody {
     name: Option<String>,
-    pc: Option<f64>,
+    pc: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// Creates a symbol (201) or updates its name and reference price (200).
@@ -37,7 +36,8 @@ pub async fn put_symbol(
     };
     let pc = body
         .pc
-        .map(Price::positive_from_f64)
+        .as_deref()
+        .map(Price::positive_from_json)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("pc: {e}")))?;
     let (id, created) = state
@@ -46,20 +46,26 @@ pub async fn put_symbol(
         .await
         .map_err(|e| ApiError::from_code(ErrorCode::Internal, e.to_string()))?;
     tracing::info!(symbol = %symbol, created, "symbol upserted");
+    // The reply is written like `/api/v1/symbols`: `pc` as its shortest exact decimal.
     let (quote, _) = state.store.read(id);
-    let pc_value = quote
-        .price(Field::Pc)
-        .map(|p| serde_json::from_str::<serde_json::Value>(&p.to_string()).unwrap_or_default());
-    let mut reply = json!({"s": symbol.as_str(), "name": &*state.store.name(id)});
-    if let Some(pc) = pc_value {
-        reply["pc"] = pc;
+    let mut reply = Vec::with_capacity(96);
+    reply.extend_from_slice(b"{\"s\":\"");
+    reply.extend_from_slice(symbol.as_str().as_bytes());
+    reply.extend_from_slice(b"\",\"name\":");
+    super::write_json_string(&state.store.name(id), &mut reply);
+    if let Some(pc) = quote.price(Field::Pc) {
+        reply.extend_from_slice(b",\"pc\":");
+        pc.write_to(&mut reply);
     }
+    reply.push(b'}');
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(HttpResponse::build(status).json(reply))
+    Ok(HttpResponse::build(status)
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(reply))
 }
 
 /// Removes a symbol; its subscribers are told and it leaves their subscriptions.

@@ -56,6 +56,15 @@ form-action 'self'; object-src 'none'";
 
 /// Unknown routes under /api.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // The same rule as for every other path (docs/PROTOCOL.md): a method other than
+    // GET or HEAD is 405, so `POST /api/v1/quotes` says what is wrong with it.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed here", req.method()),
+        ));
+    }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",

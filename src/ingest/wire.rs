@@ -2,6 +2,7 @@
 //! bad tick is rejected with its index while the rest of the batch is applied.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::domain::{Price, PriceError, Symbol, SymbolId, Tick};
 use crate::stream::ErrorCode;
@@ -12,15 +13,23 @@ use crate::stream::ErrorCode;
 struct WireTick<'a> {
     #[serde(borrow)]
     symbol: Option<std::borrow::Cow<'a, str>>,
-    price: Option<f64>,
+    // Prices stay as the text that was sent until `Price` parses it exactly.
+    #[serde(borrow)]
+    price: Option<&'a RawValue>,
     size: Option<u64>,
-    bid: Option<f64>,
+    #[serde(borrow)]
+    bid: Option<&'a RawValue>,
     bid_size: Option<u64>,
-    ask: Option<f64>,
+    #[serde(borrow)]
+    ask: Option<&'a RawValue>,
     ask_size: Option<u64>,
     ts: Option<i64>,
     seq: Option<u64>,
 }
+
+/// Largest size a tick may carry: 2^53 - 1, the largest integer a JavaScript (or any
+/// `f64`) client reads exactly, so a dashboard's merge equals the server's volume.
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
 
 /// A tick that passed validation but whose symbol is not resolved to an id yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,9 +94,9 @@ pub fn parse_tick(json: &str) -> Result<ParsedTick, TickError> {
             "a tick needs at least one of `price`, `bid`, `ask`",
         ));
     }
-    let price = |field: &str, value: Option<f64>| -> Result<Option<Price>, TickError> {
+    let price = |field: &str, value: Option<&RawValue>| -> Result<Option<Price>, TickError> {
         value
-            .map(Price::positive_from_f64)
+            .map(Price::positive_from_json)
             .transpose()
             .map_err(|e: PriceError| TickError::bad(format!("`{field}`: {e}")))
     };
@@ -99,6 +108,17 @@ pub fn parse_tick(json: &str) -> Result<ParsedTick, TickError> {
         if size.is_some() && !has_price {
             return Err(TickError::bad(format!(
                 "`{size_field}` goes with `{price_field}`"
+            )));
+        }
+    }
+    for (field, size) in [
+        ("size", wire.size),
+        ("bid_size", wire.bid_size),
+        ("ask_size", wire.ask_size),
+    ] {
+        if size.is_some_and(|size| size > MAX_SIZE) {
+            return Err(TickError::bad(format!(
+                "`{field}` is above {MAX_SIZE}, the largest integer every JSON client reads exactly"
             )));
         }
     }
@@ -139,6 +159,13 @@ mod tests {
         assert_eq!(tick.symbol.as_str(), "AAPL");
         assert_eq!(tick.price.unwrap().to_string(), "189.12");
         assert_eq!(tick.bid.unwrap().to_string(), "189.11");
+        let precise = parse_tick(
+            r#"{"symbol":"A","price":999999999.999999,"size":9007199254740991,"ask":1e-6}"#,
+        )
+        .unwrap();
+        assert_eq!(precise.price.unwrap().to_string(), "999999999.999999");
+        assert_eq!(precise.ask.unwrap().to_string(), "0.000001");
+        assert_eq!(precise.size, Some(MAX_SIZE));
         assert_eq!(
             (tick.size, tick.ts, tick.seq),
             (Some(100), Some(1764072000123), Some(42))
@@ -159,6 +186,15 @@ mod tests {
         assert_eq!(code(r#"{"symbol":"A","price":0}"#), ErrorCode::BadRequest);
         assert_eq!(
             code(r#"{"symbol":"A","price":1.0000001}"#),
+            ErrorCode::BadRequest
+        );
+        // Beyond 15 significant digits an f64 would round this to 6 decimals.
+        assert_eq!(
+            code(r#"{"symbol":"A","price":999999999.9999991}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"symbol":"A","price":1,"size":9007199254740992}"#),
             ErrorCode::BadRequest
         );
         assert_eq!(code(r#"{"symbol":"A","price":"1"}"#), ErrorCode::BadRequest);

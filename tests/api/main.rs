@@ -2,6 +2,7 @@
 
 mod binary;
 mod container;
+mod exactness;
 mod example_adapter;
 mod helpers;
 mod ingest;
