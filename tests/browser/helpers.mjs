@@ -90,7 +90,7 @@ export async function startServer(options = {}) {
 
 async function startServerOnce({ port, env = {}, readyTimeoutMs = 20_000 } = {}) {
   if (!existsSync(SERVER_BIN)) {
-    throw new Error(`${SERVER_BIN} does not exist: run scripts/browser-tests (it runs cargo build --bin tickstream first)`);
+    throw new Error(`${SERVER_BIN} does not exist: run scripts/browser-tests (it builds it with cargo test --no-run first)`);
   }
   const p = port ?? (await freePort());
   const child = spawn(SERVER_BIN, [], {
