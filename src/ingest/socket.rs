@@ -92,7 +92,9 @@ pub async fn ws_ingest_route(
 /// Runs an admitted publisher's socket until it ends.
 pub async fn run_publisher(socket: WebSocket, request: PublisherRequest, state: &AppState) {
     let Some(slot) = request.admission.slot else {
-        return crate::stream::refuse_full(socket, &state.stream_settings).await;
+        return socket
+            .refuse_full(state.stream_settings.slow_consumer_timeout())
+            .await;
     };
     let span = tracing::info_span!("ingest_socket", publisher = ?request.publisher);
     run(

@@ -139,6 +139,14 @@ impl WebSocket {
         Ok(())
     }
 
+    /// Closes at once with 1013: the server holds `limits.max_connections` already.
+    /// (Upgraded first, because browsers cannot read an HTTP status from a failed
+    /// handshake, but can act on a close code.)
+    pub async fn refuse_full(self, timeout: Duration) {
+        let reason = close_reason(CloseCode::Again, "server full; try again later");
+        self.close(Some(reason), timeout).await;
+    }
+
     /// Ends the connection: our close frame (after anything still unsent, within
     /// `timeout`), then a half-close and a short linger for the client's reply.
     /// `None` drops the connection without a close frame.

@@ -15,7 +15,6 @@ pub use subscriptions::{FlushStats, Subscriptions};
 
 use std::sync::Arc;
 
-use actix_http::ws::CloseCode;
 use actix_web::dev::RequestHead;
 use actix_web::{web, HttpRequest, HttpResponse};
 use tokio_util::sync::CancellationToken;
@@ -85,7 +84,9 @@ pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerReques
 pub async fn run_viewer(socket: WebSocket, request: ViewerRequest, state: &AppState) {
     let ctx = state.stream_context();
     let Some(slot) = request.admission.slot else {
-        return refuse_full(socket, &ctx.settings).await;
+        return socket
+            .refuse_full(ctx.settings.slow_consumer_timeout())
+            .await;
     };
     let id = format!("{:016x}", rand::random::<u64>());
     let peer = ViewerPeer {
@@ -114,12 +115,4 @@ pub struct ViewerPeer {
     pub claims: Option<crate::security::Claims>,
     /// Held for the session's lifetime; dropping it frees the connection slot.
     pub slot: crate::limits::ConnectionSlot,
-}
-
-/// Closes a socket with 1013: the server holds `limits.max_connections` already.
-pub async fn refuse_full(socket: WebSocket, settings: &StreamSettings) {
-    let reason = crate::socket::close_reason(CloseCode::Again, "server full; try again later");
-    socket
-        .close(Some(reason), settings.slow_consumer_timeout())
-        .await;
 }
