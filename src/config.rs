@@ -120,6 +120,9 @@ pub struct LimitSettings {
     pub message_burst: f64,
     pub abuse_close_after: u32,
     pub abuse_window_ms: u64,
+    /// Inbound WebSocket control frames (pings, pongs) per connection.
+    pub control_frames_per_second: f64,
+    pub control_frame_burst: f64,
     pub max_connections_per_ip: usize,
     pub max_connections: usize,
     pub connects_per_second_per_ip: f64,
@@ -165,6 +168,10 @@ pub struct IngestSettings {
     pub max_body_bytes: usize,
     pub max_batch_ticks: usize,
     pub auto_create_symbols: bool,
+    /// The publisher socket's own timers (`/ws/ingest`), separate from viewers'.
+    pub ping_interval_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub write_timeout_ms: u64,
 }
 
 impl IngestSettings {
@@ -393,6 +400,9 @@ impl Settings {
                 self.simulator.batch_interval_ms,
             ),
             ("broker.timeout_ms", self.broker.timeout_ms),
+            ("ingest.ping_interval_ms", self.ingest.ping_interval_ms),
+            ("ingest.idle_timeout_ms", self.ingest.idle_timeout_ms),
+            ("ingest.write_timeout_ms", self.ingest.write_timeout_ms),
             ("broker.lock_ttl_ms", self.broker.lock_ttl_ms),
         ] {
             check(
@@ -418,6 +428,19 @@ impl Settings {
             s.idle_timeout_ms > s.ping_interval_ms,
             "stream.idle_timeout_ms",
             "must be longer than stream.ping_interval_ms, or live clients would be dropped",
+        )?;
+        check(
+            self.ingest.idle_timeout_ms > self.ingest.ping_interval_ms,
+            "ingest.idle_timeout_ms",
+            "must be longer than ingest.ping_interval_ms, or live publishers would be dropped",
+        )?;
+        let l = &self.limits;
+        check(
+            l.control_frames_per_second.is_finite()
+                && l.control_frames_per_second > 0.0
+                && l.control_frame_burst >= 1.0,
+            "limits.control_frames_per_second",
+            "the rate must be positive and limits.control_frame_burst at least 1",
         )?;
         check(
             s.max_symbols_per_connection >= 1,

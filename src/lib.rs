@@ -22,3 +22,4 @@ pub mod store;
 pub mod stream;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;

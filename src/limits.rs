@@ -54,6 +54,55 @@ impl TokenBucket {
     }
 }
 
+/// A budget with a memory for abuse: events beyond the token bucket are refused, and
+/// more than `close_after` refusals within `window` mean the client is abusing it.
+#[derive(Debug, Clone)]
+pub struct AbuseGuard {
+    bucket: TokenBucket,
+    close_after: u32,
+    window: Duration,
+    refused: u32,
+    window_start: Instant,
+}
+
+/// What an [`AbuseGuard`] says of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Over budget: drop the event (and say so, where the protocol has a way).
+    Refused,
+    /// Over budget too often: close the connection (1008).
+    Abuse,
+}
+
+impl AbuseGuard {
+    pub fn new(rate: f64, burst: f64, close_after: u32, window: Duration) -> AbuseGuard {
+        AbuseGuard {
+            bucket: TokenBucket::new(rate, burst),
+            close_after,
+            window,
+            refused: 0,
+            window_start: Instant::now(),
+        }
+    }
+
+    pub fn check(&mut self, now: Instant) -> Verdict {
+        if self.bucket.try_take(now) {
+            return Verdict::Allowed;
+        }
+        if now.duration_since(self.window_start) > self.window {
+            self.window_start = now;
+            self.refused = 0;
+        }
+        self.refused += 1;
+        if self.refused > self.close_after {
+            Verdict::Abuse
+        } else {
+            Verdict::Refused
+        }
+    }
+}
+
 /// One token bucket per IP address.
 pub struct PerIpRate {
     rate: f64,
@@ -195,6 +244,23 @@ mod tests {
         );
         assert!(!bucket.try_take(start + Duration::from_millis(50)));
         assert!(bucket.retry_after() <= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn abuse_is_too_many_refusals_within_the_window() {
+        let start = Instant::now();
+        let mut guard = AbuseGuard::new(1.0, 2.0, 3, Duration::from_secs(10));
+        let verdicts: Vec<Verdict> = (0..6).map(|_| guard.check(start)).collect();
+        use Verdict::*;
+        assert_eq!(
+            verdicts,
+            [Allowed, Allowed, Refused, Refused, Refused, Abuse]
+        );
+        // A new window forgets old refusals; the bucket has refilled by then.
+        let later = start + Duration::from_secs(11);
+        assert_eq!(guard.check(later), Allowed);
+        assert_eq!(guard.check(later), Allowed);
+        assert_eq!(guard.check(later), Refused);
     }
 
     #[test]

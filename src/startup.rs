@@ -14,10 +14,9 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
-use crate::http::routes;
+use crate::http::{routes, upgrade_service};
 use crate::ingest::{parse_replay, run_replay, Simulator};
 use crate::market_session::{run_rollovers, Clock, SystemClock};
-use crate::socket::upgrade_service;
 use crate::state::AppState;
 use crate::store::{load_universe, SnapshotStore, DEFAULT_UNIVERSE_CSV};
 

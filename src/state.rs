@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -10,6 +11,7 @@ use crate::config::{LimitSettings, Secret, Settings};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::security::Security;
+use crate::socket::DriverSettings;
 use crate::store::SnapshotStore;
 use crate::stream::StreamContext;
 
@@ -26,6 +28,9 @@ pub struct AppState {
     pub admin_key: Secret,
     pub security: Arc<Security>,
     pub limits: Arc<LimitSettings>,
+    /// The bounds of viewers' and publishers' sockets.
+    pub viewer_socket: Arc<DriverSettings>,
+    pub publisher_socket: Arc<DriverSettings>,
     pub shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 }
@@ -44,6 +49,20 @@ impl AppState {
                 store.clone(),
                 broker.clone(),
                 &settings.ingest,
+            )),
+            viewer_socket: Arc::new(socket_settings(
+                &settings,
+                settings.stream.max_message_bytes,
+                settings.stream.slow_consumer_timeout_ms,
+                settings.stream.idle_timeout_ms,
+                settings.stream.ping_interval_ms,
+            )),
+            publisher_socket: Arc::new(socket_settings(
+                &settings,
+                settings.ingest.max_body_bytes,
+                settings.ingest.write_timeout_ms,
+                settings.ingest.idle_timeout_ms,
+                settings.ingest.ping_interval_ms,
             )),
             broker,
             admin_key: settings.admin.api_key.clone(),
@@ -74,5 +93,27 @@ impl AppState {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// A socket's bounds: its own message limit and timers, and the shared control-frame
+/// budget.
+fn socket_settings(
+    settings: &Settings,
+    max_message_bytes: usize,
+    write_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    ping_interval_ms: u64,
+) -> DriverSettings {
+    let l = &settings.limits;
+    DriverSettings {
+        max_message_bytes,
+        write_timeout: Duration::from_millis(write_timeout_ms),
+        idle_timeout: Duration::from_millis(idle_timeout_ms),
+        ping_interval: Duration::from_millis(ping_interval_ms),
+        control_frames_per_second: l.control_frames_per_second,
+        control_frame_burst: l.control_frame_burst,
+        abuse_close_after: l.abuse_close_after,
+        abuse_window: Duration::from_millis(l.abuse_window_ms),
     }
 }

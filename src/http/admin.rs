@@ -8,7 +8,7 @@ use super::auth::require_admin;
 use super::ApiError;
 use crate::domain::{Field, Price, Symbol};
 use crate::state::AppState;
-use crate::stream::ErrorCode;
+use crate::wire::ErrorCode;
 
 /// Optional body of `PUT /api/v1/admin/symbols/{symbol}`.
 #[derive(Debug, Default, Deserialize)]

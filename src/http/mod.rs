@@ -2,7 +2,6 @@
 
 mod admin;
 mod auth;
-mod error;
 mod frontend;
 mod health;
 mod history;
@@ -10,18 +9,20 @@ mod ingest;
 mod metrics;
 mod quotes;
 mod rate_limit;
+mod sockets;
 
 pub use auth::bearer;
 pub use ingest::authenticate as authenticate_publisher;
+pub use sockets::upgrade_service;
 
-pub use error::ApiError;
+pub use crate::wire::ApiError;
 
 use std::collections::HashMap;
 
 use actix_web::dev::RequestHead;
 use actix_web::web;
 
-use crate::stream::ws_route;
+use sockets::{ws_ingest_route, ws_route};
 
 /// Every route of the application.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -35,7 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|err, _| ApiError::bad_request(format!("bad path: {err}")).into()),
     )
     .route("/ws", web::get().to(ws_route))
-    .route("/ws/ingest", web::get().to(crate::ingest::ws_ingest_route))
+    .route("/ws/ingest", web::get().to(ws_ingest_route))
     // Authenticated routes: keys, not addresses, decide who may call them, and a
     // publisher must not lose batches to an address limit.
     .route("/api/v1/ticks", web::post().to(ingest::post_ticks))

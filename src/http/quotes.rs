@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use super::{write_json_string, ApiError};
 use crate::domain::{Field, FieldSet, Symbol, SymbolId};
 use crate::state::AppState;
-use crate::stream::ErrorCode;
+use crate::wire::ErrorCode;
 
 fn json_response(body: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()

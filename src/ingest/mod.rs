@@ -10,5 +10,5 @@ mod wire;
 pub use publisher::{IngestReport, Ingestor, PublisherId, Rejected};
 pub use replay::{parse_replay, run_replay, ReplayRow, SAMPLE_CSV};
 pub use simulator::Simulator;
-pub use socket::{admit_publisher, run_publisher, ws_ingest_route, PublisherRequest};
+pub use socket::run_publisher;
 pub use wire::{parse_tick, ParsedTick, TickError};

@@ -12,7 +12,7 @@ use crate::broker::Broker;
 use crate::config::{IngestSettings, Secret};
 use crate::domain::{now_millis, Tick};
 use crate::store::SnapshotStore;
-use crate::stream::ErrorCode;
+use crate::wire::ErrorCode;
 
 /// Which configured key a request presented (its position in the key list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +186,9 @@ mod tests {
                 max_body_bytes: 1 << 20,
                 max_batch_ticks: 100,
                 auto_create_symbols: auto_create,
+                ping_interval_ms: 15_000,
+                idle_timeout_ms: 45_000,
+                write_timeout_ms: 10_000,
             },
         )
     }

@@ -1,23 +1,15 @@
 //! `GET /ws/ingest`: a publisher's WebSocket. Each `publish` message is one batch,
 //! answered by an `ack` with the same report as the HTTP route.
 
-use std::sync::Arc;
-
-use actix_http::ws::{CloseCode, CloseReason};
-use actix_web::dev::RequestHead;
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
 use super::{IngestReport, Ingestor, PublisherId};
-use crate::config::StreamSettings;
-use crate::http::{authenticate_publisher, ApiError};
-use crate::socket::WebSocket;
+use crate::security::Admission;
+use crate::socket::{Driver, Event};
 use crate::state::AppState;
-use crate::stream::{peek_req_id, ErrorCode, Fault, Inbound, InboundFrames, ReqId};
+use crate::wire::{peek_req_id, ErrorCode, ReqId};
 
 /// `{"op":"publish","ticks":[…],"req_id":n}`
 #[derive(Deserialize)]
@@ -50,118 +42,37 @@ struct ErrorReply<'a> {
     message: &'a str,
 }
 
-/// A publisher's upgrade request that passed the gate.
-pub struct PublisherRequest {
-    admission: crate::security::Admission,
+/// Runs an admitted publisher's socket until it ends: each text message is one batch,
+/// answered before the next is read. The driver owns every write's deadline, the
+/// pings, the idle timeout and stop; a publisher has no wake-ups of its own.
+pub async fn run_publisher(
+    mut driver: Driver,
+    admission: Admission,
     publisher: PublisherId,
-}
-
-/// The gate for `/ws/ingest`, before any upgrade: origin, rates and caps, then the key
-/// from `Authorization: Bearer <key>` (or `?key=` for clients that cannot set
-/// headers). A bad key gets 401 and no socket.
-pub fn admit_publisher(head: &RequestHead, state: &AppState) -> Result<PublisherRequest, ApiError> {
-    let query = crate::http::query_map(head)?;
-    let admission = state.security.admit_socket(head)?;
-    let publisher = match query.get("key") {
-        Some(key) if crate::http::bearer(&head.headers).is_none() => {
-            state.ingestor.authenticate(key).ok_or_else(|| {
-                ApiError::new(
-                    actix_web::http::StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "invalid publisher key",
-                )
-            })?
-        }
-        _ => authenticate_publisher(&head.headers, state)?,
-    };
-    Ok(PublisherRequest {
-        admission,
-        publisher,
-    })
-}
-
-/// `GET /ws/ingest` without an upgrade: the same gate, then 400.
-pub async fn ws_ingest_route(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    admit_publisher(req.head(), &state)?;
-    Err(crate::socket::not_an_upgrade(req.head()))
-}
-
-/// Runs an admitted publisher's socket until it ends.
-pub async fn run_publisher(socket: WebSocket, request: PublisherRequest, state: &AppState) {
-    let Some(slot) = request.admission.slot else {
-        return socket
-            .refuse_full(state.stream_settings.slow_consumer_timeout())
-            .await;
-    };
-    let span = tracing::info_span!("ingest_socket", publisher = ?request.publisher);
-    run(
-        socket,
-        request.publisher,
-        state.ingestor.clone(),
-        state.stream_settings.clone(),
-        state.shutdown.clone(),
-        slot,
-    )
-    .instrument(span)
-    .await
-}
-
-async fn run(
-    mut ws: WebSocket,
-    publisher: PublisherId,
-    ingestor: Arc<Ingestor>,
-    timing: Arc<StreamSettings>,
-    shutdown: CancellationToken,
-    // Held until the socket ends: frees the connection slot.
-    _slot: crate::limits::ConnectionSlot,
+    state: &AppState,
 ) {
-    let mut frames = InboundFrames::new(ingestor.max_body_bytes);
-    let mut last_inbound = Instant::now();
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + timing.ping_interval(),
-        timing.ping_interval(),
-    );
-    let close: Option<CloseReason> = loop {
-        let frame = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break Some((CloseCode::Away, "server shutting down").into()),
-            frame = ws.recv() => frame,
-            _ = sleep_until(last_inbound + timing.idle_timeout()) => {
-                break Some(CloseReason { code: CloseCode::Normal, description: Some("idle timeout: no frame received".into()) })
-            }
-            _ = ping.tick() => {
-                if ws.ping(b"").await.is_err() { break None; }
-                continue;
-            }
-        };
-        last_inbound = Instant::now();
-        let reply = match frames.accept(frame) {
-            Ok(Inbound::Text(text)) => handle(&text, publisher, &ingestor).await,
-            Ok(Inbound::Ping(payload)) => {
-                if ws.pong(&payload).await.is_err() {
-                    break None;
-                }
-                continue;
-            }
-            Ok(Inbound::Nothing) => continue,
-            Ok(Inbound::Closed(reason)) => break reason.or(Some(CloseCode::Normal.into())),
-            Err(Fault::Close(code, reason)) => {
-                break Some(CloseReason {
-                    code,
-                    description: Some(reason),
-                })
-            }
-            Err(Fault::Gone) => break None,
-        };
-        if ws.text(reply.as_bytes()).await.is_err() {
-            break None;
-        }
+    let Some(_slot) = admission.slot else {
+        return driver.refuse_full().await;
     };
-    debug!(?close, "ingest socket ended");
-    ws.close(close, timing.slow_consumer_timeout()).await;
+    let span = tracing::info_span!("ingest_socket", publisher = ?publisher);
+    let ingestor = &state.ingestor;
+    let ending = async {
+        loop {
+            let text = match driver.next(std::future::pending::<()>()).await {
+                Ok(Event::Text(text)) => text,
+                Ok(Event::Wake(())) => continue,
+                Err(ending) => return ending,
+            };
+            let reply = handle(&text, publisher, ingestor).await;
+            if let Err(ending) = driver.send_text(reply.as_bytes()).await {
+                return ending;
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    span.in_scope(|| debug!(?ending, "ingest socket ended"));
+    driver.close(&ending).await;
 }
 
 /// One `publish` message to its reply text (`ack` or `error`).

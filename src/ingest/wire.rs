@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{Price, PriceError, Symbol, SymbolId, Tick};
-use crate::stream::ErrorCode;
+use crate::wire::ErrorCode;
 
 /// `{"symbol":"AAPL","price":189.12,"size":100,"bid":…,"bid_size":…,"ask":…,"ask_size":…,"ts":…,"seq":…}`
 #[derive(Debug, Deserialize)]

@@ -5,8 +5,9 @@ use actix_web::dev::RequestHead;
 use actix_web::http::StatusCode;
 
 use super::{client_ip, origin_allowed, Claims, Security};
-use crate::http::{bearer, ApiError};
+use crate::http::bearer;
 use crate::limits::{ConnectionSlot, Refusal};
+use crate::wire::ApiError;
 
 /// A WebSocket upgrade that passed the gate. `slot` is `None` when the server is full:
 /// the caller upgrades and closes with 1013 so browsers, which cannot read an HTTP

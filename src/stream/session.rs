@@ -1,22 +1,23 @@
-//! One task per WebSocket viewer: private state and a single `select!` loop.
+//! One task per WebSocket viewer: private state and a single loop on its driver.
 //!
-//! The loop waits on, in priority order: shutdown, a client frame, "the store changed"
-//! (only while no flush is scheduled), the scheduled flush, the heartbeat deadline,
-//! the idle deadline and the ping interval. A flush scans the subscriptions, writes one
-//! `update` with every changed symbol, and awaits the socket: that await is the
-//! backpressure. While it waits nothing queues; the next flush simply sends the newer
-//! values (conflation).
+//! The driver (`crate::socket`) owns the connection: stop, pings, the idle timeout,
+//! every write's deadline. The session waits on it for a client's text message or its
+//! own wake-up: "the store changed" (only while no flush is scheduled) or its one
+//! timer, which is the scheduled flush or else the heartbeat deadline. A flush scans
+//! the subscriptions, writes one `update` with every changed symbol, and awaits the
+//! socket: that await is the backpressure. While it waits nothing queues; the next
+//! flush simply sends the newer values (conflation).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::ws::{CloseCode, CloseReason, Message, ProtocolError};
+use actix_http::ws::CloseCode;
 use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, info, Instrument};
 
 use super::codec::{CompressionMode, DeflateStream};
-use super::inbound::{Fault, Inbound, InboundFrames};
 use super::protocol::{
     begin_quotes_message, end_quotes_message, parse_request, write_heartbeat, ControlMessage,
     ErrorCode, Hz, ReqId, Request, RequestError,
@@ -24,31 +25,23 @@ use super::protocol::{
 use super::subscriptions::Subscriptions;
 use super::{StreamContext, ViewerPeer};
 use crate::domain::{now_millis, Symbol, SymbolId};
-use crate::limits::{ConnectionSlot, TokenBucket};
+use crate::limits::{AbuseGuard, ConnectionSlot, Verdict};
 use crate::metrics::Counters;
 use crate::security::{SessionEntry, SessionStats};
-use crate::socket::WebSocket;
+use crate::socket::{Driver, Ending, Event};
 use crate::store::SnapshotStore;
 
-/// Close code for a client whose socket did not drain in time (contract §2).
-const CLOSE_SLOW_CONSUMER: u16 = 4008;
-
-/// Why a session ends.
-#[derive(Debug)]
-enum End {
-    /// We close with this code and reason.
-    Close(CloseCode, String),
-    /// The socket did not drain for `slow_consumer_timeout`.
-    SlowConsumer,
-    /// The client sent a close frame; echo it.
-    ClientClosed(Option<CloseReason>),
-    /// The connection is gone; nothing can be sent.
-    Gone,
+/// What woke the session (besides a client message).
+enum Wake {
+    /// The store changed (`false`: the store is gone).
+    Changed(bool),
+    /// The flush or heartbeat timer.
+    Timer,
 }
 
 pub struct Session {
     id: String,
-    ws: WebSocket,
+    driver: Driver,
     ctx: StreamContext,
     counters: Arc<Counters>,
     changes: watch::Receiver<u64>,
@@ -63,16 +56,16 @@ pub struct Session {
     wire: Vec<u8>,
     last_sent: Instant,
     last_flush: Instant,
+    /// The scheduled flush, if any.
+    flush_at: Option<Instant>,
+    /// The session's one timer: at `flush_at`, or else when a heartbeat is due.
+    timer: Pin<Box<Sleep>>,
     /// The store's removal counter when this session last checked its symbols.
     seen_removals: u64,
     /// This session as admins see it (stats, kick handle).
     entry: Arc<SessionEntry>,
-    /// When the viewer's token expires (auth on).
-    expires_at: Option<Instant>,
-    /// The per-connection message budget, and refusals in the current abuse window.
-    budget: TokenBucket,
-    refused: u32,
-    abuse_window_start: std::time::Instant,
+    /// The per-connection message budget.
+    budget: AbuseGuard,
     /// Frees the connection slot when the session ends.
     _slot: ConnectionSlot,
 }
@@ -80,7 +73,7 @@ pub struct Session {
 impl Session {
     pub fn new(
         id: String,
-        ws: WebSocket,
+        mut driver: Driver,
         ctx: StreamContext,
         compression: CompressionMode,
         peer: ViewerPeer,
@@ -89,21 +82,17 @@ impl Session {
         let deflate = (compression == CompressionMode::Deflate)
             .then(|| DeflateStream::new(config.deflate_level, config.deflate_dictionary_bytes));
         let max_hz = config.max_hz;
+        let heartbeat = config.heartbeat();
         let now = Instant::now();
         let mut subs = Subscriptions::default();
-        let (user, expires_at) = match &peer.claims {
-            Some(claims) => {
-                if let Some(entitled) = claims.entitlements() {
-                    subs.restrict_to(entitled);
-                }
-                let left_ms = (claims.exp.saturating_mul(1000) - now_millis()).max(0) as u64;
-                (
-                    Some(claims.sub.clone()),
-                    Some(now + Duration::from_millis(left_ms)),
-                )
+        let user = peer.claims.as_ref().map(|claims| {
+            if let Some(entitled) = claims.entitlements() {
+                subs.restrict_to(entitled);
             }
-            None => (None, None),
-        };
+            let left_ms = (claims.exp.saturating_mul(1000) - now_millis()).max(0) as u64;
+            driver.expire_at(now + Duration::from_millis(left_ms));
+            claims.sub.clone()
+        });
         let entry = Arc::new(SessionEntry {
             id: id.clone(),
             peer: peer.ip.to_string(),
@@ -111,18 +100,20 @@ impl Session {
             since: now_millis(),
             compression: deflate.is_some(),
             stats: SessionStats::default(),
-            kick: tokio_util::sync::CancellationToken::new(),
+            kick: driver.kick_handle(),
         });
         let limits = &ctx.limits;
         Session {
             entry,
-            expires_at,
-            budget: TokenBucket::new(limits.messages_per_second, limits.message_burst),
-            refused: 0,
-            abuse_window_start: std::time::Instant::now(),
+            budget: AbuseGuard::new(
+                limits.messages_per_second,
+                limits.message_burst,
+                limits.abuse_close_after,
+                Duration::from_millis(limits.abuse_window_ms),
+            ),
             _slot: peer.slot,
             id,
-            ws,
+            driver,
             counters: ctx.metrics.shard(),
             changes: ctx.store.watch_changes(),
             seen_removals: ctx.store.removals(),
@@ -136,6 +127,8 @@ impl Session {
             wire: Vec::new(),
             last_sent: now,
             last_flush: now - Duration::from_secs(3600),
+            flush_at: None,
+            timer: Box::pin(sleep_until(now + heartbeat)),
         }
     }
 
@@ -149,15 +142,15 @@ impl Session {
         Counters::add(&self.counters.connections_opened, 1);
         self.ctx.security.sessions.insert(self.entry.clone());
         debug!("connected");
-        let end = match self.open(initial).await {
+        let ending = match self.open(initial).await {
             Ok(()) => self.serve().await,
-            Err(end) => end,
+            Err(ending) => ending,
         };
-        info!(reason = ?end, symbols = self.subs.len(), sent = self.seq, "session ended");
-        self.finish(end).await;
+        info!(reason = ?ending, symbols = self.subs.len(), sent = self.seq, "session ended");
+        self.finish(ending).await;
     }
 
-    async fn open(&mut self, initial: Option<Vec<String>>) -> Result<(), End> {
+    async fn open(&mut self, initial: Option<Vec<String>>) -> Result<(), Ending> {
         self.json.clear();
         ControlMessage::Welcome {
             session: &self.id,
@@ -181,123 +174,64 @@ impl Session {
         Ok(())
     }
 
-    async fn serve(&mut self) -> End {
-        let config = self.ctx.settings.clone();
-        let shutdown = self.ctx.shutdown.clone();
-        let kick = self.entry.kick.clone();
-        let mut frames = InboundFrames::new(config.max_message_bytes);
-        let mut last_inbound = Instant::now();
-        let mut flush_at: Option<Instant> = None;
-        let mut ping = tokio::time::interval_at(
-            Instant::now() + config.ping_interval(),
-            config.ping_interval(),
-        );
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Every future the loop waits on is created once and pinned: re-creating them
-        // each iteration re-registered timers and cancellation waiters per message
-        // (about 5% of server CPU in the W1 profile, docs/BENCHMARKS.md).
-        let far_future = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let shutting_down = shutdown.cancelled();
-        let kicked = kick.cancelled();
-        let expiry = sleep_until(self.expires_at.unwrap_or(far_future));
-        let flush_timer = sleep_until(far_future);
-        // The heartbeat and idle timers are re-armed lazily: activity only moves the
-        // deadline they are checked against, and a timer that fires early re-arms.
-        let heartbeat_timer = sleep_until(self.last_sent + config.heartbeat());
-        let idle_timer = sleep_until(last_inbound + config.idle_timeout());
-        tokio::pin!(
-            shutting_down,
-            kicked,
-            expiry,
-            flush_timer,
-            heartbeat_timer,
-            idle_timer
-        );
-        let has_expiry = self.expires_at.is_some();
+    async fn serve(&mut self) -> Ending {
         loop {
             let wants_changes =
-                flush_at.is_none() && (!self.subs.is_empty() || self.subs.is_wildcard());
-            let step = tokio::select! {
-                biased;
-                _ = &mut shutting_down => {
-                    Err(End::Close(CloseCode::Away, "server shutting down".into()))
+                self.flush_at.is_none() && (!self.subs.is_empty() || self.subs.is_wildcard());
+            let changes = &mut self.changes;
+            let timer = self.timer.as_mut();
+            let wake = async move {
+                tokio::select! {
+                    biased;
+                    changed = changes.changed(), if wants_changes => Wake::Changed(changed.is_ok()),
+                    _ = timer => Wake::Timer,
                 }
-                _ = &mut kicked => {
-                    Counters::add(&self.ctx.security.counters.kicks, 1);
-                    Err(End::Close(CloseCode::Policy, "kicked by an admin".into()))
-                }
-                _ = &mut expiry, if has_expiry => {
-                    Err(End::Close(CloseCode::Policy, "token expired".into()))
-                }
-                frame = self.ws.recv() => {
-                    last_inbound = Instant::now();
-                    self.on_frame(frame, &mut frames).await
-                }
-                changed = self.changes.changed(), if wants_changes => match changed {
-                    Ok(()) => {
-                        let at = Instant::now().max(self.last_flush + self.flush_interval);
-                        flush_at = Some(at);
-                        flush_timer.as_mut().reset(at);
-                        Ok(())
-                    }
-                    Err(_) => Err(End::Close(CloseCode::Error, "store closed".into())),
-                },
-                _ = &mut flush_timer, if flush_at.is_some() => {
-                    flush_at = None;
-                    match self.flush().await {
-                        // Something moved: under a steady feed it will again by the
-                        // next slot, so take that slot now instead of being woken by
-                        // the store's next batch first (one task wake-up per flush
-                        // less). A slot with nothing new returns to waiting.
-                        Ok(true) => {
-                            let at = self.last_flush + self.flush_interval;
-                            flush_at = Some(at);
-                            flush_timer.as_mut().reset(at);
-                            Ok(())
-                        }
-                        Ok(false) => Ok(()),
-                        Err(end) => Err(end),
-                    }
-                }
-                _ = &mut heartbeat_timer => {
-                    let due = self.last_sent + config.heartbeat();
-                    let sent = if Instant::now() >= due { self.heartbeat().await } else { Ok(()) };
-                    heartbeat_timer.as_mut().reset(self.last_sent + config.heartbeat());
-                    sent
-                }
-                _ = &mut idle_timer => {
-                    let due = last_inbound + config.idle_timeout();
-                    if Instant::now() >= due {
-                        Err(End::Close(CloseCode::Normal, "idle timeout: no frame received".into()))
-                    } else {
-                        idle_timer.as_mut().reset(due);
-                        Ok(())
-                    }
-                }
-                _ = ping.tick() => self.ws.ping(b"").await.map_err(|_| End::Gone),
             };
-            if let Err(end) = step {
-                return end;
+            let step = match self.driver.next(wake).await {
+                Ok(Event::Text(text)) => self.on_text(&text).await,
+                Ok(Event::Wake(Wake::Changed(true))) => {
+                    let at = Instant::now().max(self.last_flush + self.flush_interval);
+                    self.flush_at = Some(at);
+                    self.timer.as_mut().reset(at);
+                    Ok(())
+                }
+                Ok(Event::Wake(Wake::Changed(false))) => {
+                    Err(Ending::Close(CloseCode::Error, "store closed".into()))
+                }
+                Ok(Event::Wake(Wake::Timer)) => self.on_timer().await,
+                Err(ending) => Err(ending),
+            };
+            if let Err(ending) = step {
+                return ending;
             }
         }
     }
 
-    async fn on_frame(
-        &mut self,
-        frame: Option<Result<Message, ProtocolError>>,
-        inbound: &mut InboundFrames,
-    ) -> Result<(), End> {
-        match inbound.accept(frame) {
-            Ok(Inbound::Text(text)) => self.on_text(&text).await,
-            Ok(Inbound::Ping(payload)) => self.ws.pong(&payload).await.map_err(|_| End::Gone),
-            Ok(Inbound::Nothing) => Ok(()),
-            Ok(Inbound::Closed(reason)) => Err(End::ClientClosed(reason)),
-            Err(Fault::Close(code, reason)) => Err(End::Close(code, reason)),
-            Err(Fault::Gone) => Err(End::Gone),
+    /// The timer fired: flush if one is due, send a heartbeat if one is due, and re-arm
+    /// at the next of the two.
+    async fn on_timer(&mut self) -> Result<(), Ending> {
+        let now = Instant::now();
+        if self.flush_at.is_some_and(|at| now >= at) {
+            self.flush_at = None;
+            // Something moved: under a steady feed it will again by the next slot, so
+            // take that slot now instead of being woken by the store's next batch first
+            // (one task wake-up per flush less). A slot with nothing new returns to
+            // waiting for the store.
+            if self.flush().await? {
+                self.flush_at = Some(self.last_flush + self.flush_interval);
+            }
         }
+        let heartbeat = self.ctx.settings.heartbeat();
+        if Instant::now() >= self.last_sent + heartbeat {
+            self.heartbeat().await?;
+        }
+        let due = self.last_sent + heartbeat;
+        let at = self.flush_at.map_or(due, |flush| flush.min(due));
+        self.timer.as_mut().reset(at);
+        Ok(())
     }
 
-    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+    async fn on_text(&mut self, text: &str) -> Result<(), Ending> {
         if !self.within_budget()? {
             let limits = &self.ctx.limits;
             let error = RequestError::new(
@@ -339,31 +273,27 @@ impl Session {
 
     /// Takes one message from the budget. Over budget is a refusal; too many refusals
     /// within the abuse window end the connection with 1008.
-    fn within_budget(&mut self) -> Result<bool, End> {
-        let now = std::time::Instant::now();
-        if self.budget.try_take(now) {
-            return Ok(true);
+    fn within_budget(&mut self) -> Result<bool, Ending> {
+        match self.budget.check(std::time::Instant::now()) {
+            Verdict::Allowed => Ok(true),
+            Verdict::Refused => {
+                Counters::add(&self.ctx.security.counters.rate_limited, 1);
+                Ok(false)
+            }
+            Verdict::Abuse => {
+                Counters::add(&self.ctx.security.counters.rate_limited, 1);
+                Counters::add(&self.ctx.security.counters.abuse_closes, 1);
+                Err(Ending::Close(
+                    CloseCode::Policy,
+                    "repeated abuse: message rate limit exceeded".into(),
+                ))
+            }
         }
-        Counters::add(&self.ctx.security.counters.rate_limited, 1);
-        let window = Duration::from_millis(self.ctx.limits.abuse_window_ms);
-        if now.duration_since(self.abuse_window_start) > window {
-            self.abuse_window_start = now;
-            self.refused = 0;
-        }
-        self.refused += 1;
-        if self.refused > self.ctx.limits.abuse_close_after {
-            Counters::add(&self.ctx.security.counters.abuse_closes, 1);
-            return Err(End::Close(
-                CloseCode::Policy,
-                "repeated abuse: message rate limit exceeded".into(),
-            ));
-        }
-        Ok(false)
     }
 
     /// `subscribe`: count first (changing nothing on `too_many_symbols`; unknown names
     /// count too), then add the known symbols and report the invalid and unknown ones.
-    async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
+    async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), Ending> {
         let store = self.ctx.store.clone();
         let mut named = NamedSymbols::resolve(&store, &names);
         let subs = &self.subs;
@@ -413,7 +343,11 @@ impl Session {
         self.report_symbol_errors(req_id, named).await
     }
 
-    async fn unsubscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), End> {
+    async fn unsubscribe(
+        &mut self,
+        req_id: Option<ReqId>,
+        names: Vec<String>,
+    ) -> Result<(), Ending> {
         let store = self.ctx.store.clone();
         let named = NamedSymbols::resolve(&store, &names);
         if named.wildcard {
@@ -431,7 +365,7 @@ impl Session {
         &mut self,
         req_id: Option<ReqId>,
         named: NamedSymbols,
-    ) -> Result<(), End> {
+    ) -> Result<(), Ending> {
         if !named.invalid.is_empty() {
             let error = RequestError::new(
                 req_id.clone(),
@@ -459,7 +393,7 @@ impl Session {
         Ok(())
     }
 
-    async fn send_subscriptions(&mut self, req_id: Option<&ReqId>) -> Result<(), End> {
+    async fn send_subscriptions(&mut self, req_id: Option<&ReqId>) -> Result<(), Ending> {
         self.entry
             .stats
             .symbols
@@ -489,7 +423,7 @@ impl Session {
         &mut self,
         req_id: Option<&ReqId>,
         ids: Option<&[SymbolId]>,
-    ) -> Result<(), End> {
+    ) -> Result<(), Ending> {
         self.json.clear();
         begin_quotes_message("snapshot", self.seq + 1, req_id, &mut self.json);
         self.subs
@@ -501,7 +435,7 @@ impl Session {
 
     /// One `update` with every subscribed symbol that changed since it was last sent.
     /// Returns whether anything was sent.
-    async fn flush(&mut self) -> Result<bool, End> {
+    async fn flush(&mut self) -> Result<bool, Ending> {
         self.last_flush = Instant::now();
         self.changes.borrow_and_update();
         // Borrow the store through its field: cloning the handle here would bump one
@@ -532,7 +466,7 @@ impl Session {
 
     /// Symbols removed from the universe leave the subscription; the client gets the
     /// new set and an `unknown_symbol` error naming them.
-    async fn drop_removed_symbols(&mut self) -> Result<(), End> {
+    async fn drop_removed_symbols(&mut self) -> Result<(), Ending> {
         let store = self.ctx.store.clone();
         let removed = self.subs.drop_removed(&store);
         if removed.is_empty() {
@@ -552,20 +486,20 @@ impl Session {
         self.send_error(&error).await
     }
 
-    async fn heartbeat(&mut self) -> Result<(), End> {
+    async fn heartbeat(&mut self) -> Result<(), Ending> {
         self.json.clear();
         write_heartbeat(self.seq + 1, now_millis(), &mut self.json);
         self.seq += 1;
         self.send_json().await
     }
 
-    async fn send_error(&mut self, error: &RequestError) -> Result<(), End> {
+    async fn send_error(&mut self, error: &RequestError) -> Result<(), Ending> {
         Counters::add(&self.counters.client_errors, 1);
         debug!(code = ?error.code, message = %error.message, "request refused");
         self.send_control(&ControlMessage::from(error)).await
     }
 
-    async fn send_control(&mut self, message: &ControlMessage<'_>) -> Result<(), End> {
+    async fn send_control(&mut self, message: &ControlMessage<'_>) -> Result<(), Ending> {
         self.json.clear();
         message.write_to(&mut self.json);
         self.send_json().await
@@ -573,7 +507,7 @@ impl Session {
 
     /// Sends `self.json` framed for this connection: a text frame, or one compressed
     /// binary frame of the JSON plus `\n`.
-    async fn send_json(&mut self) -> Result<(), End> {
+    async fn send_json(&mut self) -> Result<(), Ending> {
         let Some(deflate) = self.deflate.as_mut() else {
             return self.send_plain_text().await;
         };
@@ -581,85 +515,45 @@ impl Session {
         self.wire.clear();
         let compressed = deflate.compress(&self.json, &mut self.wire);
         if let Err(e) = compressed {
-            return Err(End::Close(CloseCode::Error, e.to_string()));
+            return Err(Ending::Close(CloseCode::Error, e.to_string()));
         }
-        self.bounded_send(true).await
+        self.driver.send_binary(&self.wire).await?;
+        self.sent(self.wire.len());
+        Ok(())
     }
 
     /// Sends `self.json` as a text frame (our JSON writers emit UTF-8 only).
-    async fn send_plain_text(&mut self) -> Result<(), End> {
+    async fn send_plain_text(&mut self) -> Result<(), Ending> {
         debug_assert!(std::str::from_utf8(&self.json).is_ok());
-        self.bounded_send(false).await
+        self.driver.send_text(&self.json).await?;
+        self.sent(self.json.len());
+        Ok(())
     }
 
-    /// Awaits the socket, but not forever: a socket that does not drain within the
-    /// slow-consumer timeout ends the session, and shutdown interrupts the wait.
-    /// `binary`: send `self.wire` as a binary frame, else `self.json` as a text frame.
-    async fn bounded_send(&mut self, binary: bool) -> Result<(), End> {
-        let timeout = self.ctx.settings.slow_consumer_timeout();
-        let shutdown = &self.ctx.shutdown;
-        let ws = &mut self.ws;
-        let payload = if binary {
-            &self.wire[..]
-        } else {
-            &self.json[..]
-        };
-        let len = payload.len();
-        let send = async move {
-            if binary {
-                ws.binary(payload).await
-            } else {
-                ws.text(payload).await
-            }
-        };
-        // Biased towards the send: it usually completes at once, and then the timer
-        // is never even registered.
-        tokio::select! {
-            biased;
-            sent = send => sent.map_err(|_| End::Gone)?,
-            _ = shutdown.cancelled() => {
-                return Err(End::Close(CloseCode::Away, "server shutting down".into()))
-            }
-            _ = sleep(timeout) => return Err(End::SlowConsumer),
-        }
+    fn sent(&mut self, len: usize) {
         self.last_sent = Instant::now();
         Counters::add(&self.counters.messages_sent, 1);
         Counters::add(&self.counters.bytes_sent, len as u64);
         Counters::add(&self.entry.stats.messages_sent, 1);
         Counters::add(&self.entry.stats.bytes_sent, len as u64);
-        Ok(())
     }
 
-    async fn finish(self, end: End) {
+    async fn finish(self, ending: Ending) {
         let Session {
-            ws,
+            driver,
             ctx,
             counters,
             entry,
             ..
         } = self;
         ctx.security.sessions.remove(&entry.id);
-        let reason = match end {
-            End::Gone => None,
-            End::Close(code, description) => Some(CloseReason {
-                code,
-                description: Some(description),
-            }),
-            End::SlowConsumer => {
-                Counters::add(&counters.slow_consumer_closes, 1);
-                Some(CloseReason {
-                    code: CloseCode::Other(CLOSE_SLOW_CONSUMER),
-                    description: Some("slow consumer: socket did not drain".into()),
-                })
-            }
-            End::ClientClosed(reason) => reason.or(Some(CloseReason {
-                code: CloseCode::Normal,
-                description: None,
-            })),
-        };
-        // The close frame goes behind whatever the socket still holds; a slow client
-        // gets one more timeout to take it, then the connection is dropped regardless.
-        ws.close(reason, ctx.settings.slow_consumer_timeout()).await;
+        match ending {
+            Ending::SlowConsumer => Counters::add(&counters.slow_consumer_closes, 1),
+            Ending::Kicked => Counters::add(&ctx.security.counters.kicks, 1),
+            Ending::Flood => Counters::add(&ctx.security.counters.abuse_closes, 1),
+            _ => {}
+        }
+        driver.close(&ending).await;
         Counters::add(&counters.connections_closed, 1);
     }
 }

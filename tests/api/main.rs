@@ -12,6 +12,7 @@ mod rest;
 mod security;
 mod shutdown;
 mod socket;
+mod socket_bounds;
 mod stream;
 mod stream_errors;
 mod universe;

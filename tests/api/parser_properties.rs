@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tickstream::ingest::parse_tick;
-use tickstream::stream::{parse_request, ErrorCode};
+use tickstream::stream::parse_request;
+use tickstream::wire::ErrorCode;
 
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

@@ -10,9 +10,9 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{spawn_app, TestApp};
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-fn handshake(path: &str) -> String {
+pub fn handshake(path: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -20,7 +20,7 @@ fn handshake(path: &str) -> String {
 }
 
 /// A masked client frame (FIN set) of `opcode` carrying `payload`.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut out = vec![0x80 | opcode];
     match payload.len() {
@@ -40,13 +40,13 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A raw connection that reads server frames (unmasked, unfragmented).
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
+pub struct Raw {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
 }
 
 impl Raw {
-    async fn connect(app: &TestApp) -> Raw {
+    pub async fn connect(app: &TestApp) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
         Raw {
             stream,
@@ -55,7 +55,7 @@ impl Raw {
     }
 
     /// A viewer socket past its handshake and welcome.
-    async fn viewer(app: &TestApp) -> Raw {
+    pub async fn viewer(app: &TestApp) -> Raw {
         let mut raw = Raw::connect(app).await;
         raw.write(handshake("/ws").as_bytes()).await;
         assert_eq!(raw.http_response().await.0, 101);
@@ -63,12 +63,12 @@ impl Raw {
         raw
     }
 
-    async fn write(&mut self, bytes: &[u8]) {
+    pub async fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
 
     /// Reads more bytes; false at EOF.
-    async fn fill(&mut self) -> bool {
+    pub async fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
             .await
@@ -79,7 +79,7 @@ impl Raw {
     }
 
     /// The HTTP response's status and head (lower-cased); what follows stays buffered.
-    async fn http_response(&mut self) -> (u16, String) {
+    pub async fn http_response(&mut self) -> (u16, String) {
         while !self.buf.windows(4).any(|w| w == b"\r\n\r\n") {
             assert!(
                 self.fill().await,
@@ -94,7 +94,7 @@ impl Raw {
     }
 
     /// The next server frame: (opcode, payload).
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
+    pub async fn frame(&mut self) -> (u8, Vec<u8>) {
         loop {
             if self.buf.len() >= 2 {
                 assert_eq!(self.buf[1] & 0x80, 0, "server frames are not masked");
@@ -121,14 +121,14 @@ impl Raw {
         }
     }
 
-    async fn json(&mut self) -> Value {
+    pub async fn json(&mut self) -> Value {
         let (opcode, payload) = self.frame().await;
         assert_eq!(opcode, 0x1, "a text frame");
         serde_json::from_slice(&payload).unwrap()
     }
 
     /// Expects a close frame; returns its code.
-    async fn close_code(&mut self) -> u16 {
+    pub async fn close_code(&mut self) -> u16 {
         loop {
             let (opcode, payload) = self.frame().await;
             if opcode == 0x8 {
@@ -138,7 +138,7 @@ impl Raw {
     }
 
     /// True once the server has closed its side (EOF), within 5 s.
-    async fn server_closed(&mut self) -> bool {
+    pub async fn server_closed(&mut self) -> bool {
         !self.fill().await && self.buf.is_empty()
     }
 }

@@ -1,0 +1,174 @@
+//! The one door to every WebSocket: `/ws` (viewers) and `/ws/ingest` (publishers).
+//!
+//! Each route has one gate, run the same way for a handshake and for a plain `GET`
+//! (which then gets 400), so a client learns about a bad token or parameter whichever
+//! way it asks. With an upgrade service set, actix-http sends every request that asks
+//! for an upgrade to [`upgrade_service`] with its connection instead of to the
+//! application: the gate runs, `crate::socket` answers the handshake, and the admitted
+//! handler gets a driver for the connection, on this worker.
+
+use actix_codec::Framed;
+use actix_http::{h1, Request, RequestHead};
+use actix_service::{fn_service, ServiceFactory};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::ingest::PublisherId;
+use crate::security::Admission;
+use crate::socket::{self, Driver, Io};
+use crate::state::AppState;
+use crate::stream::{CompressionMode, ViewerRequest};
+use crate::wire::ApiError;
+
+/// The service actix-http calls with each upgrade request and its connection.
+pub fn upgrade_service<T>(
+    state: AppState,
+) -> impl ServiceFactory<
+    (Request, Framed<T, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_http::Error,
+    InitError = (),
+>
+where
+    T: Io + 'static,
+{
+    fn_service(move |(req, framed): (Request, Framed<T, h1::Codec>)| {
+        let state = state.clone();
+        async move {
+            serve(state, req, framed).await;
+            Ok::<(), actix_http::Error>(())
+        }
+    })
+}
+
+async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T, h1::Codec>) {
+    match req.head().uri.path() {
+        "/ws" => match admit_viewer(req.head(), &state) {
+            Ok(viewer) => {
+                if let Some(driver) = upgrade(req, framed, &state, Kind::Viewer).await {
+                    crate::stream::run_viewer(driver, viewer, &state).await;
+                }
+            }
+            Err(error) => socket::refuse(framed, &error).await,
+        },
+        "/ws/ingest" => match admit_publisher(req.head(), &state) {
+            Ok((admission, publisher)) => {
+                if let Some(driver) = upgrade(req, framed, &state, Kind::Publisher).await {
+                    crate::ingest::run_publisher(driver, admission, publisher, &state).await;
+                }
+            }
+            Err(error) => socket::refuse(framed, &error).await,
+        },
+        path => {
+            let message = format!("no WebSocket at {path}; use /ws or /ws/ingest");
+            let error = ApiError::new(StatusCode::NOT_FOUND, "not_found", message);
+            socket::refuse(framed, &error).await
+        }
+    }
+}
+
+enum Kind {
+    Viewer,
+    Publisher,
+}
+
+/// Answers the handshake and hands the connection to a driver with that kind of
+/// socket's bounds.
+async fn upgrade<T: Io + 'static>(
+    req: Request,
+    framed: Framed<T, h1::Codec>,
+    state: &AppState,
+    kind: Kind,
+) -> Option<Driver> {
+    let (io, leftover) = socket::accept(req, framed).await?;
+    let settings = match kind {
+        Kind::Viewer => state.viewer_socket.clone(),
+        Kind::Publisher => state.publisher_socket.clone(),
+    };
+    Some(Driver::new(
+        Box::new(io),
+        &leftover,
+        settings,
+        &state.shutdown,
+    ))
+}
+
+/// The gate for `/ws`, before any upgrade: query parameters, origin, rates, caps and
+/// token. A refusal is the HTTP error the handshake gets instead of 101.
+pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerRequest, ApiError> {
+    let query = super::query_map(head)?;
+    let compression = match query.get("compression") {
+        None => CompressionMode::None,
+        Some(raw) => CompressionMode::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "compression must be `deflate` or `none`, not {raw:?}"
+            ))
+        })?,
+    };
+    let initial: Option<Vec<String>> = query.get("symbols").map(|raw| {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    let security = &state.security;
+    let admission = security.admit_socket(head)?;
+    let claims = security.authenticate_viewer(head, query.get("token").map(String::as_str))?;
+    Ok(ViewerRequest {
+        compression,
+        initial,
+        admission,
+        claims,
+    })
+}
+
+/// The gate for `/ws/ingest`, before any upgrade: origin, rates and caps, then the key
+/// from `Authorization: Bearer <key>` (or `?key=` for clients that cannot set
+/// headers). A bad key gets 401 and no socket.
+pub fn admit_publisher(
+    head: &RequestHead,
+    state: &AppState,
+) -> Result<(Admission, PublisherId), ApiError> {
+    let query = super::query_map(head)?;
+    let admission = state.security.admit_socket(head)?;
+    let publisher = match query.get("key") {
+        Some(key) if super::bearer(&head.headers).is_none() => {
+            state.ingestor.authenticate(key).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "invalid publisher key",
+                )
+            })?
+        }
+        _ => super::authenticate_publisher(&head.headers, state)?,
+    };
+    Ok((admission, publisher))
+}
+
+/// `GET /ws` without an upgrade: the gate, then 400 (or 426 for a version we do not
+/// speak).
+pub async fn ws_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admit_viewer(req.head(), &state)?;
+    Err(not_an_upgrade(req.head()))
+}
+
+/// `GET /ws/ingest` without an upgrade: the gate, then 400.
+pub async fn ws_ingest_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    admit_publisher(req.head(), &state)?;
+    Err(not_an_upgrade(req.head()))
+}
+
+/// The error for a plain request to a socket route, after its gate has passed.
+fn not_an_upgrade(head: &RequestHead) -> ApiError {
+    socket::handshake_error(head)
+        .unwrap_or_else(|| ApiError::bad_request("expected a WebSocket upgrade"))
+}

@@ -1,0 +1,466 @@
+//! The connection driver: the one owner of an upgraded connection's I/O and timers.
+//!
+//! A handler (the viewer session, the publisher) sees only what it cares about: a text
+//! message, its own wake-up, or the reason the connection ends. Everything else is
+//! here, once, for every socket:
+//! - every frame written (data, ping, pong, close) is bounded by the write deadline
+//!   and interrupted by stop (shutdown, an admin's kick), so a client that never
+//!   reads costs one deadline, never a pinned task;
+//! - pings are answered here, and inbound control frames count against a budget, so a
+//!   ping flood ends in 1008 like any other abuse;
+//! - one housekeeping timer runs the idle timeout, the periodic ping and the token's
+//!   expiry (activity only moves the deadlines; the timer re-arms when it fires);
+//! - fragments are reassembled under the message limit, and text must be UTF-8.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::ws::{CloseCode, CloseReason, OpCode};
+use actix_web::web::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{sleep, sleep_until, Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::frame::{self, Frame, Kind};
+use super::Io;
+use crate::limits::{AbuseGuard, Verdict};
+
+/// Free read space kept before each read: a client's pings, pongs and requests are a
+/// few dozen bytes, and a larger frame makes the decoder reserve what it needs.
+const READ_RESERVE: usize = 512;
+
+/// Buffer capacity kept between messages. A buffer that grew beyond it (a large
+/// snapshot, a 1 MiB publish batch) is released once it is empty again, so memory
+/// follows what a connection is doing now.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// The longest our close frame may take to leave. The connection is ending anyway,
+/// often because the client stopped reading or the server is stopping, so this is
+/// short whatever the write deadline is.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// After our close frame, how long we keep reading for the client's close (or EOF)
+/// before dropping the connection. Closing with unread input makes the kernel send a
+/// reset, which can destroy our close frame in the client's receive buffer.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Close code for a client whose socket did not drain in time (contract §2).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// The bounds of one kind of socket (viewers and publishers have their own).
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    /// Largest message (and frame) accepted from the client.
+    pub max_message_bytes: usize,
+    /// A write that does not complete within this ends the connection (4008).
+    pub write_timeout: Duration,
+    /// The connection closes after this long without any inbound frame.
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    /// Inbound control frames (pings, pongs): rate, burst, and how many refused ones
+    /// within `abuse_window` close the connection with 1008.
+    pub control_frames_per_second: f64,
+    pub control_frame_burst: f64,
+    pub abuse_close_after: u32,
+    pub abuse_window: Duration,
+}
+
+/// What the driver hands its handler.
+#[derive(Debug)]
+pub enum Event<W> {
+    /// A complete text message from the client.
+    Text(String),
+    /// The handler's own wake-up future completed with this.
+    Wake(W),
+}
+
+/// Why a connection ends; each has its close code (`Gone` has none: nothing can be sent).
+#[derive(Debug)]
+pub enum Ending {
+    /// The server is stopping (1001).
+    Shutdown,
+    /// An admin closed the connection (1008).
+    Kicked,
+    /// The client's token expired (1008).
+    Expired,
+    /// No inbound frame within the idle timeout (1000).
+    Idle,
+    /// A write did not complete within the write deadline (4008).
+    SlowConsumer,
+    /// Too many control frames (1008).
+    Flood,
+    /// The client broke the protocol: 1002, 1003, 1007 or 1009.
+    Fault(CloseCode, &'static str),
+    /// The handler's own reason.
+    Close(CloseCode, String),
+    /// The client sent a close frame; it is echoed.
+    ClientClosed(Option<CloseReason>),
+    /// The connection is gone.
+    Gone,
+}
+
+impl Ending {
+    /// The close frame this ending sends, if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        let (code, description): (CloseCode, &str) = match self {
+            Ending::Shutdown => (CloseCode::Away, "server shutting down"),
+            Ending::Kicked => (CloseCode::Policy, "kicked by an admin"),
+            Ending::Expired => (CloseCode::Policy, "token expired"),
+            Ending::Idle => (CloseCode::Normal, "idle timeout: no frame received"),
+            Ending::SlowConsumer => (
+                CloseCode::Other(CLOSE_SLOW_CONSUMER),
+                "slow consumer: socket did not drain",
+            ),
+            Ending::Flood => (
+                CloseCode::Policy,
+                "repeated abuse: control frame rate limit exceeded",
+            ),
+            Ending::Fault(code, reason) => (*code, *reason),
+            Ending::Close(code, reason) => (*code, reason.as_str()),
+            Ending::ClientClosed(reason) => {
+                return Some(reason.clone().unwrap_or(CloseReason {
+                    code: CloseCode::Normal,
+                    description: None,
+                }))
+            }
+            Ending::Gone => return None,
+        };
+        Some(CloseReason {
+            code,
+            description: Some(description.to_owned()),
+        })
+    }
+}
+
+/// One upgraded connection, server side (RFC 6455).
+pub struct Driver {
+    io: Box<dyn Io>,
+    read: BytesMut,
+    /// Frames not yet fully written; `written` bytes of it are on the wire.
+    out: Vec<u8>,
+    written: usize,
+    /// A fragmented text message being reassembled.
+    partial: Option<Vec<u8>>,
+    settings: Arc<DriverSettings>,
+    shutdown: CancellationToken,
+    /// A child of `shutdown`, cancelled alone by a kick.
+    stop: CancellationToken,
+    /// `stop.cancelled()`, created once: re-creating it per wait registers a waiter
+    /// each time.
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The housekeeping timer: the earliest of the next ping, the idle deadline and
+    /// the expiry.
+    timer: Pin<Box<Sleep>>,
+    last_inbound: Instant,
+    next_ping: Instant,
+    expires_at: Option<Instant>,
+    control: AbuseGuard,
+}
+
+impl Driver {
+    /// `leftover`: what the client sent behind its handshake, already read.
+    pub fn new(
+        io: Box<dyn Io>,
+        leftover: &[u8],
+        settings: Arc<DriverSettings>,
+        shutdown: &CancellationToken,
+    ) -> Driver {
+        let mut read = BytesMut::with_capacity(READ_RESERVE.max(leftover.len()));
+        read.extend_from_slice(leftover);
+        let stop = shutdown.child_token();
+        let now = Instant::now();
+        let next_ping = now + settings.ping_interval;
+        let control = AbuseGuard::new(
+            settings.control_frames_per_second,
+            settings.control_frame_burst,
+            settings.abuse_close_after,
+            settings.abuse_window,
+        );
+        let mut driver = Driver {
+            io,
+            read,
+            out: Vec::new(),
+            written: 0,
+            partial: None,
+            stopped: Box::pin(stop.clone().cancelled_owned()),
+            stop,
+            shutdown: shutdown.clone(),
+            timer: Box::pin(sleep_until(next_ping)),
+            last_inbound: now,
+            next_ping,
+            expires_at: None,
+            control,
+            settings,
+        };
+        driver.rearm();
+        driver
+    }
+
+    /// Cancelling this token closes the connection with 1008 ("kicked by an admin").
+    pub fn kick_handle(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// The connection closes with 1008 ("token expired") at `at`.
+    pub fn expire_at(&mut self, at: Instant) {
+        self.expires_at = Some(at);
+        self.rearm();
+    }
+
+    /// Waits for the next thing the handler must act on: a text message from the
+    /// client, or `wake` (the handler's own timers and signals; it is dropped when
+    /// anything else comes first, so it must be cancel-safe). Control frames, pings,
+    /// the idle timeout and stop are dealt with here.
+    pub async fn next<W: Future>(&mut self, wake: W) -> Result<Event<W::Output>, Ending> {
+        tokio::pin!(wake);
+        let max = self.settings.max_message_bytes;
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = &mut self.stopped => Step::Stopped,
+                frame = read_frame(&mut self.io, &mut self.read, max) => Step::Frame(frame),
+                output = &mut wake => return Ok(Event::Wake(output)),
+                _ = &mut self.timer => Step::Timer,
+            };
+            match step {
+                Step::Stopped => return Err(self.stop_reason()),
+                Step::Timer => self.on_timer().await?,
+                Step::Frame(frame) => {
+                    self.last_inbound = Instant::now();
+                    if let Some(text) = self.on_frame(frame?).await? {
+                        return Ok(Event::Text(text));
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, payload: &[u8]) -> Result<(), Ending> {
+        self.send(OpCode::Text, payload).await
+    }
+
+    pub async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
+        self.send(OpCode::Binary, payload).await
+    }
+
+    /// Ends the connection: the ending's close frame (behind anything still unsent,
+    /// within a short deadline), then a half-close and a short linger for the client's
+    /// reply. An ending without a close frame drops the connection.
+    pub async fn close(mut self, ending: &Ending) {
+        let Some(reason) = ending.close_reason() else {
+            return;
+        };
+        let mut payload = Vec::with_capacity(2 + 123);
+        frame::close_payload(&reason, &mut payload);
+        frame::write(OpCode::Close, &payload, &mut self.out);
+        let deadline = self.settings.write_timeout.min(CLOSE_DEADLINE);
+        let sent = tokio::time::timeout(deadline, async {
+            flush(&mut self.io, &mut self.out, &mut self.written).await?;
+            self.io.shutdown().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            loop {
+                self.read.clear();
+                self.read.reserve(READ_RESERVE);
+                match self.io.read_buf(&mut self.read).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Closes at once with 1013: the server holds its maximum of connections already.
+    /// (Upgraded first, because browsers cannot read an HTTP status from a failed
+    /// handshake, but can act on a close code.)
+    pub async fn refuse_full(self) {
+        let ending = Ending::Close(CloseCode::Again, "server full; try again later".into());
+        self.close(&ending).await;
+    }
+
+    fn stop_reason(&self) -> Ending {
+        if self.shutdown.is_cancelled() {
+            Ending::Shutdown
+        } else {
+            Ending::Kicked
+        }
+    }
+
+    /// Frames `payload` behind anything still unsent and writes it all out, within the
+    /// write deadline, and until stop or the token's expiry.
+    async fn send(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
+        frame::write(op, payload, &mut self.out);
+        let write = flush(&mut self.io, &mut self.out, &mut self.written);
+        // Biased towards the write: it usually completes at once, and then neither the
+        // deadline nor the stop waiter is ever registered.
+        let expiry = self.expires_at;
+        let outcome = tokio::select! {
+            biased;
+            written = write => match written {
+                Ok(()) => return Ok(()),
+                Err(_) => Ending::Gone,
+            },
+            _ = &mut self.stopped => Ending::Shutdown,
+            _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => Ending::Expired,
+            _ = sleep(self.settings.write_timeout) => Ending::SlowConsumer,
+        };
+        Err(match outcome {
+            Ending::Shutdown => self.stop_reason(),
+            other => other,
+        })
+    }
+
+    /// A frame from the client: `Some` when it completes a text message.
+    async fn on_frame(&mut self, frame: Frame) -> Result<Option<String>, Ending> {
+        let limit = self.settings.max_message_bytes;
+        match frame.kind {
+            Kind::Text if self.partial.is_some() => Err(Ending::Fault(
+                CloseCode::Protocol,
+                "a new message began before the last one ended",
+            )),
+            Kind::Text if frame.fin => utf8(frame.payload.to_vec()).map(Some),
+            Kind::Text => {
+                self.partial = Some(frame.payload.to_vec());
+                Ok(None)
+            }
+            Kind::Binary => Err(Ending::Fault(
+                CloseCode::Unsupported,
+                "binary frames are not accepted; send JSON text",
+            )),
+            Kind::Continuation => {
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(Ending::Fault(
+                        CloseCode::Protocol,
+                        "unexpected continuation frame",
+                    ));
+                };
+                if partial.len() + frame.payload.len() > limit {
+                    return Err(Ending::Fault(
+                        CloseCode::Size,
+                        "message larger than the limit",
+                    ));
+                }
+                partial.extend_from_slice(&frame.payload);
+                match (frame.fin, self.partial.take()) {
+                    (true, Some(message)) => utf8(message).map(Some),
+                    (_, partial) => {
+                        self.partial = partial;
+                        Ok(None)
+                    }
+                }
+            }
+            Kind::Ping => {
+                if self.control_allowed()? {
+                    self.send(OpCode::Pong, &frame.payload).await?;
+                }
+                Ok(None)
+            }
+            Kind::Pong => {
+                self.control_allowed()?;
+                Ok(None)
+            }
+            Kind::Close => match frame::parse_close(&frame.payload) {
+                Ok(reason) => Err(Ending::ClientClosed(reason)),
+                Err(fault) => Err(Ending::Fault(fault.code, fault.reason)),
+            },
+        }
+    }
+
+    /// Takes a control frame from the budget: over it, the frame is ignored; abuse
+    /// ends the connection.
+    fn control_allowed(&mut self) -> Result<bool, Ending> {
+        match self.control.check(std::time::Instant::now()) {
+            Verdict::Allowed => Ok(true),
+            Verdict::Refused => Ok(false),
+            Verdict::Abuse => Err(Ending::Flood),
+        }
+    }
+
+    async fn on_timer(&mut self) -> Result<(), Ending> {
+        let now = Instant::now();
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return Err(Ending::Expired);
+        }
+        if now >= self.last_inbound + self.settings.idle_timeout {
+            return Err(Ending::Idle);
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.settings.ping_interval;
+            self.send(OpCode::Ping, b"").await?;
+        }
+        self.rearm();
+        Ok(())
+    }
+
+    fn rearm(&mut self) {
+        let mut at = self
+            .next_ping
+            .min(self.last_inbound + self.settings.idle_timeout);
+        if let Some(expiry) = self.expires_at {
+            at = at.min(expiry);
+        }
+        self.timer.as_mut().reset(at);
+    }
+}
+
+enum Step {
+    Stopped,
+    Timer,
+    Frame(Result<Frame, Ending>),
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, Ending> {
+    String::from_utf8(bytes)
+        .map_err(|_| Ending::Fault(CloseCode::Invalid, "text message is not UTF-8"))
+}
+
+/// Reads until `buf` holds one whole frame. Cancel-safe: whatever was read stays in
+/// `buf` for the next call.
+async fn read_frame(io: &mut Box<dyn Io>, buf: &mut BytesMut, max: usize) -> Result<Frame, Ending> {
+    loop {
+        match frame::decode(buf, max, false) {
+            Ok(Some(frame)) => return Ok(frame),
+            Ok(None) => {}
+            Err(fault) => return Err(Ending::Fault(fault.code, fault.reason)),
+        }
+        if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+            *buf = BytesMut::new();
+        }
+        buf.reserve(READ_RESERVE);
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(Ending::Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes whatever is unsent. Cancel-safe: progress is kept in `written`, so a write
+/// abandoned by stop leaves a frame that the close completes.
+async fn flush(
+    io: &mut Box<dyn Io>,
+    out: &mut Vec<u8>,
+    written: &mut usize,
+) -> std::io::Result<()> {
+    while *written < out.len() {
+        let n = io.write(&out[*written..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        *written += n;
+    }
+    // TLS buffers records until flushed; for TCP this does nothing.
+    io.flush().await?;
+    out.clear();
+    *written = 0;
+    if out.capacity() > KEEP_CAPACITY {
+        *out = Vec::new();
+    }
+    Ok(())
+}
