@@ -244,3 +244,58 @@ async fn healthcheck_speaks_tls_when_the_server_does() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(healthy, "the TLS server passes its healthcheck");
 }
+
+#[actix_web::test]
+async fn client_faults_never_log_at_error_level() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let mut child = tickstream_command()
+        .current_dir(std::env::temp_dir())
+        .env("TICKSTREAM__SERVER__PORT", port.to_string())
+        .env("TICKSTREAM__LOG__FORMAT", "json")
+        .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    for _ in 0..100 {
+        if healthcheck(port) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let handshake = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let faults: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n".to_vec(),
+        b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec(),
+        b"POST /api/v1/ticks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+            .to_vec(),
+        // After a valid handshake: a fragmented ping, RSV bits, a bad close code.
+        [handshake.as_bytes(), &[0x09, 0x80, 1, 2, 3, 4]].concat(),
+        [handshake.as_bytes(), &[0xF1, 0x80, 1, 2, 3, 4]].concat(),
+        [handshake.as_bytes(), &[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xED]].concat(),
+    ];
+    for fault in faults {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream.write_all(&fault).await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut logs).unwrap();
+    child.wait().unwrap();
+    assert!(logs.contains("tickstream listening"), "{logs}");
+    for line in logs.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).expect("JSON log lines");
+        assert_ne!(line["level"], "ERROR", "{line}");
+        assert_ne!(line["level"], "WARN", "{line}");
+    }
+}
