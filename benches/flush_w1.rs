@@ -21,9 +21,10 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use tickstream::deflate::DeflateStream;
 use tickstream::domain::{Price, Symbol, SymbolId, Tick};
 use tickstream::store::SnapshotStore;
-use tickstream::stream::{DeflateStream, Subscriptions};
+use tickstream::stream::Subscriptions;
 
 const UNIVERSE: usize = 500;
 const PER_SESSION: usize = 20;

@@ -23,10 +23,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use tickstream::deflate::DeflateStream;
 use tickstream::domain::{Price, Symbol, SymbolId, Tick};
 use tickstream::ingest::parse_tick;
 use tickstream::store::SnapshotStore;
-use tickstream::stream::{parse_request, DeflateStream, Subscriptions};
+use tickstream::stream::{parse_request, Subscriptions};
 
 const REAL_SYMBOLS: [&str; 20] = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "V", "MA", "UNH", "XOM", "JNJ",

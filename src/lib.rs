@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod deflate;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;

@@ -115,5 +115,7 @@ fn socket_settings(
         control_frame_burst: l.control_frame_burst,
         abuse_close_after: l.abuse_close_after,
         abuse_window: Duration::from_millis(l.abuse_window_ms),
+        deflate_level: settings.stream.deflate_level,
+        deflate_dictionary_bytes: settings.stream.deflate_dictionary_bytes,
     }
 }

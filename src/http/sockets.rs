@@ -46,7 +46,12 @@ async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T,
     match req.head().uri.path() {
         "/ws" => match admit_viewer(req.head(), &state) {
             Ok(viewer) => {
-                if let Some(driver) = upgrade(req, framed, &state, Kind::Viewer).await {
+                // `?compression=deflate` asks for the app-level stream: it wins, and a
+                // permessage-deflate offer is then declined (never compressed twice).
+                let kind = Kind::Viewer {
+                    app_level_deflate: viewer.compression == CompressionMode::Deflate,
+                };
+                if let Some(driver) = upgrade(req, framed, &state, kind).await {
                     crate::stream::run_viewer(driver, viewer, &state).await;
                 }
             }
@@ -69,7 +74,7 @@ async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T,
 }
 
 enum Kind {
-    Viewer,
+    Viewer { app_level_deflate: bool },
     Publisher,
 }
 
@@ -81,16 +86,17 @@ async fn upgrade<T: Io + 'static>(
     state: &AppState,
     kind: Kind,
 ) -> Option<Driver> {
-    let (io, leftover) = socket::accept(req, framed).await?;
-    let settings = match kind {
-        Kind::Viewer => state.viewer_socket.clone(),
-        Kind::Publisher => state.publisher_socket.clone(),
+    let (settings, offer_deflate) = match kind {
+        Kind::Viewer { app_level_deflate } => (state.viewer_socket.clone(), !app_level_deflate),
+        Kind::Publisher => (state.publisher_socket.clone(), true),
     };
+    let accepted = socket::accept(req, framed, offer_deflate).await?;
     Some(Driver::new(
-        Box::new(io),
-        &leftover,
+        Box::new(accepted.io),
+        &accepted.leftover,
         settings,
         &state.shutdown,
+        accepted.deflate,
     ))
 }
 

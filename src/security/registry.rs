@@ -23,7 +23,8 @@ pub struct SessionEntry {
     pub user: Option<String>,
     /// Connection time, ms since the Unix epoch.
     pub since: i64,
-    pub compression: bool,
+    /// `deflate` (app-level), `permessage-deflate`, or `none`.
+    pub compression: &'static str,
     pub stats: SessionStats,
     pub kick: CancellationToken,
 }
@@ -93,7 +94,7 @@ impl SessionRegistry {
                 messages_sent: load(&e.stats.messages_sent),
                 bytes_sent: load(&e.stats.bytes_sent),
                 updates_conflated: load(&e.stats.updates_conflated),
-                compression: if e.compression { "deflate" } else { "none" },
+                compression: e.compression,
             })
             .collect();
         serde_json::json!({ "sessions": views })

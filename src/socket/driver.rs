@@ -10,7 +10,9 @@
 //!   ping flood ends in 1008 like any other abuse;
 //! - one housekeeping timer runs the idle timeout, the periodic ping and the token's
 //!   expiry (activity only moves the deadlines; the timer re-arms when it fires);
-//! - fragments are reassembled under the message limit, and text must be UTF-8.
+//! - fragments are reassembled under the message limit, and text must be UTF-8;
+//! - with permessage-deflate (RFC 7692), messages are compressed and inflated here, so
+//!   handlers always see and send plain text.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,8 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::frame::{self, Frame, Kind};
+use super::extension::PerMessageDeflate;
+use super::frame::{self, Frame, Kind, Limits};
 use super::Io;
+use crate::deflate::{inflate_message, DeflateStream, InflateError};
 use crate::limits::{AbuseGuard, Verdict};
 
 /// Free read space kept before each read: a client's pings, pongs and requests are a
@@ -65,6 +69,18 @@ pub struct DriverSettings {
     pub control_frame_burst: f64,
     pub abuse_close_after: u32,
     pub abuse_window: Duration,
+    /// The permessage-deflate encoder: level and plaintext history (as for the
+    /// app-level mode).
+    pub deflate_level: u32,
+    pub deflate_dictionary_bytes: usize,
+}
+
+impl DriverSettings {
+    /// Largest compressed payload accepted: a message within the limit can grow a
+    /// little when it does not compress (stored blocks add 5 bytes per 64 KiB).
+    fn max_compressed(&self) -> usize {
+        self.max_message_bytes + self.max_message_bytes / 16 + 64
+    }
 }
 
 /// What the driver hands its handler.
@@ -141,8 +157,11 @@ pub struct Driver {
     /// Frames not yet fully written; `written` bytes of it are on the wire.
     out: Vec<u8>,
     written: usize,
-    /// A fragmented text message being reassembled.
+    /// A fragmented text message being reassembled (compressed, if `partial_deflated`).
     partial: Option<Vec<u8>>,
+    partial_deflated: bool,
+    /// The permessage-deflate encoder, when negotiated.
+    deflate: Option<Box<DeflateStream>>,
     settings: Arc<DriverSettings>,
     shutdown: CancellationToken,
     /// A child of `shutdown`, cancelled alone by a kick.
@@ -161,11 +180,13 @@ pub struct Driver {
 
 impl Driver {
     /// `leftover`: what the client sent behind its handshake, already read.
+    /// `deflate`: the permessage-deflate parameters, if the handshake negotiated it.
     pub fn new(
         io: Box<dyn Io>,
         leftover: &[u8],
         settings: Arc<DriverSettings>,
         shutdown: &CancellationToken,
+        deflate: Option<PerMessageDeflate>,
     ) -> Driver {
         let mut read = BytesMut::with_capacity(READ_RESERVE.max(leftover.len()));
         read.extend_from_slice(leftover);
@@ -184,6 +205,15 @@ impl Driver {
             out: Vec::new(),
             written: 0,
             partial: None,
+            partial_deflated: false,
+            deflate: deflate.map(|d| {
+                Box::new(DeflateStream::with_window(
+                    settings.deflate_level,
+                    settings.deflate_dictionary_bytes,
+                    d.server_max_window_bits,
+                    !d.server_no_context_takeover,
+                ))
+            }),
             stopped: Box::pin(stop.clone().cancelled_owned()),
             stop,
             shutdown: shutdown.clone(),
@@ -196,6 +226,11 @@ impl Driver {
         };
         driver.rearm();
         driver
+    }
+
+    /// Whether messages travel compressed (permessage-deflate).
+    pub fn compresses(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Cancelling this token closes the connection with 1008 ("kicked by an admin").
@@ -215,12 +250,18 @@ impl Driver {
     /// the idle timeout and stop are dealt with here.
     pub async fn next<W: Future>(&mut self, wake: W) -> Result<Event<W::Output>, Ending> {
         tokio::pin!(wake);
-        let max = self.settings.max_message_bytes;
+        let limits = Limits {
+            max_payload: self.settings.max_message_bytes,
+            max_compressed: self
+                .deflate
+                .is_some()
+                .then(|| self.settings.max_compressed()),
+        };
         loop {
             let step = tokio::select! {
                 biased;
                 _ = &mut self.stopped => Step::Stopped,
-                frame = read_frame(&mut self.io, &mut self.read, max) => Step::Frame(frame),
+                frame = read_frame(&mut self.io, &mut self.read, limits) => Step::Frame(frame),
                 output = &mut wake => return Ok(Event::Wake(output)),
                 _ = &mut self.timer => Step::Timer,
             };
@@ -238,11 +279,31 @@ impl Driver {
     }
 
     pub async fn send_text(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.send(OpCode::Text, payload).await
+        self.send_message(OpCode::Text, payload).await
     }
 
     pub async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.send(OpCode::Binary, payload).await
+        self.send_message(OpCode::Binary, payload).await
+    }
+
+    /// A data message: compressed when permessage-deflate is on (through a per-thread
+    /// scratch buffer, so no connection keeps one), then framed and written.
+    async fn send_message(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
+        if let Some(deflate) = self.deflate.as_mut() {
+            let compressed = COMPRESSED.with_borrow_mut(|scratch| {
+                scratch.clear();
+                deflate.compress(payload, scratch)?;
+                // RFC 7692 §7.2.1: the sync flush's empty block is left off.
+                scratch.truncate(scratch.len().saturating_sub(4));
+                frame::write_compressed(op, scratch, &mut self.out);
+                Ok::<(), crate::deflate::CodecError>(())
+            });
+            if let Err(e) = compressed {
+                return Err(Ending::Close(CloseCode::Error, e.to_string()));
+            }
+            return self.write_out().await;
+        }
+        self.send(op, payload).await
     }
 
     /// Ends the connection: the ending's close frame (behind anything still unsent,
@@ -297,6 +358,12 @@ impl Driver {
     /// write deadline, and until stop or the token's expiry.
     async fn send(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
         frame::write(op, payload, &mut self.out);
+        self.write_out().await
+    }
+
+    /// Writes out everything framed, within the write deadline, and until stop or the
+    /// token's expiry.
+    async fn write_out(&mut self) -> Result<(), Ending> {
         let write = flush(&mut self.io, &mut self.out, &mut self.written);
         // Biased towards the write: it usually completes at once, and then neither the
         // deadline nor the stop waiter is ever registered.
@@ -325,9 +392,10 @@ impl Driver {
                 CloseCode::Protocol,
                 "a new message began before the last one ended",
             )),
-            Kind::Text if frame.fin => utf8(frame.payload.to_vec()).map(Some),
+            Kind::Text if frame.fin => self.message(frame.payload.to_vec(), frame.rsv1).map(Some),
             Kind::Text => {
                 self.partial = Some(frame.payload.to_vec());
+                self.partial_deflated = frame.rsv1;
                 Ok(None)
             }
             Kind::Binary => Err(Ending::Fault(
@@ -341,7 +409,12 @@ impl Driver {
                         "unexpected continuation frame",
                     ));
                 };
-                if partial.len() + frame.payload.len() > limit {
+                let cap = if self.partial_deflated {
+                    self.settings.max_compressed()
+                } else {
+                    limit
+                };
+                if partial.len() + frame.payload.len() > cap {
                     return Err(Ending::Fault(
                         CloseCode::Size,
                         "message larger than the limit",
@@ -349,7 +422,7 @@ impl Driver {
                 }
                 partial.extend_from_slice(&frame.payload);
                 match (frame.fin, self.partial.take()) {
-                    (true, Some(message)) => utf8(message).map(Some),
+                    (true, Some(message)) => self.message(message, self.partial_deflated).map(Some),
                     (_, partial) => {
                         self.partial = partial;
                         Ok(None)
@@ -370,6 +443,25 @@ impl Driver {
                 Ok(reason) => Err(Ending::ClientClosed(reason)),
                 Err(fault) => Err(Ending::Fault(fault.code, fault.reason)),
             },
+        }
+    }
+
+    /// A complete text message, inflated first if it came compressed (under the
+    /// message limit, refused while inflating).
+    fn message(&self, payload: Vec<u8>, compressed: bool) -> Result<String, Ending> {
+        if !compressed {
+            return utf8(payload);
+        }
+        match inflate_message(&payload, self.settings.max_message_bytes) {
+            Ok(plain) => utf8(plain),
+            Err(InflateError::TooLarge(_)) => Err(Ending::Fault(
+                CloseCode::Size,
+                "message larger than the limit",
+            )),
+            Err(InflateError::Invalid) => Err(Ending::Fault(
+                CloseCode::Invalid,
+                "compressed message is not valid DEFLATE data",
+            )),
         }
     }
 
@@ -410,6 +502,11 @@ impl Driver {
     }
 }
 
+thread_local! {
+    /// The compressed form of the message being sent (one buffer per worker thread).
+    static COMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 enum Step {
     Stopped,
     Timer,
@@ -423,9 +520,13 @@ fn utf8(bytes: Vec<u8>) -> Result<String, Ending> {
 
 /// Reads until `buf` holds one whole frame. Cancel-safe: whatever was read stays in
 /// `buf` for the next call.
-async fn read_frame(io: &mut Box<dyn Io>, buf: &mut BytesMut, max: usize) -> Result<Frame, Ending> {
+async fn read_frame(
+    io: &mut Box<dyn Io>,
+    buf: &mut BytesMut,
+    limits: Limits,
+) -> Result<Frame, Ending> {
     loop {
-        match frame::decode(buf, max, false) {
+        match frame::decode(buf, limits) {
             Ok(Some(frame)) => return Ok(frame),
             Ok(None) => {}
             Err(fault) => return Err(Ending::Fault(fault.code, fault.reason)),

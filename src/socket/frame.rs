@@ -12,6 +12,15 @@ use actix_web::web::BytesMut;
 
 /// Appends one final (FIN) frame of `op` carrying `payload` to `out`.
 pub fn write(op: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+    write_with(op, false, payload, out);
+}
+
+/// Appends one final frame of a compressed message (RSV1 set, RFC 7692 §6).
+pub fn write_compressed(op: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+    write_with(op, true, payload, out);
+}
+
+fn write_with(op: OpCode, rsv1: bool, payload: &[u8], out: &mut Vec<u8>) {
     let opcode: u8 = match op {
         OpCode::Continue => 0x0,
         OpCode::Text => 0x1,
@@ -22,7 +31,7 @@ pub fn write(op: OpCode, payload: &[u8], out: &mut Vec<u8>) {
         OpCode::Bad => unreachable!("we never send a bad opcode"),
     };
     out.reserve(10 + payload.len());
-    out.push(0x80 | opcode);
+    out.push(0x80 | if rsv1 { 0x40 } else { 0 } | opcode);
     let len = payload.len();
     if len < 126 {
         out.push(len as u8);
@@ -103,15 +112,20 @@ fn protocol(reason: &'static str) -> FrameError {
     }
 }
 
+/// What a connection accepts in a client frame's header.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest payload of a plain frame.
+    pub max_payload: usize,
+    /// Largest payload of a compressed frame (RSV1 set), when compression was
+    /// negotiated; `None`: RSV1 is a protocol error.
+    pub max_compressed: Option<usize>,
+}
+
 /// Takes one complete client frame off the front of `buf`; `Ok(None)` until the whole
-/// frame is buffered. `max_payload` is checked against the declared length, before
-/// the payload is read. `rsv1_allowed`: the connection negotiated an extension that
-/// uses RSV1 (on data frames only).
-pub fn decode(
-    buf: &mut BytesMut,
-    max_payload: usize,
-    rsv1_allowed: bool,
-) -> Result<Option<Frame>, FrameError> {
+/// frame is buffered. The payload limit is checked against the declared length,
+/// before the payload is read.
+pub fn decode(buf: &mut BytesMut, limits: Limits) -> Result<Option<Frame>, FrameError> {
     let (Some(&first), Some(&second)) = (buf.first(), buf.get(1)) else {
         return Ok(None);
     };
@@ -121,7 +135,9 @@ pub fn decode(
         return Err(protocol("reserved bits set without an extension"));
     }
     let kind = Kind::from_opcode(first & 0x0F).ok_or_else(|| protocol("reserved opcode"))?;
-    if rsv1 && (!rsv1_allowed || kind.is_control()) {
+    // RFC 7692 §6: RSV1 marks the first frame of a compressed data message only.
+    if rsv1 && (limits.max_compressed.is_none() || kind.is_control() || kind == Kind::Continuation)
+    {
         return Err(protocol("reserved bits set without an extension"));
     }
     if kind.is_control() && !fin {
@@ -144,6 +160,10 @@ pub fn decode(
     if kind.is_control() && len > 125 {
         return Err(protocol("control frame longer than 125 bytes"));
     }
+    let max_payload = match (rsv1, limits.max_compressed) {
+        (true, Some(max)) => max,
+        _ => limits.max_payload,
+    };
     if len > max_payload as u64 {
         return Err(FrameError {
             code: CloseCode::Size,
@@ -296,6 +316,13 @@ mod tests {
         BytesMut::from(&out[..])
     }
 
+    fn plain(max_payload: usize) -> Limits {
+        Limits {
+            max_payload,
+            max_compressed: None,
+        }
+    }
+
     #[test]
     fn masked_frames_of_every_length_class_decode_whole_and_only_when_complete() {
         for len in [0, 5, 125, 126, 65_535, 65_536] {
@@ -304,14 +331,14 @@ mod tests {
             for cut in [1, 2, bytes.len() - 1] {
                 let mut partial = BytesMut::from(&bytes[..cut]);
                 assert_eq!(
-                    decode(&mut partial, 1 << 20, false),
+                    decode(&mut partial, plain(1 << 20)),
                     Ok(None),
                     "{len}/{cut}"
                 );
             }
             let mut buf = bytes.clone();
             buf.extend_from_slice(b"next");
-            let frame = decode(&mut buf, 1 << 20, false).unwrap().unwrap();
+            let frame = decode(&mut buf, plain(1 << 20)).unwrap().unwrap();
             assert_eq!((frame.fin, frame.kind), (true, Kind::Binary));
             assert_eq!(&frame.payload[..], &payload[..]);
             assert_eq!(&buf[..], b"next", "the rest stays buffered");
@@ -332,19 +359,38 @@ mod tests {
         ];
         for (bytes, code) in cases {
             let mut buf = BytesMut::from(bytes);
-            let error = decode(&mut buf, 4096, false).expect_err("refused");
+            let error = decode(&mut buf, plain(4096)).expect_err("refused");
             assert_eq!(error.code, code, "{bytes:02x?}: {}", error.reason);
         }
         let mut huge = BytesMut::from(&[0x81, 0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0][..]);
         assert_eq!(
-            decode(&mut huge, 4096, false).unwrap_err().code,
+            decode(&mut huge, plain(4096)).unwrap_err().code,
             CloseCode::Size
         );
-        // RSV1 on a data frame is fine once compression is negotiated, never on control.
+        // RSV1 on a data frame is fine once compression is negotiated, never on control
+        // frames or continuations.
+        let compressed_ok = Limits {
+            max_payload: 4096,
+            max_compressed: Some(5000),
+        };
         let mut compressed = client_frame(0xC1, b"x");
-        assert!(decode(&mut compressed, 4096, true).unwrap().unwrap().rsv1);
+        assert!(
+            decode(&mut compressed, compressed_ok)
+                .unwrap()
+                .unwrap()
+                .rsv1
+        );
         let mut ping = client_frame(0xC9, b"");
-        assert!(decode(&mut ping, 4096, true).is_err());
+        assert!(decode(&mut ping, compressed_ok).is_err());
+        let mut continuation = client_frame(0xC0, b"x");
+        assert!(decode(&mut continuation, compressed_ok).is_err());
+        let mut big = client_frame(0xC1, &[0; 4500]);
+        assert!(decode(&mut big, compressed_ok).unwrap().is_some());
+        let mut too_big = client_frame(0x81, &[0; 4500]);
+        assert_eq!(
+            decode(&mut too_big, compressed_ok).unwrap_err().code,
+            CloseCode::Size
+        );
     }
 
     #[test]

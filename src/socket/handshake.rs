@@ -12,6 +12,7 @@ use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
+use super::extension::{self, PerMessageDeflate};
 use super::Io;
 
 /// The longest the 101 or a refusal may take to leave: a few hundred bytes that any
@@ -35,20 +36,40 @@ pub fn handshake_error(head: &RequestHead) -> Option<ApiError> {
     })
 }
 
+/// A connection past its handshake: the raw stream, what the client sent behind its
+/// request, and the permessage-deflate parameters if that was negotiated.
+pub struct Accepted<T> {
+    pub io: T,
+    pub leftover: BytesMut,
+    pub deflate: Option<PerMessageDeflate>,
+}
+
 /// Answers the handshake with 101 and takes the connection out of the HTTP codec, with
 /// anything the client already sent behind its request. `None`: refused or gone.
+/// `offer_deflate`: whether a permessage-deflate offer may be accepted.
 ///
 /// The request is dropped here on purpose: its URI and headers are slices of the
 /// dispatcher's 8 KiB read buffer, which would otherwise live as long as the socket.
 pub async fn accept<T: Io + 'static>(
     req: Request,
     mut framed: Framed<T, h1::Codec>,
-) -> Option<(T, BytesMut)> {
+    offer_deflate: bool,
+) -> Option<Accepted<T>> {
     if let Some(error) = handshake_error(req.head()) {
         refuse(framed, &error).await;
         return None;
     }
-    let response = ws::handshake_response(req.head()).finish().drop_body();
+    let negotiated = offer_deflate
+        .then(|| extension::negotiate(req.head()))
+        .flatten();
+    let mut response = ws::handshake_response(req.head());
+    if let Some((deflate, echo_window)) = negotiated {
+        response.insert_header((
+            "sec-websocket-extensions",
+            deflate.response_header(echo_window),
+        ));
+    }
+    let response = response.finish().drop_body();
     drop(req);
     let sent = tokio::time::timeout(
         REPLY_DEADLINE,
@@ -67,7 +88,11 @@ pub async fn accept<T: Io + 'static>(
     }
     let parts = framed.into_parts();
     // The codec's 8 KiB buffers go here; the socket keeps only what it needs.
-    Some((parts.io, parts.read_buf))
+    Some(Accepted {
+        io: parts.io,
+        leftover: parts.read_buf,
+        deflate: negotiated.map(|(deflate, _)| deflate),
+    })
 }
 
 /// Sends `error` as the HTTP response to the upgrade request, then closes.

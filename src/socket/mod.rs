@@ -17,11 +17,13 @@
 //! hands it a driver.
 
 mod driver;
+mod extension;
 mod frame;
 mod handshake;
 
 pub use driver::{Driver, DriverSettings, Ending, Event, CLOSE_SLOW_CONSUMER};
-pub use handshake::{accept, handshake_error, refuse};
+pub use extension::PerMessageDeflate;
+pub use handshake::{accept, handshake_error, refuse, Accepted};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

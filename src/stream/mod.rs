@@ -1,13 +1,9 @@
 //! `GET /ws`: the viewer stream (contract §2).
 
-mod codec;
-mod fast_deflate;
 mod protocol;
 mod session;
 mod subscriptions;
 
-pub use codec::{CompressionMode, DeflateStream};
-pub use fast_deflate::FastDeflate;
 pub use protocol::{parse_request, Request, RequestError};
 pub use subscriptions::{FlushStats, Subscriptions};
 
@@ -22,6 +18,30 @@ use crate::socket::Driver;
 use crate::state::AppState;
 use crate::store::SnapshotStore;
 use session::Session;
+
+/// What the client asked for with `compression=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionMode {
+    None,
+    Deflate,
+}
+
+impl CompressionMode {
+    pub fn parse(raw: &str) -> Option<CompressionMode> {
+        match raw {
+            "none" => Some(CompressionMode::None),
+            "deflate" => Some(CompressionMode::Deflate),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompressionMode::None => "none",
+            CompressionMode::Deflate => "deflate",
+        }
+    }
+}
 
 /// What every session shares: cheap clones of the application's handles.
 #[derive(Clone)]

@@ -17,13 +17,14 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, info, Instrument};
 
-use super::codec::{CompressionMode, DeflateStream};
 use super::protocol::{
     begin_quotes_message, end_quotes_message, parse_request, write_heartbeat, ControlMessage,
     ErrorCode, Hz, ReqId, Request, RequestError,
 };
 use super::subscriptions::Subscriptions;
+use super::CompressionMode;
 use super::{StreamContext, ViewerPeer};
+use crate::deflate::DeflateStream;
 use crate::domain::{now_millis, Symbol, SymbolId};
 use crate::limits::{AbuseGuard, ConnectionSlot, Verdict};
 use crate::metrics::Counters;
@@ -98,7 +99,11 @@ impl Session {
             peer: peer.ip.to_string(),
             user,
             since: now_millis(),
-            compression: deflate.is_some(),
+            compression: match (&deflate, driver.compresses()) {
+                (Some(_), _) => "deflate",
+                (None, true) => "permessage-deflate",
+                (None, false) => "none",
+            },
             stats: SessionStats::default(),
             kick: driver.kick_handle(),
         });

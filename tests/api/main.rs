@@ -8,6 +8,7 @@ mod helpers;
 mod ingest;
 mod invariant;
 mod parser_properties;
+mod permessage_deflate;
 mod rest;
 mod security;
 mod shutdown;

@@ -1,6 +1,7 @@
-//! Framing of server messages: plain text frames, or one raw DEFLATE stream per
-//! connection (contract §2, "Compression"). Level 1 uses `fast_deflate`; the notes
-//! below are about the zlib path used for levels 2-9.
+//! DEFLATE with little state per connection: one raw DEFLATE stream per connection for
+//! the app-level mode (`?compression=deflate`) and RFC 7692 permessage-deflate alike,
+//! and a per-worker inflater for compressed client messages. Level 1 uses
+//! [`FastDeflate`]; the notes below are about the zlib path used for levels 2-9.
 //!
 //! A zlib compressor per connection costs about 320 KB (its window and hash tables);
 //! at 10,000 viewers that is 3 GB. The client only needs *one valid DEFLATE stream*,
@@ -15,35 +16,15 @@ use std::cell::RefCell;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use super::fast_deflate::FastDeflate;
+mod fast;
+mod inflate;
 
-/// What the client asked for with `compression=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompressionMode {
-    None,
-    Deflate,
-}
-
-impl CompressionMode {
-    pub fn parse(raw: &str) -> Option<CompressionMode> {
-        match raw {
-            "none" => Some(CompressionMode::None),
-            "deflate" => Some(CompressionMode::Deflate),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CompressionMode::None => "none",
-            CompressionMode::Deflate => "deflate",
-        }
-    }
-}
+pub use fast::FastDeflate;
+pub use inflate::{inflate_message, InflateError};
 
 #[derive(Debug, thiserror::Error)]
 #[error("deflate failed: {0}")]
-pub struct CodecError(String);
+pub struct CodecError(pub String);
 
 /// One connection's DEFLATE stream. Level 1 (the default) is [`FastDeflate`]: LZ77
 /// against the connection's recent plaintext with fixed Huffman codes, no per-message
@@ -90,8 +71,33 @@ impl DeflateStream {
         DeflateStream { engine }
     }
 
-    /// Appends the compressed form of `plaintext` (which already ends in `\n`) to `out`,
-    /// ending with a sync flush (`00 00 FF FF`).
+    /// A stream whose back-references reach at most `2^max_window_bits` bytes, and
+    /// without history between messages unless `context_takeover` (RFC 7692's
+    /// `server_max_window_bits` and `server_no_context_takeover`). The zlib path serves
+    /// only the full window with context takeover; anything else uses the fast encoder.
+    pub fn with_window(
+        level: u32,
+        dictionary_bytes: usize,
+        max_window_bits: u8,
+        context_takeover: bool,
+    ) -> DeflateStream {
+        if max_window_bits >= 15 && context_takeover {
+            return DeflateStream::new(level, dictionary_bytes);
+        }
+        let history = if context_takeover {
+            dictionary_bytes
+        } else {
+            0
+        };
+        let max_distance = 1usize << max_window_bits.clamp(8, 15);
+        DeflateStream {
+            engine: Engine::Fast(FastDeflate::with_max_distance(history, max_distance)),
+        }
+    }
+
+    /// Appends the compressed form of `plaintext` to `out`, ending with a sync flush
+    /// (`00 00 FF FF`). The stream never ends (no final block), so one inflater reads
+    /// a connection's messages in order.
     pub fn compress(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         match &mut self.engine {
             Engine::Fast(fast) => {

@@ -41,6 +41,9 @@ const DISTANCE_EXTRA: [u8; 30] = [
 #[derive(Debug)]
 pub struct FastDeflate {
     window: usize,
+    /// The farthest back-reference allowed: 32 KiB, or less when the client limited
+    /// the server's window (RFC 7692 `server_max_window_bits`).
+    max_distance: usize,
     /// The last `window` bytes of plaintext sent.
     history: Vec<u8>,
     /// Hash of 4 bytes -> the low 16 bits of the absolute stream position last seen
@@ -56,8 +59,16 @@ pub struct FastDeflate {
 impl FastDeflate {
     /// `window`: plaintext kept for matching, at most 32 KiB.
     pub fn new(window: usize) -> FastDeflate {
+        FastDeflate::with_max_distance(window, MAX_DISTANCE)
+    }
+
+    /// As [`FastDeflate::new`], with back-references no farther than `max_distance`
+    /// (at most 32 KiB): the history kept shrinks to match.
+    pub fn with_max_distance(window: usize, max_distance: usize) -> FastDeflate {
+        let max_distance = max_distance.min(MAX_DISTANCE);
         FastDeflate {
-            window: window.min(MAX_DISTANCE),
+            window: window.min(max_distance),
+            max_distance,
             history: Vec::new(),
             head: Box::new([]),
             total: 0,
@@ -105,7 +116,7 @@ impl FastDeflate {
                 let position = base.wrapping_add(i as u32);
                 let back = position.wrapping_sub(u32::from(self.head[h])) & 0xffff;
                 self.head[h] = position as u16;
-                if let Some(length) = match_at(buf, i, back as usize) {
+                if let Some(length) = match_at(buf, i, back as usize, self.max_distance) {
                     bits.put_match(length, back as usize);
                     i += length;
                     // Index only the match's last position (as zlib's fastest level
@@ -158,8 +169,8 @@ fn hash(bytes: &[u8]) -> usize {
 /// The length of a usable match for position `i` with the bytes `distance` back, if
 /// any. A distance of 0 or reaching before the buffer (trimmed history, or a stale
 /// table entry) is no match.
-fn match_at(buf: &[u8], i: usize, distance: usize) -> Option<usize> {
-    if distance == 0 || distance > i || distance > MAX_DISTANCE {
+fn match_at(buf: &[u8], i: usize, distance: usize, max_distance: usize) -> Option<usize> {
+    if distance == 0 || distance > i || distance > max_distance {
         return None;
     }
     let from = i - distance;
@@ -355,6 +366,28 @@ mod tests {
                 .decompress_vec(&input[used..], &mut out, FlushDecompress::Sync)
                 .expect("a valid DEFLATE stream");
         }
+    }
+
+    #[test]
+    fn back_references_stay_within_the_allowed_window() {
+        // A repeat 1,000 bytes back: a 512-byte window must not reach it.
+        let chunk: Vec<u8> = (0..200u32).map(|i| (i * 7 % 251) as u8).collect();
+        let filler: Vec<u8> = (0..800u32).map(|i| (i * 13 % 97) as u8 + 100).collect();
+        let message = [&chunk[..], &filler[..], &chunk[..]].concat();
+        assert_eq!(match_at(&message, 1000, 1000, 512), None);
+        assert_eq!(match_at(&message, 1000, 1000, MAX_DISTANCE), Some(200));
+        let encode = |mut encoder: FastDeflate| {
+            let mut wire = Vec::new();
+            encoder.compress(&message, &mut wire);
+            assert_eq!(inflate(&mut Decompress::new(false), &wire), message);
+            wire.len()
+        };
+        let limited = encode(FastDeflate::with_max_distance(4096, 512));
+        let unlimited = encode(FastDeflate::new(4096));
+        assert!(
+            limited > unlimited,
+            "{limited} vs {unlimited}: the far repeat is not used"
+        );
     }
 
     #[test]
