@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{LimitSettings, Secret, Settings};
+use crate::http::HttpConnections;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::security::Security;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub admin_key: Secret,
     pub security: Arc<Security>,
     pub limits: Arc<LimitSettings>,
+    /// Caps, deadlines and counters of plain HTTP connections (src/http/connection.rs).
+    pub http: Arc<HttpConnections>,
     pub shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 }
@@ -37,8 +40,13 @@ impl AppState {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let security = Arc::new(Security::new(&settings)?);
         Ok(AppState {
-            security: Arc::new(Security::new(&settings)?),
+            http: Arc::new(HttpConnections::new(
+                &settings.http,
+                security.trusted_proxies.clone(),
+            )),
+            security,
             limits: Arc::new(settings.limits.clone()),
             ingestor: Arc::new(Ingestor::new(
                 store.clone(),

@@ -2,6 +2,8 @@
 
 mod admin;
 mod auth;
+mod body;
+mod connection;
 mod error;
 mod frontend;
 mod health;
@@ -14,6 +16,8 @@ mod rate_limit;
 pub use auth::bearer;
 pub use ingest::authenticate as authenticate_publisher;
 
+pub use body::close_on_unread_body;
+pub use connection::{refuse, GuardedIo, HttpConnections, HttpCounters};
 pub use error::ApiError;
 
 use std::collections::HashMap;

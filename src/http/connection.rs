@@ -1,0 +1,431 @@
+//! Bounds on every plain HTTP connection, enforced on the byte stream itself, below
+//! actix-http's HTTP/1 dispatcher.
+//!
+//! The dispatcher has a head timeout (first request only) and a keep-alive timeout, but
+//! nothing bounds a connection whose client stops reading: a blocked response write
+//! is retried forever, and the dispatcher keeps decoding pipelined requests into an
+//! unbounded write buffer meanwhile (measured: 20 such clients, 110 MB). Nor does
+//! anything cap how many connections one address holds. So every accepted connection
+//! (plain TCP, or TLS after its handshake) is admitted here and wrapped in a
+//! [`GuardedIo`] before the dispatcher sees it:
+//!
+//! - it holds an HTTP connection slot (per client address and in total); a
+//!   connection beyond a cap gets a raw 429 or 503 with `Retry-After` and is closed;
+//! - a write that stays blocked longer than `http.write_timeout_ms` fails with
+//!   `TimedOut`, which ends the dispatcher and frees its buffers;
+//! - while a write is blocked, reads pause, so a client that does not read cannot keep
+//!   feeding requests whose responses would only pile up in memory.
+//!
+//! An upgraded WebSocket leaves this regime through [`GuardedIo::into_inner`]: it has
+//! its own caps (`[limits]`) and write deadline (the slow-consumer timeout).
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
+use tracing::debug;
+
+use crate::config::HttpSettings;
+use crate::limits::{ConnectionLimits, ConnectionSlot, Refusal};
+
+/// How long a refusal may take to write: it is a few hundred bytes into an empty
+/// socket buffer, so only a client that is not there at all takes longer.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a refused connection's input is drained after the refusal is sent and
+/// the write side closed: closing with unread input would send a reset, which can
+/// destroy the refusal before the client reads it.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// `Retry-After` of a refusal for the per-address cap: one of the address's own
+/// connections usually ends within a keep-alive period.
+const RETRY_AFTER_PER_ADDRESS_SECS: u64 = 1;
+/// `Retry-After` of a refusal because the server is full: spread the retries out.
+const RETRY_AFTER_SERVER_FULL_SECS: u64 = 5;
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// Connections refused with 429 (the address holds its maximum).
+    pub refused_per_address: AtomicU64,
+    /// Connections refused with 503 (the server holds its maximum).
+    pub refused_server_full: AtomicU64,
+    /// Connections ended because a response write stayed blocked too long.
+    pub write_timeouts: AtomicU64,
+    /// Requests answered 408 because their body did not arrive in time.
+    pub body_timeouts: AtomicU64,
+}
+
+/// The HTTP connection caps and deadlines of one server, shared by its workers.
+pub struct HttpConnections {
+    limits: Arc<ConnectionLimits>,
+    /// Exempt from the per-address cap: all of a proxy's clients share its address.
+    trusted_proxies: Vec<IpAddr>,
+    write_timeout: Duration,
+    pub counters: HttpCounters,
+}
+
+impl HttpConnections {
+    pub fn new(settings: &HttpSettings, trusted_proxies: Vec<IpAddr>) -> HttpConnections {
+        HttpConnections {
+            limits: Arc::new(ConnectionLimits::new(
+                settings.max_connections_per_ip,
+                settings.max_connections,
+            )),
+            trusted_proxies,
+            write_timeout: settings.write_timeout(),
+            counters: HttpCounters::default(),
+        }
+    }
+
+    /// HTTP connections open now (upgraded WebSockets are not among them).
+    pub fn open(&self) -> usize {
+        self.limits.open()
+    }
+
+    /// Takes a connection slot for `io` from `peer`: the guarded stream, or the
+    /// stream back with the reason it may not stay.
+    #[allow(clippy::result_large_err)] // the `Err` hands the stream back, by design
+    pub fn admit<T>(
+        self: &Arc<Self>,
+        io: T,
+        peer: Option<SocketAddr>,
+    ) -> Result<GuardedIo<T>, (T, Refusal)> {
+        let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let slot = if self.trusted_proxies.contains(&ip) {
+            self.limits.acquire_exempt()
+        } else {
+            self.limits.acquire(ip)
+        };
+        match slot {
+            Ok(slot) => Ok(GuardedIo {
+                io,
+                _slot: slot,
+                connections: self.clone(),
+                write_deadline: None,
+                write_blocked: false,
+                read_paused: false,
+                timed_out: false,
+            }),
+            Err(refusal) => {
+                let counter = match refusal {
+                    Refusal::TooManyFromAddress => &self.counters.refused_per_address,
+                    Refusal::ServerFull => &self.counters.refused_server_full,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                debug!(%ip, ?refusal, "HTTP connection refused by a connection cap");
+                Err((io, refusal))
+            }
+        }
+    }
+}
+
+/// Answers a connection refused by a cap with a complete HTTP response (429 or 503,
+/// `Retry-After`, our JSON error body, `Connection: close`), then closes it politely:
+/// half-close, and drain whatever the client sent for a moment, so it reads the
+/// answer rather than a reset. Every step is bounded; errors only end it sooner.
+pub async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, refusal: Refusal) {
+    let response = refusal_response(refusal);
+    let written = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        io.write_all(response.as_bytes()).await?;
+        io.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut sink = [0u8; 1024];
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// The raw response for a refusal; the same JSON error shape as every REST error.
+fn refusal_response(refusal: Refusal) -> String {
+    let (status, code, message, retry_after) = match refusal {
+        Refusal::TooManyFromAddress => (
+            "429 Too Many Requests",
+            "rate_limited",
+            "too many open HTTP connections from your address (http.max_connections_per_ip)",
+            RETRY_AFTER_PER_ADDRESS_SECS,
+        ),
+        Refusal::ServerFull => (
+            "503 Service Unavailable",
+            "server_full",
+            "the server holds its maximum of HTTP connections (http.max_connections)",
+            RETRY_AFTER_SERVER_FULL_SECS,
+        ),
+    };
+    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+    format!(
+        "HTTP/1.1 {status}\r\nRetry-After: {retry_after}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// An admitted HTTP connection: holds its slot until dropped, and fails a write that
+/// stays blocked longer than `http.write_timeout_ms`.
+pub struct GuardedIo<T> {
+    io: T,
+    /// Released when the connection ends, or by [`GuardedIo::into_inner`].
+    _slot: ConnectionSlot,
+    connections: Arc<HttpConnections>,
+    /// Allocated on the first blocked write only (most connections never block), then
+    /// reset, never reallocated.
+    write_deadline: Option<Pin<Box<Sleep>>>,
+    /// A write returned `Pending` and none has made progress since.
+    write_blocked: bool,
+    /// A read returned `Pending` because a write was blocked: the task must be woken
+    /// when writes resume, since no read readiness was registered then.
+    read_paused: bool,
+    /// The deadline passed: every later write fails at once.
+    timed_out: bool,
+}
+
+impl<T> GuardedIo<T> {
+    /// Releases the HTTP connection slot and returns the raw stream: an upgraded
+    /// WebSocket is governed by its own caps and deadlines from then on.
+    pub fn into_inner(self) -> T {
+        self.io
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// A write made progress (or failed): the deadline is off, and reads that were
+    /// paused for it may go on.
+    fn unblocked(&mut self, cx: &mut Context<'_>) {
+        self.write_blocked = false;
+        if self.read_paused {
+            self.read_paused = false;
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// A write returned `Pending`: arms the deadline on the first one, then tells
+    /// whether it has passed (registering the task to be woken when it does).
+    fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let timeout = self.connections.write_timeout;
+        let newly_blocked = !self.write_blocked;
+        self.write_blocked = true;
+        let sleep = match &mut self.write_deadline {
+            Some(sleep) => {
+                if newly_blocked {
+                    sleep.as_mut().reset(Instant::now() + timeout);
+                }
+                sleep
+            }
+            None => self
+                .write_deadline
+                .insert(Box::pin(sleep_until(Instant::now() + timeout))),
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.timed_out = true;
+        self.connections
+            .counters
+            .write_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(
+            timeout_ms = timeout.as_millis() as u64,
+            "HTTP client does not read its responses; closing the connection"
+        );
+        Poll::Ready(timed_out())
+    }
+
+    /// The outcome of one write-side poll of the inner stream, with the deadline.
+    fn bound<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.unblocked(cx);
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.blocked(cx).map(Err),
+        }
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "response write blocked longer than http.write_timeout_ms",
+    )
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.write_blocked {
+            // The pending write (its readiness and its deadline) will wake this task.
+            this.read_paused = true;
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(timed_out()));
+        }
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.bound(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(timed_out()));
+        }
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.bound(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(timed_out()));
+        }
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.bound(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(timed_out()));
+        }
+        let poll = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.bound(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(per_ip: usize, total: usize, write_timeout_ms: u64) -> HttpSettings {
+        HttpSettings {
+            max_connections_per_ip: per_ip,
+            max_connections: total,
+            keep_alive_ms: 5000,
+            request_head_timeout_ms: 5000,
+            body_timeout_ms: 10000,
+            write_timeout_ms,
+        }
+    }
+
+    fn peer(ip: &str) -> Option<SocketAddr> {
+        Some(SocketAddr::new(ip.parse().unwrap(), 40000))
+    }
+
+    #[tokio::test]
+    async fn a_write_blocked_past_the_deadline_fails_and_reads_pause_meanwhile() {
+        // A duplex pipe with a 16-byte buffer stands for a client that does not read.
+        let (server, mut client) = tokio::io::duplex(16);
+        let connections = Arc::new(HttpConnections::new(&settings(4, 4, 50), vec![]));
+        let Ok(mut guarded) = connections.admit(server, peer("10.0.0.1")) else {
+            panic!("admitted");
+        };
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+
+        let started = std::time::Instant::now();
+        let err = guarded.write_all(&[b'x'; 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(
+            connections.counters.write_timeouts.load(Ordering::Relaxed),
+            1
+        );
+        let mut buf = [0u8; 4];
+        let read = tokio::time::timeout(Duration::from_millis(20), guarded.read(&mut buf)).await;
+        assert!(read.is_err(), "reads pause while a write is blocked");
+    }
+
+    #[tokio::test]
+    async fn writes_that_progress_never_time_out_and_resume_reads() {
+        let (server, mut client) = tokio::io::duplex(16);
+        let connections = Arc::new(HttpConnections::new(&settings(4, 4, 100), vec![]));
+        let Ok(mut guarded) = connections.admit(server, peer("10.0.0.1")) else {
+            panic!("admitted");
+        };
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8];
+            while got.len() < 256 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let n = client.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            client.write_all(b"next").await.unwrap();
+            client
+        });
+        guarded.write_all(&[b'y'; 256]).await.unwrap();
+        let _client = reader.await.unwrap();
+        let mut buf = [0u8; 4];
+        guarded.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"next");
+    }
+
+    #[test]
+    fn slots_are_capped_per_address_except_for_proxies_and_released_by_into_inner() {
+        let proxy = "10.0.0.9";
+        let connections = Arc::new(HttpConnections::new(
+            &settings(1, 3, 1000),
+            vec![proxy.parse().unwrap()],
+        ));
+        let first = connections.admit((), peer("10.0.0.1")).ok().unwrap();
+        let refused = connections.admit((), peer("10.0.0.1")).err().unwrap();
+        assert_eq!(refused.1, Refusal::TooManyFromAddress);
+        let _proxied: Vec<_> = (0..2)
+            .map(|_| connections.admit((), peer(proxy)).ok().unwrap())
+            .collect();
+        let full = connections.admit((), peer(proxy)).err().unwrap();
+        assert_eq!(full.1, Refusal::ServerFull);
+        assert_eq!(connections.open(), 3);
+        first.into_inner();
+        assert_eq!(connections.open(), 2, "into_inner releases the slot");
+        assert!(connections.admit((), peer("10.0.0.1")).is_ok());
+    }
+
+    #[test]
+    fn refusals_are_complete_json_responses() {
+        let response = refusal_response(Refusal::TooManyFromAddress);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 429 "));
+        assert!(head.contains("Retry-After: 1\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "rate_limited");
+        let response = refusal_response(Refusal::ServerFull);
+        assert!(response.starts_with("HTTP/1.1 503 "));
+        assert!(response.contains("\"server_full\""));
+    }
+}
