@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_codec::Framed;
-use actix_http::{h1, HttpService, KeepAlive, Protocol, Request};
+use actix_http::{h1, Extensions, HttpService, KeepAlive, Protocol, Request};
 use actix_server::Server;
 use actix_service::{
     apply_fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
@@ -24,7 +24,9 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
-use crate::http::{close_on_unread_body, refuse, routes, GuardedIo, HttpConnections};
+use crate::http::{
+    close_on_unread_body, refuse, routes, wait_until_writable, GuardedIo, HttpConnections,
+};
 use crate::ingest::{parse_replay, run_replay, Simulator};
 use crate::market_session::{run_rollovers, Clock, SystemClock};
 use crate::socket::upgrade_service;
@@ -100,11 +102,16 @@ impl Application {
                 let app = App::new()
                     .app_data(data.clone())
                     .wrap(actix_web::middleware::from_fn(close_on_unread_body))
+                    .wrap(actix_web::middleware::from_fn(wait_until_writable))
                     .configure(routes);
                 HttpService::<GuardedIo<$io>, _, _, _, _>::build()
                     .keep_alive(KeepAlive::Timeout(http_settings.keep_alive()))
                     .client_request_timeout(http_settings.request_head_timeout())
                     .client_disconnect_timeout(Duration::from_secs(1))
+                    // Handlers see whether their connection's writes are blocked.
+                    .on_connect_ext(|io: &GuardedIo<$io>, data: &mut Extensions| {
+                        data.insert(io.write_gate());
+                    })
                     .upgrade(release_on_upgrade::<$io>(data.get_ref().clone()))
                     .finish(map_config(
                         app.into_factory()

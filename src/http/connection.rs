@@ -13,8 +13,11 @@
 //!   connection beyond a cap gets a raw 429 or 503 with `Retry-After` and is closed;
 //! - a write that stays blocked longer than `http.write_timeout_ms` fails with
 //!   `TimedOut`, which ends the dispatcher and frees its buffers;
-//! - while a write is blocked, reads pause, so a client that does not read cannot keep
-//!   feeding requests whose responses would only pile up in memory.
+//! - while a write is blocked, reads pause, and requests already read wait before
+//!   their handler runs ([`wait_until_writable`]): the dispatcher would otherwise
+//!   encode every pipelined request's response into its write buffer (128 KiB of
+//!   `GET /app.js` requests become ~100 MB of responses), so a client that does not
+//!   read could make the server buffer far more than it sent.
 //!
 //! An upgraded WebSocket leaves this regime through [`GuardedIo::into_inner`]: it has
 //! its own caps (`[limits]`) and write deadline (the slow-consumer timeout).
@@ -23,11 +26,15 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::debug;
@@ -107,10 +114,12 @@ impl HttpConnections {
                 io,
                 _slot: slot,
                 connections: self.clone(),
+                gate: WriteGate::default(),
                 write_deadline: None,
                 write_blocked: false,
                 read_paused: false,
                 timed_out: false,
+                read_yield: false,
             }),
             Err(refusal) => {
                 let counter = match refusal {
@@ -177,6 +186,8 @@ pub struct GuardedIo<T> {
     /// Released when the connection ends, or by [`GuardedIo::into_inner`].
     _slot: ConnectionSlot,
     connections: Arc<HttpConnections>,
+    /// Tells this connection's request handlers whether its writes are blocked.
+    gate: WriteGate,
     /// Allocated on the first blocked write only (most connections never block), then
     /// reset, never reallocated.
     write_deadline: Option<Pin<Box<Sleep>>>,
@@ -187,6 +198,8 @@ pub struct GuardedIo<T> {
     read_paused: bool,
     /// The deadline passed: every later write fails at once.
     timed_out: bool,
+    /// The last read returned data: the next one yields first.
+    read_yield: bool,
 }
 
 impl<T> GuardedIo<T> {
@@ -200,10 +213,19 @@ impl<T> GuardedIo<T> {
         &self.io
     }
 
-    /// A write made progress (or failed): the deadline is off, and reads that were
-    /// paused for it may go on.
+    /// The handle [`wait_until_writable`] finds in the request's connection data.
+    pub fn write_gate(&self) -> WriteGate {
+        self.gate.clone()
+    }
+
+    /// A write made progress (or failed): the deadline is off, and reads and handlers
+    /// that were paused for it may go on.
     fn unblocked(&mut self, cx: &mut Context<'_>) {
+        if !self.write_blocked {
+            return;
+        }
         self.write_blocked = false;
+        self.gate.set_blocked(false);
         if self.read_paused {
             self.read_paused = false;
             cx.waker().wake_by_ref();
@@ -215,7 +237,10 @@ impl<T> GuardedIo<T> {
     fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let timeout = self.connections.write_timeout;
         let newly_blocked = !self.write_blocked;
-        self.write_blocked = true;
+        if newly_blocked {
+            self.write_blocked = true;
+            self.gate.set_blocked(true);
+        }
         let sleep = match &mut self.write_deadline {
             Some(sleep) => {
                 if newly_blocked {
@@ -254,6 +279,57 @@ impl<T> GuardedIo<T> {
     }
 }
 
+/// Whether a connection's response writes are blocked, shared between its
+/// [`GuardedIo`] and its request handlers (one allocation per connection).
+#[derive(Clone, Default)]
+pub struct WriteGate(Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    blocked: AtomicBool,
+    waiter: AtomicWaker,
+}
+
+impl WriteGate {
+    fn set_blocked(&self, blocked: bool) {
+        self.0.blocked.store(blocked, Ordering::Release);
+        if !blocked {
+            self.0.waiter.wake();
+        }
+    }
+
+    /// Resolves once the connection's writes are not blocked.
+    pub async fn writable(&self) {
+        std::future::poll_fn(|cx| {
+            if !self.0.blocked.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.0.waiter.register(cx.waker());
+            // Unblocked between the check and the registration: do not miss it.
+            if self.0.blocked.load(Ordering::Acquire) {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+}
+
+/// Middleware on every route: a request's handler runs only while its connection's
+/// writes are not blocked, so the dispatcher stops producing responses for a client
+/// that does not read them (and, its pipeline queue full, stops decoding requests).
+/// The write deadline ends such a connection; this bounds what it holds meanwhile.
+pub async fn wait_until_writable(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if let Some(gate) = req.conn_data::<WriteGate>() {
+        gate.writable().await;
+    }
+    next.call(req).await
+}
+
 fn timed_out() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
@@ -273,7 +349,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             this.read_paused = true;
             return Poll::Pending;
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        if this.read_yield {
+            // One read per turn: the dispatcher decodes (and answers) what it has before
+            // it reads more, instead of decoding every request a 128 KiB read buffer
+            // holds before the first response shows the client is not reading.
+            this.read_yield = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.read_yield = buf.filled().len() > before;
+        poll
     }
 }
 

@@ -8,7 +8,7 @@ use crate::helpers::WsClient;
 
 /// The binary with no `TICKSTREAM*` settings inherited from the caller's shell, so
 /// each test sets exactly what it means to.
-fn tickstream_command() -> Command {
+pub fn tickstream_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
     for (key, _) in std::env::vars() {
         if key.starts_with("TICKSTREAM") {
