@@ -140,7 +140,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Idle time between requests on a kept-alive connection.
     pub keep_alive_ms: u64,
-    /// Time for the first request's head to arrive.
+    /// Time for a request's head to arrive whole (actix-http's timer for the first
+    /// request, ours for later ones on a kept-alive connection).
     pub request_head_timeout_ms: u64,
     /// Time for a whole request body to arrive once its handler starts reading it.
     pub body_timeout_ms: u64,

@@ -17,7 +17,10 @@
 //!   their handler runs ([`wait_until_writable`]): the dispatcher would otherwise
 //!   encode every pipelined request's response into its write buffer (128 KiB of
 //!   `GET /app.js` requests become ~100 MB of responses), so a client that does not
-//!   read could make the server buffer far more than it sent.
+//!   read could make the server buffer far more than it sent;
+//! - bytes read while no handler runs must become a request within
+//!   `http.request_head_timeout_ms`: actix-http times the first request's head only,
+//!   so a later request's head could otherwise be trickled for ever.
 //!
 //! An upgraded WebSocket leaves this regime through [`GuardedIo::into_inner`]: it has
 //! its own caps (`[limits]`) and write deadline (the slow-consumer timeout).
@@ -74,6 +77,9 @@ pub struct HttpConnections {
     /// Exempt from the per-address cap: all of a proxy's clients share its address.
     trusted_proxies: Vec<IpAddr>,
     write_timeout: Duration,
+    /// Also bounds the heads of later requests on a kept-alive connection, which
+    /// actix-http's head timer (first request only) does not.
+    head_timeout: Duration,
     pub counters: HttpCounters,
 }
 
@@ -86,6 +92,7 @@ impl HttpConnections {
             )),
             trusted_proxies,
             write_timeout: settings.write_timeout(),
+            head_timeout: settings.request_head_timeout(),
             counters: HttpCounters::default(),
         }
     }
@@ -120,6 +127,8 @@ impl HttpConnections {
                 read_paused: false,
                 timed_out: false,
                 read_yield: false,
+                head_deadline: None,
+                head_armed: None,
             }),
             Err(refusal) => {
                 let counter = match refusal {
@@ -179,8 +188,9 @@ fn refusal_response(refusal: Refusal) -> String {
     )
 }
 
-/// An admitted HTTP connection: holds its slot until dropped, and fails a write that
-/// stays blocked longer than `http.write_timeout_ms`.
+/// An admitted HTTP connection: holds its slot until dropped, fails a write that
+/// stays blocked longer than `http.write_timeout_ms`, and a read once bytes have
+/// waited longer than `http.request_head_timeout_ms` to become a request.
 pub struct GuardedIo<T> {
     io: T,
     /// Released when the connection ends, or by [`GuardedIo::into_inner`].
@@ -200,6 +210,12 @@ pub struct GuardedIo<T> {
     timed_out: bool,
     /// The last read returned data: the next one yields first.
     read_yield: bool,
+    /// Allocated on the first read, then reset: the deadline for bytes read while no
+    /// handler runs (the start of a request head) to become a request.
+    head_deadline: Option<Pin<Box<Sleep>>>,
+    /// Armed with the gate's request count at arming time; a request started since
+    /// (or one running) disarms it.
+    head_armed: Option<u64>,
 }
 
 impl<T> GuardedIo<T> {
@@ -216,6 +232,18 @@ impl<T> GuardedIo<T> {
     /// The handle [`wait_until_writable`] finds in the request's connection data.
     pub fn write_gate(&self) -> WriteGate {
         self.gate.clone()
+    }
+
+    /// Bytes went out: the server is still answering an earlier request, so a
+    /// pipelined next one is not late yet; its head deadline restarts.
+    fn wrote(&mut self, poll: &Poll<io::Result<usize>>) {
+        if let (Poll::Ready(Ok(1..)), Some(_), Some(sleep)) =
+            (poll, self.head_armed, &mut self.head_deadline)
+        {
+            sleep
+                .as_mut()
+                .reset(Instant::now() + self.connections.head_timeout);
+        }
     }
 
     /// A write made progress (or failed): the deadline is off, and reads and handlers
@@ -279,8 +307,9 @@ impl<T> GuardedIo<T> {
     }
 }
 
-/// Whether a connection's response writes are blocked, shared between its
-/// [`GuardedIo`] and its request handlers (one allocation per connection).
+/// A connection's state shared between its [`GuardedIo`] and its request handlers
+/// (one allocation per connection): whether its writes are blocked, and whether a
+/// request has reached its handler since bytes were read.
 #[derive(Clone, Default)]
 pub struct WriteGate(Arc<GateState>);
 
@@ -288,9 +317,41 @@ pub struct WriteGate(Arc<GateState>);
 struct GateState {
     blocked: AtomicBool,
     waiter: AtomicWaker,
+    /// Requests whose handler has started on this connection.
+    requests: AtomicU64,
+    /// Handlers running now.
+    running: AtomicU64,
+}
+
+/// A handler running; counted until dropped.
+pub struct Running(WriteGate);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0 .0.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl WriteGate {
+    /// A request reached its handler.
+    fn start_request(&self) -> Running {
+        self.0.running.fetch_add(1, Ordering::AcqRel);
+        self.0.requests.fetch_add(1, Ordering::AcqRel);
+        Running(self.clone())
+    }
+
+    /// The started-request count, if no handler runs now.
+    fn idle_requests(&self) -> Option<u64> {
+        (self.0.running.load(Ordering::Acquire) == 0)
+            .then(|| self.0.requests.load(Ordering::Acquire))
+    }
+
+    /// Whether a request started since the count `since`, or one is running.
+    fn request_started_since(&self, since: u64) -> bool {
+        self.0.running.load(Ordering::Acquire) > 0
+            || self.0.requests.load(Ordering::Acquire) != since
+    }
+
     fn set_blocked(&self, blocked: bool) {
         self.0.blocked.store(blocked, Ordering::Release);
         if !blocked {
@@ -320,13 +381,16 @@ impl WriteGate {
 /// writes are not blocked, so the dispatcher stops producing responses for a client
 /// that does not read them (and, its pipeline queue full, stops decoding requests).
 /// The write deadline ends such a connection; this bounds what it holds meanwhile.
+/// It also tells the connection that a request arrived whole (see `head_deadline`).
 pub async fn wait_until_writable(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if let Some(gate) = req.conn_data::<WriteGate>() {
-        gate.writable().await;
-    }
+    let Some(gate) = req.conn_data::<WriteGate>().cloned() else {
+        return next.call(req).await;
+    };
+    gate.writable().await;
+    let _running = gate.start_request();
     next.call(req).await
 }
 
@@ -357,9 +421,36 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
+        if let Some(armed) = this.head_armed {
+            if this.gate.request_started_since(armed) {
+                this.head_armed = None;
+            } else if let Some(sleep) = &mut this.head_deadline {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    debug!("a request head did not arrive in time; closing the connection");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request head not received within http.request_head_timeout_ms",
+                    )));
+                }
+            }
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.io).poll_read(cx, buf);
-        this.read_yield = buf.filled().len() > before;
+        let read_some = buf.filled().len() > before;
+        this.read_yield = read_some;
+        if read_some && this.head_armed.is_none() {
+            if let Some(requests) = this.gate.idle_requests() {
+                // Bytes with no handler running: the start of a request, which must
+                // reach its handler within the head timeout (a trickled head would
+                // otherwise hold a kept-alive connection for ever).
+                let deadline = Instant::now() + this.connections.head_timeout;
+                match &mut this.head_deadline {
+                    Some(sleep) => sleep.as_mut().reset(deadline),
+                    None => this.head_deadline = Some(Box::pin(sleep_until(deadline))),
+                }
+                this.head_armed = Some(requests);
+            }
+        }
         poll
     }
 }
@@ -375,6 +466,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
             return Poll::Ready(Err(timed_out()));
         }
         let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.wrote(&poll);
         this.bound(cx, poll)
     }
 
@@ -388,6 +480,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
             return Poll::Ready(Err(timed_out()));
         }
         let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.wrote(&poll);
         this.bound(cx, poll)
     }
 

@@ -158,6 +158,31 @@ async fn head_is_answered_wherever_get_is_with_the_same_head_and_no_body() {
 }
 
 #[actix_web::test]
+async fn a_later_request_head_trickled_on_a_kept_alive_connection_is_cut_off() {
+    // actix-http times only the first request's head; the second is ours to bound.
+    let app = spawn_app_with(|s| {
+        s.http.request_head_timeout_ms = 300;
+        s.http.keep_alive_ms = 60_000;
+    })
+    .await;
+    let mut raw = admitted(&app).await;
+    raw.write(b"GET /hea").await;
+    let trickle = async {
+        for byte in b"lthz HTTP/1.1\r\n" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if raw.stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+        }
+    };
+    trickle.await;
+    assert!(
+        raw.closed_within(PROMPT).await,
+        "the trickled head is cut off"
+    );
+}
+
+#[actix_web::test]
 async fn the_favicon_is_served_and_linked() {
     let app = spawn_app().await;
     let (status, body, content_type) = app.get_with_type("/favicon.ico").await;
