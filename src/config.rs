@@ -37,6 +37,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub security: SecuritySettings,
     pub limits: LimitSettings,
+    pub http: HttpSettings,
     pub tls: TlsSettings,
     pub broker: BrokerSettings,
 }
@@ -129,6 +130,41 @@ pub struct LimitSettings {
     pub connect_burst_per_ip: f64,
     pub rest_requests_per_second_per_ip: f64,
     pub rest_burst_per_ip: f64,
+}
+
+/// Bounds on every plain HTTP connection (src/http/connection.rs): how many may be
+/// open, and how long a client may keep one busy without making progress.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Open HTTP connections per client address (trusted proxies are exempt).
+    pub max_connections_per_ip: usize,
+    /// Open HTTP connections in total.
+    pub max_connections: usize,
+    /// Idle time between requests on a kept-alive connection.
+    pub keep_alive_ms: u64,
+    /// Time for a request's head to arrive whole (actix-http's timer for the first
+    /// request, ours for later ones on a kept-alive connection).
+    pub request_head_timeout_ms: u64,
+    /// Time for a whole request body to arrive once its handler starts reading it.
+    pub body_timeout_ms: u64,
+    /// Time a response write may stay blocked (the client not reading).
+    pub write_timeout_ms: u64,
+}
+
+impl HttpSettings {
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms)
+    }
+    pub fn request_head_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_head_timeout_ms)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -540,6 +576,29 @@ impl Settings {
             "limits.abuse_window_ms",
             "must be at least 10 ms",
         )?;
+        let h = &self.http;
+        for (key, value) in [
+            ("http.keep_alive_ms", h.keep_alive_ms),
+            ("http.request_head_timeout_ms", h.request_head_timeout_ms),
+            ("http.body_timeout_ms", h.body_timeout_ms),
+            ("http.write_timeout_ms", h.write_timeout_ms),
+        ] {
+            check(
+                value >= 10,
+                key,
+                format!("must be at least 10 ms, got {value}"),
+            )?;
+        }
+        check(
+            h.max_connections >= 1,
+            "http.max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            h.max_connections_per_ip >= 1,
+            "http.max_connections_per_ip",
+            "must be at least 1",
+        )?;
         if let Err(e) = self.security.trusted_proxies() {
             bail!("invalid configuration key `security.trusted_proxies`: {e}");
         }
@@ -657,6 +716,14 @@ mod tests {
         assert!(!settings.simulator.enabled);
         assert_eq!(settings.stream.max_hz, 4.0);
         assert_eq!(settings.log.format, LogFormat::Json);
+        let http = Settings::from_sources(
+            &[],
+            env(&[("TICKSTREAM__HTTP__MAX_CONNECTIONS_PER_IP", "7")]),
+        )
+        .unwrap()
+        .http;
+        assert_eq!(http.max_connections_per_ip, 7);
+        assert_eq!(http.max_connections, 10_000, "the default stays");
     }
 
     #[test]
@@ -714,6 +781,12 @@ mod tests {
         let err =
             Settings::from_sources(&[], env(&[("TICKSTREAM__SERVER__PROT", "1")])).unwrap_err();
         assert!(err.to_string().contains("prot"), "{err}");
+        let err = Settings::from_sources(&[], env(&[("TICKSTREAM__HTTP__WRITE_TIMEOUT_MS", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("http.write_timeout_ms"), "{err}");
+        let err = Settings::from_sources(&[], env(&[("TICKSTREAM__HTTP__MAX_CONNECTIONS", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("http.max_connections"), "{err}");
         let bad_file = vec![("x.toml".to_string(), "[stream]\nmax_hz = [".to_string())];
         let err = Settings::from_sources(&bad_file, env(&[])).unwrap_err();
         assert!(err.to_string().contains("x.toml"), "{err}");

@@ -175,7 +175,8 @@ pub enum Refusal {
 /// Releases its connection slot when dropped (the session ends, however it ends).
 pub struct ConnectionSlot {
     limits: Arc<ConnectionLimits>,
-    ip: IpAddr,
+    /// The address counted against the per-address cap; `None` for an exempt one.
+    ip: Option<IpAddr>,
 }
 
 impl ConnectionLimits {
@@ -201,7 +202,22 @@ impl ConnectionLimits {
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(ConnectionSlot {
             limits: self.clone(),
-            ip,
+            ip: Some(ip),
+        })
+    }
+
+    /// A slot counted only against the total: for a trusted proxy, whose one address
+    /// stands for all of its clients.
+    pub fn acquire_exempt(self: &Arc<Self>) -> Result<ConnectionSlot, Refusal> {
+        // The lock makes the check and the increment one step, as in `acquire`.
+        let _per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.total.load(Ordering::Relaxed) >= self.total_max {
+            return Err(Refusal::ServerFull);
+        }
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnectionSlot {
+            limits: self.clone(),
+            ip: None,
         })
     }
 
@@ -217,10 +233,12 @@ impl Drop for ConnectionSlot {
             .per_ip
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
+        if let Some(ip) = self.ip {
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
             }
         }
         self.limits.total.fetch_sub(1, Ordering::Relaxed);
@@ -284,6 +302,20 @@ mod tests {
         let _third = limits.acquire(b).unwrap();
         assert_eq!(limits.acquire(b).err(), Some(Refusal::ServerFull));
         drop(first);
+        assert!(limits.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn exempt_slots_count_only_in_the_total() {
+        let limits = Arc::new(ConnectionLimits::new(1, 3));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let proxied: Vec<_> = (0..2).map(|_| limits.acquire_exempt().unwrap()).collect();
+        let direct = limits.acquire(a).unwrap();
+        assert_eq!(limits.acquire_exempt().err(), Some(Refusal::ServerFull));
+        drop(proxied);
+        assert_eq!(limits.open(), 1);
+        assert_eq!(limits.acquire(a).err(), Some(Refusal::TooManyFromAddress));
+        drop(direct);
         assert!(limits.acquire(a).is_ok());
     }
 }

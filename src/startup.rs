@@ -1,20 +1,33 @@
 //! Building and running the application: the one place where the pieces are wired.
 
-use std::net::TcpListener;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::{HttpService, KeepAlive};
+use actix_codec::Framed;
+use actix_http::{h1, Extensions, HttpService, KeepAlive, Protocol, Request};
 use actix_server::Server;
-use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_service::{
+    apply_fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
+    ServiceFactoryExt,
+};
+use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 use anyhow::Context;
+use futures_util::future::Either;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
-use crate::http::{routes, upgrade_service};
+use crate::http::{
+    close_on_unread_body, refuse, routes, upgrade_service, wait_until_writable, GuardedIo,
+    HttpConnections,
+};
 use crate::ingest::{parse_replay, run_replay, Simulator};
 use crate::market_session::{run_rollovers, Clock, SystemClock};
 use crate::state::AppState;
@@ -78,22 +91,28 @@ impl Application {
         let tls = crate::tls::server_config(&settings.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let data = web::Data::new(state.clone());
+        let http_settings = settings.http.clone();
         // One HTTP service per worker: actix-web's application for every request,
         // except upgrade requests, which actix-http hands to `upgrade_service` with the
-        // connection (src/socket/). The HTTP/1 settings are actix-web's defaults.
+        // connection (src/socket/), released from the HTTP connection regime first.
+        // `$io` is the stream under the guard (TCP, or TLS over TCP).
         macro_rules! http_service {
-            () => {{
+            ($io:ty) => {{
                 let data = data.clone();
-                let app = App::new().app_data(data.clone()).configure(routes);
-                HttpService::build()
-                    .keep_alive(KeepAlive::default())
-                    .client_request_timeout(Duration::from_secs(5))
+                let app = App::new()
+                    .app_data(data.clone())
+                    .wrap(actix_web::middleware::from_fn(close_on_unread_body))
+                    .wrap(actix_web::middleware::from_fn(wait_until_writable))
+                    .configure(routes);
+                HttpService::<GuardedIo<$io>, _, _, _, _>::build()
+                    .keep_alive(KeepAlive::Timeout(http_settings.keep_alive()))
+                    .client_request_timeout(http_settings.request_head_timeout())
                     .client_disconnect_timeout(Duration::from_secs(1))
-                    // Every flush is one small write that should leave now: Nagle's
-                    // algorithm would hold it back behind an unacknowledged segment (40 ms
-                    // with delayed ACKs; measured on TLS handshakes in docs/BENCHMARKS.md).
-                    .tcp_nodelay(true)
-                    .upgrade(upgrade_service(data.get_ref().clone()))
+                    // Handlers see whether their connection's writes are blocked.
+                    .on_connect_ext(|io: &GuardedIo<$io>, data: &mut Extensions| {
+                        data.insert(io.write_gate());
+                    })
+                    .upgrade(release_on_upgrade::<$io>(data.get_ref().clone()))
                     .finish(map_config(
                         app.into_factory()
                             .map_err(|err: actix_web::Error| err.error_response()),
@@ -101,11 +120,42 @@ impl Application {
                     ))
             }};
         }
+        let connections = state.http.clone();
         let builder = match tls {
-            Some(config) => builder.listen("tickstream-https", listener, move || {
-                http_service!().rustls_0_23(config.clone())
+            Some(config) => {
+                let config = tls_config_for_http1(config);
+                builder.listen("tickstream-https", listener, move || {
+                    let connections = connections.clone();
+                    // The acceptor keeps its default handshake timeout (3 s) and its
+                    // cap on concurrent handshakes per worker.
+                    let acceptor = Acceptor::new(config.clone());
+                    fn_service(|tcp: TcpStream| async move {
+                        set_nodelay(&tcp);
+                        Ok::<_, ()>(tcp)
+                    })
+                    .and_then(acceptor.map_err(|_| ()))
+                    .and_then(apply_fn_factory(
+                        http_service!(TlsStream<TcpStream>)
+                            .map_err(|_| ())
+                            .map_init_err(|_| ()),
+                        move |tls: TlsStream<TcpStream>, http: &_| {
+                            let peer = tls.get_ref().0.peer_addr().ok();
+                            govern(&connections, tls, peer, http)
+                        },
+                    ))
+                })
+            }
+            None => builder.listen("tickstream-http", listener, move || {
+                let connections = connections.clone();
+                apply_fn_factory(
+                    http_service!(TcpStream).map_err(|_| ()),
+                    move |tcp: TcpStream, http: &_| {
+                        set_nodelay(&tcp);
+                        let peer = tcp.peer_addr().ok();
+                        govern(&connections, tcp, peer, http)
+                    },
+                )
             }),
-            None => builder.listen("tickstream-http", listener, move || http_service!().tcp()),
         }
         .context("cannot start the HTTP server")?;
         let server = builder.run();
@@ -176,6 +226,67 @@ impl Application {
         info!("stopped");
         Ok(())
     }
+}
+
+/// Every flush is one small write that should leave now: Nagle's algorithm would
+/// hold it back behind an unacknowledged segment (40 ms with delayed ACKs; measured on
+/// TLS handshakes in docs/BENCHMARKS.md, so it is set before the handshake).
+fn set_nodelay(tcp: &TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+}
+
+/// ALPN as actix-http offers it without HTTP/2: `http/1.1`, then any configured.
+fn tls_config_for_http1(mut config: ServerConfig) -> ServerConfig {
+    let mut protocols = vec![b"http/1.1".to_vec()];
+    protocols.append(&mut config.alpn_protocols);
+    config.alpn_protocols = protocols;
+    config
+}
+
+/// Admits a new connection under the HTTP caps and hands it to the HTTP service, or
+/// answers the refusal (429 / 503) itself and closes it.
+fn govern<T, S>(
+    connections: &Arc<HttpConnections>,
+    io: T,
+    peer: Option<SocketAddr>,
+    http: &S,
+) -> impl Future<Output = Result<(), S::Error>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: Service<(GuardedIo<T>, Protocol, Option<SocketAddr>), Response = ()>,
+{
+    match connections.admit(io, peer) {
+        Ok(guarded) => Either::Left(http.call((guarded, Protocol::Http1, peer))),
+        Err((io, refusal)) => Either::Right(async move {
+            refuse(io, refusal).await;
+            Ok(())
+        }),
+    }
+}
+
+/// The upgrade hook: the connection leaves the HTTP regime (its slot is released and
+/// its writes are no longer bounded by `http.write_timeout_ms`) before the WebSocket
+/// code gets it, since an upgraded socket has its own caps and write deadline.
+fn release_on_upgrade<T>(
+    state: AppState,
+) -> impl ServiceFactory<
+    (Request, Framed<GuardedIo<T>, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_http::Error,
+    InitError = (),
+>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    apply_fn_factory(
+        upgrade_service::<T>(state),
+        |(req, framed): (Request, Framed<GuardedIo<T>, h1::Codec>), upgrade: &_| {
+            upgrade.call((req, framed.into_map_io(GuardedIo::into_inner)))
+        },
+    )
 }
 
 fn build_store(settings: &StoreSettings) -> anyhow::Result<SnapshotStore> {

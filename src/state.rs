@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{LimitSettings, Secret, Settings};
+use crate::http::HttpConnections;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::security::Security;
@@ -31,6 +32,8 @@ pub struct AppState {
     /// The bounds of viewers' and publishers' sockets.
     pub viewer_socket: Arc<DriverSettings>,
     pub publisher_socket: Arc<DriverSettings>,
+    /// Caps, deadlines and counters of plain HTTP connections (src/http/connection.rs).
+    pub http: Arc<HttpConnections>,
     pub shutdown: CancellationToken,
     ready: Arc<AtomicBool>,
 }
@@ -42,8 +45,13 @@ impl AppState {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let security = Arc::new(Security::new(&settings)?);
         Ok(AppState {
-            security: Arc::new(Security::new(&settings)?),
+            http: Arc::new(HttpConnections::new(
+                &settings.http,
+                security.trusted_proxies.clone(),
+            )),
+            security,
             limits: Arc::new(settings.limits.clone()),
             ingestor: Arc::new(Ingestor::new(
                 store.clone(),

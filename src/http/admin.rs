@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::require_admin;
+use super::body::read_body;
 use super::ApiError;
 use crate::domain::{Field, Price, Symbol};
 use crate::state::AppState;
@@ -18,16 +19,29 @@ struct SymbolBody {
     pc: Option<Box<serde_json::value::RawValue>>,
 }
 
+/// Largest `PUT /api/v1/admin/symbols/{symbol}` body: a name and a price.
+const MAX_SYMBOL_BODY_BYTES: usize = 16 * 1024;
+
 /// Creates a symbol (201) or updates its name and reference price (200).
 pub async fn put_symbol(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // The key before the body: an unauthenticated client gets 401 at once, whatever
+    // it claims to send, and cannot hold the connection with a slow body.
     require_admin(&req, &state.admin_key)?;
     let symbol = Symbol::parse(&path)
         .map_err(|e| ApiError::from_code(ErrorCode::InvalidSymbol, e.to_string()))?;
+    let body = read_body(
+        &req,
+        &mut payload,
+        MAX_SYMBOL_BODY_BYTES,
+        "the symbol body limit",
+        &state,
+    )
+    .await?;
     let body: SymbolBody = if body.iter().all(u8::is_ascii_whitespace) {
         SymbolBody::default()
     } else {

@@ -1,7 +1,10 @@
 //! The dashboard's static files, compiled into release builds (rust-embed reads them
 //! from `frontend/` on disk in debug builds, so edits show without a rebuild).
 
+use std::borrow::Cow;
+
 use actix_web::http::{header, Method, StatusCode};
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use rust_embed::RustEmbed;
 
@@ -24,8 +27,13 @@ pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             format!("{} is not allowed here", req.method()),
         ));
     }
-    let path = req.path().trim_start_matches('/');
-    let path = if path.is_empty() { "index.html" } else { path };
+    let path = match req.path().trim_start_matches('/') {
+        "" => "index.html",
+        // Browsers ask for /favicon.ico whatever the page links; they get the page's
+        // SVG icon (its Content-Type says so; every current browser renders it).
+        "favicon.ico" => "favicon.svg",
+        path => path,
+    };
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -44,7 +52,17 @@ pub async fn serve(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .body(asset.data.into_owned()))
+        .body(asset_bytes(asset.data)))
+}
+
+/// The asset without a copy: release builds embed the files, so the bytes are
+/// `'static` and every response points at them; debug builds read the file from disk
+/// and hand over that one buffer.
+fn asset_bytes(data: Cow<'static, [u8]>) -> Bytes {
+    match data {
+        Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+        Cow::Owned(bytes) => Bytes::from(bytes),
+    }
 }
 
 /// The dashboard loads only its own scripts and styles (no inline code, so injected

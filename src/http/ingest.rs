@@ -3,10 +3,10 @@
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde_json::value::RawValue;
 
 use super::auth::{bearer, unauthorized};
+use super::body::read_body;
 use super::ApiError;
 use crate::ingest::PublisherId;
 use crate::state::AppState;
@@ -17,30 +17,16 @@ pub async fn post_ticks(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ingestor = &state.ingestor;
+    // The key first: a refused publisher's body is never read.
     let publisher = authenticate(req.headers(), &state)?;
-    let limit = ingestor.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "bad_request",
-            format!("body larger than ingest.max_body_bytes ({limit} bytes)"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(
+        &req,
+        &mut payload,
+        ingestor.max_body_bytes,
+        "ingest.max_body_bytes",
+        &state,
+    )
+    .await?;
 
     let ndjson = req
         .headers()

@@ -124,6 +124,37 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     ] {
         metric(name, "counter", help, load(counter));
     }
+    metric(
+        "tickstream_http_connections",
+        "gauge",
+        "Plain HTTP connections open now (upgraded WebSockets not included).",
+        state.http.open() as u64,
+    );
+    let http = &state.http.counters;
+    for (name, help, counter) in [
+        (
+            "tickstream_http_refused_per_address_total",
+            "HTTP connections refused with 429 by http.max_connections_per_ip.",
+            &http.refused_per_address,
+        ),
+        (
+            "tickstream_http_refused_server_full_total",
+            "HTTP connections refused with 503 by http.max_connections.",
+            &http.refused_server_full,
+        ),
+        (
+            "tickstream_http_write_timeouts_total",
+            "HTTP connections closed because a response write stayed blocked past http.write_timeout_ms.",
+            &http.write_timeouts,
+        ),
+        (
+            "tickstream_http_body_timeouts_total",
+            "Requests answered 408 because their body did not arrive within http.body_timeout_ms.",
+            &http.body_timeouts,
+        ),
+    ] {
+        metric(name, "counter", help, load(counter));
+    }
     let status = state.broker.status();
     metric(
         "tickstream_broker_degraded",

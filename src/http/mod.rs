@@ -2,6 +2,8 @@
 
 mod admin;
 mod auth;
+mod body;
+mod connection;
 mod frontend;
 mod health;
 mod history;
@@ -16,11 +18,15 @@ pub use ingest::authenticate as authenticate_publisher;
 pub use sockets::upgrade_service;
 
 pub use crate::wire::ApiError;
+pub use body::close_on_unread_body;
+pub use connection::{
+    refuse, wait_until_writable, GuardedIo, HttpConnections, HttpCounters, WriteGate,
+};
 
 use std::collections::HashMap;
 
 use actix_web::dev::RequestHead;
-use actix_web::web;
+use actix_web::{guard, web};
 
 use sockets::{sse_route, ws_ingest_route, ws_route};
 
@@ -49,7 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/api/v1/admin/symbols/{symbol}",
         web::delete().to(admin::delete_symbol),
     )
-    .route("/api/v1/admin/sessions", web::get().to(admin::sessions))
+    .route("/api/v1/admin/sessions", get_or_head().to(admin::sessions))
     .route(
         "/api/v1/admin/sessions/{id}",
         web::delete().to(admin::kick_session),
@@ -59,16 +65,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // metrics and sockets are not (sockets have their own limits).
         web::scope("/api/v1")
             .wrap(actix_web::middleware::from_fn(rate_limit::per_ip))
-            .route("/symbols", web::get().to(quotes::symbols))
-            .route("/quotes", web::get().to(quotes::quotes))
-            .route("/quotes/{symbol}", web::get().to(quotes::quote))
-            .route("/history/{symbol}", web::get().to(history::history))
+            .route("/symbols", get_or_head().to(quotes::symbols))
+            .route("/quotes", get_or_head().to(quotes::quotes))
+            .route("/quotes/{symbol}", get_or_head().to(quotes::quote))
+            .route("/history/{symbol}", get_or_head().to(history::history))
             .default_service(web::to(frontend::not_found)),
     )
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(metrics::metrics))
+    .route("/healthz", get_or_head().to(health::healthz))
+    .route("/readyz", get_or_head().to(health::readyz))
+    .route("/metrics", get_or_head().to(metrics::metrics))
     .default_service(web::to(frontend::serve));
+}
+
+/// A route for GET and HEAD alike (RFC 9110 §9.3.2: HEAD wherever GET works; health
+/// checkers use it). actix-http sends a HEAD response's head only, with the
+/// Content-Length the GET body would have.
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// The query string as name -> value (of a repeated name, the last wins), or 400.

@@ -8,7 +8,7 @@ use crate::helpers::WsClient;
 
 /// The binary with no `TICKSTREAM*` settings inherited from the caller's shell, so
 /// each test sets exactly what it means to.
-fn tickstream_command() -> Command {
+pub fn tickstream_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
     for (key, _) in std::env::vars() {
         if key.starts_with("TICKSTREAM") {
@@ -16,6 +16,17 @@ fn tickstream_command() -> Command {
         }
     }
     command
+}
+
+/// A spawned server that is killed when dropped, so a failing test never leaves one
+/// running (holding its port and the test runner's output pipe).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn free_port() -> u16 {
@@ -249,7 +260,7 @@ async fn healthcheck_speaks_tls_when_the_server_does() {
 async fn client_faults_never_log_at_error_level() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
-    let mut child = tickstream_command()
+    let child = tickstream_command()
         .current_dir(std::env::temp_dir())
         .env("TICKSTREAM__SERVER__PORT", port.to_string())
         .env("TICKSTREAM__LOG__FORMAT", "json")
@@ -257,6 +268,7 @@ async fn client_faults_never_log_at_error_level() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("server starts");
+    let mut child = KillOnDrop(child);
     for _ in 0..100 {
         if healthcheck(port) {
             break;
@@ -286,12 +298,12 @@ async fn client_faults_never_log_at_error_level() {
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
     }
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let mut logs = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut logs).unwrap();
-    child.wait().unwrap();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut logs).unwrap();
+    child.0.wait().unwrap();
     assert!(logs.contains("tickstream listening"), "{logs}");
     for line in logs.lines() {
         let line: serde_json::Value = serde_json::from_str(line).expect("JSON log lines");

@@ -5,6 +5,7 @@ mod container;
 mod exactness;
 mod example_adapter;
 mod helpers;
+mod http_edge;
 mod ingest;
 mod invariant;
 mod parser_properties;

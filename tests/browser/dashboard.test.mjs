@@ -4,10 +4,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  ARTIFACTS, DEFAULT_WATCHLIST, PRICE_RE, REPO_ROOT, SCREENSHOT, launchBrowser, lastPrices, openPage,
+  ARTIFACTS, COMMITTED_SCREENSHOT, DEFAULT_WATCHLIST, PRICE_RE, REPO_ROOT, SCREENSHOT, UPDATE_SCREENSHOT, launchBrowser, lastPrices, openPage,
   startCspProxy, startServer, tableSymbols, waitForFilledRows, waitForPriceChanges,
 } from './helpers.mjs';
 
@@ -367,7 +367,7 @@ describe('dashboard', { timeout: 120_000 }, () => {
     await done(opened);
   });
 
-  test('screenshot of the running dashboard (docs/dashboard.png), light and dark', async () => {
+  test('screenshot of the running dashboard, light and dark', async () => {
     const opened = await freshPage({ viewport: { width: 1280, height: 800 } });
     const { page } = opened;
     await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
@@ -383,6 +383,8 @@ describe('dashboard', { timeout: 120_000 }, () => {
     const png = await readFile(SCREENSHOT);
     assert.equal(png.readUInt32BE(16), 1280, 'screenshot width');
     assert.equal(png.readUInt32BE(20), 800, 'screenshot height');
+    // The committed one (README) changes only when asked for.
+    if (UPDATE_SCREENSHOT) await writeFile(COMMITTED_SCREENSHOT, png);
 
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.waitForFunction(() => getComputedStyle(document.body).backgroundColor !== 'rgb(243, 245, 248)', null, { timeout: 2000 });

@@ -18,9 +18,17 @@ import { chromium } from 'playwright-core';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const SERVER_BIN = process.env.TICKSTREAM_BIN ?? path.join(REPO_ROOT, 'target/debug/tickstream');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const SCREENSHOT = path.join(REPO_ROOT, 'docs/dashboard.png');
-/** Extra screenshots (phone width, dark theme) for people reviewing a run; not committed. */
-export const ARTIFACTS = process.env.BROWSER_TEST_ARTIFACTS ?? path.join(os.tmpdir(), 'tickstream-browser-tests');
+/**
+ * Where a run writes its screenshots (the dashboard, phone width, dark theme):
+ * outside the working tree, so a test run leaves it clean.
+ */
+export const ARTIFACTS = process.env.TICKSTREAM_ARTIFACTS
+  ?? process.env.BROWSER_TEST_ARTIFACTS
+  ?? path.join(os.tmpdir(), 'tickstream-artifacts');
+export const SCREENSHOT = path.join(ARTIFACTS, 'dashboard.png');
+/** The README's screenshot: rewritten only on purpose (UPDATE_SCREENSHOT=1). */
+export const COMMITTED_SCREENSHOT = path.join(REPO_ROOT, 'docs/dashboard.png');
+export const UPDATE_SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1';
 
 export const DEFAULT_WATCHLIST = ['AAPL', 'MSFT', 'NVDA', 'AMZN', 'GOOGL', 'META', 'TSLA', 'JPM'];
 
