@@ -47,10 +47,10 @@ test('recovers after the server restarts on the same port', { timeout: 90_000 },
   // A new server on the same port: the page reconnects on its own.
   server = await startServer({ port });
   await page.waitForFunction(() => document.getElementById('status-conn').dataset.state === 'open', null, { timeout: 30_000 });
-  assert.equal(await page.textContent('#status-conn-text'), 'Connected');
+  assert.equal(await page.textContent('#status-conn-text'), 'Live · WebSocket');
   assert.notEqual(await page.evaluate(() => window.tickstream.client.welcome.session), firstSession);
-  assert.equal(await page.evaluate(() => window.tickstream.client.compression), 'deflate');
-  assert.equal(await page.textContent('#status-compression'), 'On (deflate)');
+  assert.equal(await page.evaluate(() => window.tickstream.client.compression), 'permessage-deflate');
+  assert.equal(await page.textContent('#status-compression'), 'On (permessage-deflate)');
   assert.equal(await page.evaluate(() => document.body.classList.contains('is-offline')), false);
 
   // Prices move again, in every row, and the chart still follows.
