@@ -244,6 +244,77 @@ export async function waitForPriceChanges(page, before, { min = 2, timeoutMs = 5
   }, { prev: before, need: min }, { timeout: timeoutMs });
 }
 
+/** The publisher key the tests that script their own feed start the server with. */
+export const PUBLISHER_KEY = 'browser-tests-key';
+
+/** The server for a scripted feed: no simulator, `PUBLISHER_KEY` may publish. */
+export const QUIET_FEED_ENV = {
+  TICKSTREAM__SIMULATOR__ENABLED: 'false',
+  TICKSTREAM__INGEST__PUBLISHER_KEYS: PUBLISHER_KEY,
+};
+
+/** POSTs a batch of ticks to /api/v1/ticks and asserts every one was accepted. */
+export async function publishTicks(server, ticks) {
+  const res = await fetch(`${server.url}/api/v1/ticks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${PUBLISHER_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify(ticks),
+    signal: AbortSignal.timeout(5000),
+  });
+  const reply = await res.json();
+  if (res.status !== 200 || reply.accepted !== ticks.length || reply.rejected.length) {
+    throw new Error(`publish refused (${res.status}): ${JSON.stringify(reply)}`);
+  }
+}
+
+/** GET /api/v1/quotes for `symbols`, as symbol -> quote. */
+export async function restQuotes(server, symbols) {
+  const res = await fetch(`${server.url}/api/v1/quotes?symbols=${symbols.join(',')}`, { signal: AbortSignal.timeout(5000) });
+  if (res.status !== 200) throw new Error(`GET /api/v1/quotes: ${res.status}`);
+  return Object.fromEntries((await res.json()).quotes.map((q) => [q.s, q]));
+}
+
+/**
+ * A scripted feed for the watchlist: batch `round` moves every symbol's
+ * price, book and volume by a different amount, with up to 6 decimals.
+ */
+export function scriptedTicks(symbols, round) {
+  return symbols.map((symbol, i) => {
+    const base = 100 + 10 * i + round * 0.37;
+    return {
+      symbol,
+      price: Number((base + 0.000001 * (round + 1)).toFixed(6)),
+      size: 10 * (round + 1) + i,
+      bid: Number((base - 0.01).toFixed(2)),
+      bid_size: 100 + round,
+      ask: Number((base + 0.01).toFixed(2)),
+      ask_size: 200 + i,
+    };
+  });
+}
+
+/** The dashboard client's quotes for `symbols`, as symbol -> quote. */
+export function pageQuotes(page, symbols) {
+  return page.evaluate((list) => Object.fromEntries(
+    list.filter((s) => window.tickstream.client.quotes.has(s)).map((s) => [s, window.tickstream.client.quotes.get(s)]),
+  ), symbols);
+}
+
+/** Waits (bounded) until the page's quotes equal REST's; then asserts it, for the diff. */
+export async function waitForQuotesEqualRest(page, server, symbols, { timeoutMs = 10_000 } = {}) {
+  const expected = await restQuotes(server, symbols);
+  // Key order differs (an update appends fields), so compare with sorted keys.
+  const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
+  const same = (a, b) => canonical(a) === canonical(b);
+  try {
+    await waitFor(async () => same(await pageQuotes(page, symbols), expected), { timeoutMs, message: 'the dashboard quotes to equal REST' });
+  } catch (err) {
+    err.message += `\npage: ${JSON.stringify(await pageQuotes(page, symbols))}\nREST: ${JSON.stringify(expected)}`;
+    throw err;
+  }
+  return expected;
+}
+
 /**
  * A loopback reverse proxy in front of the server that adds a
  * Content-Security-Policy header to every response, WebSocket upgrades
