@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use actix_web::dev::RequestHead;
 use actix_web::web;
 
-use sockets::{ws_ingest_route, ws_route};
+use sockets::{sse_route, ws_ingest_route, ws_route};
 
 /// Every route of the application.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -37,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/ws", web::get().to(ws_route))
     .route("/ws/ingest", web::get().to(ws_ingest_route))
+    .route("/sse", web::get().to(sse_route))
     // Authenticated routes: keys, not addresses, decide who may call them, and a
     // publisher must not lose batches to an address limit.
     .route("/api/v1/ticks", web::post().to(ingest::post_ticks))

@@ -10,12 +10,12 @@
 use actix_codec::Framed;
 use actix_http::{h1, Request, RequestHead};
 use actix_service::{fn_service, ServiceFactory};
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::ingest::PublisherId;
 use crate::security::Admission;
-use crate::socket::{self, Driver, Io};
+use crate::socket::{self, Driver, Io, SseDriver};
 use crate::state::AppState;
 use crate::stream::{CompressionMode, ViewerRequest};
 use crate::wire::ApiError;
@@ -45,14 +45,20 @@ where
 async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T, h1::Codec>) {
     match req.head().uri.path() {
         "/ws" => match admit_viewer(req.head(), &state) {
-            Ok(viewer) => {
+            Ok(mut viewer) => {
                 // `?compression=deflate` asks for the app-level stream: it wins, and a
                 // permessage-deflate offer is then declined (never compressed twice).
                 let kind = Kind::Viewer {
                     app_level_deflate: viewer.compression == CompressionMode::Deflate,
                 };
-                if let Some(driver) = upgrade(req, framed, &state, kind).await {
-                    crate::stream::run_viewer(driver, viewer, &state).await;
+                let Some(driver) = upgrade(req, framed, &state, kind).await else {
+                    return;
+                };
+                // A full server upgrades, then closes with 1013: browsers cannot read
+                // an HTTP status from a failed handshake, but can act on a close code.
+                match viewer.admission.slot.take() {
+                    Some(slot) => crate::stream::run_viewer(driver, viewer, slot, &state).await,
+                    None => driver.refuse_full().await,
                 }
             }
             Err(error) => socket::refuse(framed, &error).await,
@@ -119,6 +125,17 @@ pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerReques
             .map(str::to_owned)
             .collect()
     });
+    let max_hz = match query.get("max_hz") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<f64>()
+                .ok()
+                .filter(|hz| hz.is_finite() && *hz > 0.0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("max_hz must be a positive number, not {raw:?}"))
+                })?,
+        ),
+    };
     let security = &state.security;
     let admission = security.admit_socket(head)?;
     let claims = security.authenticate_viewer(head, query.get("token").map(String::as_str))?;
@@ -127,7 +144,78 @@ pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerReques
         initial,
         admission,
         claims,
+        max_hz,
     })
+}
+
+/// `GET /sse`: the viewer stream as Server-Sent Events, for clients that cannot use
+/// WebSockets. The same gate as `/ws` (origin, rates, caps, token); a full server
+/// answers 503 here, since an HTTP response can say so.
+pub async fn sse_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut viewer = admit_viewer(req.head(), &state)?;
+    if viewer.compression == CompressionMode::Deflate {
+        return Err(ApiError::bad_request(
+            "compression=deflate is for /ws; /sse is gzip-encoded when you send Accept-Encoding: gzip",
+        ));
+    }
+    let Some(slot) = viewer.admission.slot.take() else {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_full",
+            "server full; try again later",
+        );
+        error.retry_after = Some(5);
+        return Err(error);
+    };
+    let gzip = accepts_gzip(req.head());
+    let (driver, body) = SseDriver::new(state.viewer_socket.clone(), &state.shutdown, gzip);
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        crate::stream::run_viewer(driver, viewer, slot, &state).await;
+    });
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // nginx buffers proxied responses unless told not to.
+        .insert_header(("x-accel-buffering", "no"));
+    if gzip {
+        response
+            .insert_header((header::CONTENT_ENCODING, "gzip"))
+            .insert_header((header::VARY, "Accept-Encoding"));
+    }
+    // The gate let a cross-origin page in only if its origin is allowed: say so to the
+    // browser, or its EventSource would not see the response.
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        response
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
+            .append_header((header::VARY, "Origin"));
+    }
+    Ok(response.streaming(body))
+}
+
+/// Whether `Accept-Encoding` accepts gzip (`gzip`, `x-gzip` or `*`, with q above 0).
+fn accepts_gzip(head: &RequestHead) -> bool {
+    head.headers
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let named = ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c));
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            named && !refused
+        })
 }
 
 /// The gate for `/ws/ingest`, before any upgrade: origin, rates and caps, then the key

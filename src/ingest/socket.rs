@@ -7,7 +7,7 @@ use tracing::{debug, Instrument};
 
 use super::{IngestReport, Ingestor, PublisherId};
 use crate::security::Admission;
-use crate::socket::{Driver, Event};
+use crate::socket::{Driver, Event, Transport};
 use crate::state::AppState;
 use crate::wire::{peek_req_id, ErrorCode, ReqId};
 
@@ -64,7 +64,7 @@ pub async fn run_publisher(
                 Err(ending) => return ending,
             };
             let reply = handle(&text, publisher, ingestor).await;
-            if let Err(ending) = driver.send_text(reply.as_bytes()).await {
+            if let Err(ending) = driver.send_text("ack", None, reply.as_bytes()).await {
                 return ending;
             }
         }

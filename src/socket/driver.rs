@@ -27,7 +27,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::extension::PerMessageDeflate;
 use super::frame::{self, Frame, Kind, Limits};
-use super::Io;
+use super::{Io, Transport};
 use crate::deflate::{inflate_message, DeflateStream, InflateError};
 use crate::limits::{AbuseGuard, Verdict};
 
@@ -43,7 +43,7 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// The longest our close frame may take to leave. The connection is ending anyway,
 /// often because the client stopped reading or the server is stopping, so this is
 /// short whatever the write deadline is.
-const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// After our close frame, how long we keep reading for the client's close (or EOF)
 /// before dropping the connection. Closing with unread input makes the kernel send a
@@ -228,64 +228,6 @@ impl Driver {
         driver
     }
 
-    /// Whether messages travel compressed (permessage-deflate).
-    pub fn compresses(&self) -> bool {
-        self.deflate.is_some()
-    }
-
-    /// Cancelling this token closes the connection with 1008 ("kicked by an admin").
-    pub fn kick_handle(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
-    /// The connection closes with 1008 ("token expired") at `at`.
-    pub fn expire_at(&mut self, at: Instant) {
-        self.expires_at = Some(at);
-        self.rearm();
-    }
-
-    /// Waits for the next thing the handler must act on: a text message from the
-    /// client, or `wake` (the handler's own timers and signals; it is dropped when
-    /// anything else comes first, so it must be cancel-safe). Control frames, pings,
-    /// the idle timeout and stop are dealt with here.
-    pub async fn next<W: Future>(&mut self, wake: W) -> Result<Event<W::Output>, Ending> {
-        tokio::pin!(wake);
-        let limits = Limits {
-            max_payload: self.settings.max_message_bytes,
-            max_compressed: self
-                .deflate
-                .is_some()
-                .then(|| self.settings.max_compressed()),
-        };
-        loop {
-            let step = tokio::select! {
-                biased;
-                _ = &mut self.stopped => Step::Stopped,
-                frame = read_frame(&mut self.io, &mut self.read, limits) => Step::Frame(frame),
-                output = &mut wake => return Ok(Event::Wake(output)),
-                _ = &mut self.timer => Step::Timer,
-            };
-            match step {
-                Step::Stopped => return Err(self.stop_reason()),
-                Step::Timer => self.on_timer().await?,
-                Step::Frame(frame) => {
-                    self.last_inbound = Instant::now();
-                    if let Some(text) = self.on_frame(frame?).await? {
-                        return Ok(Event::Text(text));
-                    }
-                }
-            }
-        }
-    }
-
-    pub async fn send_text(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.send_message(OpCode::Text, payload).await
-    }
-
-    pub async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.send_message(OpCode::Binary, payload).await
-    }
-
     /// A data message: compressed when permessage-deflate is on (through a per-thread
     /// scratch buffer, so no connection keeps one), then framed and written.
     async fn send_message(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
@@ -304,38 +246,6 @@ impl Driver {
             return self.write_out().await;
         }
         self.send(op, payload).await
-    }
-
-    /// Ends the connection: the ending's close frame (behind anything still unsent,
-    /// within a short deadline), then a half-close and a short linger for the client's
-    /// reply. An ending without a close frame drops the connection.
-    pub async fn close(mut self, ending: &Ending) {
-        let Some(reason) = ending.close_reason() else {
-            return;
-        };
-        let mut payload = Vec::with_capacity(2 + 123);
-        frame::close_payload(&reason, &mut payload);
-        frame::write(OpCode::Close, &payload, &mut self.out);
-        let deadline = self.settings.write_timeout.min(CLOSE_DEADLINE);
-        let sent = tokio::time::timeout(deadline, async {
-            flush(&mut self.io, &mut self.out, &mut self.written).await?;
-            self.io.shutdown().await
-        })
-        .await;
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
-        }
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            loop {
-                self.read.clear();
-                self.read.reserve(READ_RESERVE);
-                match self.io.read_buf(&mut self.read).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
     }
 
     /// Closes at once with 1013: the server holds its maximum of connections already.
@@ -499,6 +409,110 @@ impl Driver {
             at = at.min(expiry);
         }
         self.timer.as_mut().reset(at);
+    }
+}
+
+impl Transport for Driver {
+    fn compression(&self) -> &'static str {
+        if self.deflate.is_some() {
+            "permessage-deflate"
+        } else {
+            "none"
+        }
+    }
+
+    fn is_one_way(&self) -> bool {
+        false
+    }
+
+    /// Cancelling this token closes the connection with 1008 ("kicked by an admin").
+    fn kick_handle(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// The connection closes with 1008 ("token expired") at `at`.
+    fn expire_at(&mut self, at: Instant) {
+        self.expires_at = Some(at);
+        self.rearm();
+    }
+
+    /// Waits for the next thing the handler must act on: a text message from the
+    /// client, or `wake` (the handler's own timers and signals; it is dropped when
+    /// anything else comes first, so it must be cancel-safe). Control frames, pings,
+    /// the idle timeout and stop are dealt with here.
+    async fn next<W: Future>(&mut self, wake: W) -> Result<Event<W::Output>, Ending> {
+        tokio::pin!(wake);
+        let limits = Limits {
+            max_payload: self.settings.max_message_bytes,
+            max_compressed: self
+                .deflate
+                .is_some()
+                .then(|| self.settings.max_compressed()),
+        };
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = &mut self.stopped => Step::Stopped,
+                frame = read_frame(&mut self.io, &mut self.read, limits) => Step::Frame(frame),
+                output = &mut wake => return Ok(Event::Wake(output)),
+                _ = &mut self.timer => Step::Timer,
+            };
+            match step {
+                Step::Stopped => return Err(self.stop_reason()),
+                Step::Timer => self.on_timer().await?,
+                Step::Frame(frame) => {
+                    self.last_inbound = Instant::now();
+                    if let Some(text) = self.on_frame(frame?).await? {
+                        return Ok(Event::Text(text));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_text(
+        &mut self,
+        _kind: &'static str,
+        _id: Option<u64>,
+        json: &[u8],
+    ) -> Result<(), Ending> {
+        self.send_message(OpCode::Text, json).await
+    }
+
+    async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
+        self.send_message(OpCode::Binary, payload).await
+    }
+
+    /// Ends the connection: the ending's close frame (behind anything still unsent,
+    /// within a short deadline), then a half-close and a short linger for the client's
+    /// reply. An ending without a close frame drops the connection.
+    async fn close(mut self, ending: &Ending) {
+        let Some(reason) = ending.close_reason() else {
+            return;
+        };
+        let mut payload = Vec::with_capacity(2 + 123);
+        frame::close_payload(&reason, &mut payload);
+        frame::write(OpCode::Close, &payload, &mut self.out);
+        let deadline = self.settings.write_timeout.min(CLOSE_DEADLINE);
+        let sent = tokio::time::timeout(deadline, async {
+            flush(&mut self.io, &mut self.out, &mut self.written).await?;
+            self.io.shutdown().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            loop {
+                self.read.clear();
+                self.read.reserve(READ_RESERVE);
+                match self.io.read_buf(&mut self.read).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -20,12 +20,51 @@ mod driver;
 mod extension;
 mod frame;
 mod handshake;
+mod sse;
 
 pub use driver::{Driver, DriverSettings, Ending, Event, CLOSE_SLOW_CONSUMER};
 pub use extension::PerMessageDeflate;
 pub use handshake::{accept, handshake_error, refuse, Accepted};
+pub use sse::{write_event, SseBody, SseDriver};
+
+use std::future::Future;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a handler needs of its connection, whichever the transport: a WebSocket
+/// ([`Driver`]) or a Server-Sent Events response ([`SseDriver`]). Each owns its
+/// writes' deadlines, stop and expiry; a handler only sends messages and waits.
+///
+/// Handlers run on their connection's own (local) task, so the futures need not be
+/// `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// The next client text message, or `wake`'s output (the handler's own timers and
+    /// signals; dropped when anything else comes first, so it must be cancel-safe).
+    async fn next<W: Future>(&mut self, wake: W) -> Result<Event<W::Output>, Ending>;
+    /// One message of JSON text: `kind` is its `type`, `id` its `seq` when it has
+    /// one (an SSE event's name and id; a WebSocket ignores both).
+    async fn send_text(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        json: &[u8],
+    ) -> Result<(), Ending>;
+    /// One binary message (the app-level DEFLATE mode; WebSocket only).
+    async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending>;
+    /// Ends the connection the way `ending` calls for.
+    async fn close(self, ending: &Ending);
+    /// Cancelling this token ends the connection ("kicked by an admin").
+    fn kick_handle(&self) -> CancellationToken;
+    /// The connection ends ("token expired") at `at`.
+    fn expire_at(&mut self, at: Instant);
+    /// How the transport compresses: `permessage-deflate`, `gzip` or `none`.
+    fn compression(&self) -> &'static str;
+    /// The client cannot send (SSE): no requests, and no replies to them.
+    fn is_one_way(&self) -> bool;
+}
 
 /// A connection's byte stream: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin {}

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{LimitSettings, StreamSettings};
+use crate::limits::ConnectionSlot;
 use crate::metrics::Metrics;
 use crate::security::Security;
-use crate::socket::Driver;
+use crate::socket::Transport;
 use crate::state::AppState;
 use crate::store::SnapshotStore;
 use session::Session;
@@ -62,23 +63,26 @@ pub struct ViewerRequest {
     pub initial: Option<Vec<String>>,
     pub admission: crate::security::Admission,
     pub claims: Option<crate::security::Claims>,
+    /// The `max_hz=` query parameter (clamped to the server's bounds).
+    pub max_hz: Option<f64>,
 }
 
-/// Runs an admitted viewer's session on its driver until it ends. A server that is
-/// full closes at once with 1013, which browsers (unable to read an HTTP status from a
-/// failed handshake) can act on.
-pub async fn run_viewer(driver: Driver, request: ViewerRequest, state: &AppState) {
+/// Runs an admitted viewer's session on its transport (a WebSocket or an SSE
+/// response) until it ends. `slot` is the connection slot the gate took for it.
+pub async fn run_viewer<T: Transport>(
+    driver: T,
+    request: ViewerRequest,
+    slot: ConnectionSlot,
+    state: &AppState,
+) {
     let ctx = state.stream_context();
-    let Some(slot) = request.admission.slot else {
-        return driver.refuse_full().await;
-    };
     let id = format!("{:016x}", rand::random::<u64>());
     let peer = ViewerPeer {
         ip: request.admission.ip,
         claims: request.claims,
         slot,
     };
-    let session = Session::new(id, driver, ctx, request.compression, peer);
+    let session = Session::new(id, driver, ctx, request.compression, peer, request.max_hz);
     session.run(request.initial).await;
 }
 

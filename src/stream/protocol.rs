@@ -175,6 +175,17 @@ pub enum ControlMessage<'a> {
 }
 
 impl ControlMessage<'_> {
+    /// The message's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlMessage::Welcome { .. } => "welcome",
+            ControlMessage::Subscriptions { .. } => "subscriptions",
+            ControlMessage::Settings { .. } => "settings",
+            ControlMessage::Pong { .. } => "pong",
+            ControlMessage::Error { .. } => "error",
+        }
+    }
+
     pub fn write_to(&self, out: &mut Vec<u8>) {
         serde_json::to_writer(out, self).expect("control messages always serialize");
     }

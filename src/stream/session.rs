@@ -29,7 +29,7 @@ use crate::domain::{now_millis, Symbol, SymbolId};
 use crate::limits::{AbuseGuard, ConnectionSlot, Verdict};
 use crate::metrics::Counters;
 use crate::security::{SessionEntry, SessionStats};
-use crate::socket::{Driver, Ending, Event};
+use crate::socket::{Ending, Event, Transport};
 use crate::store::SnapshotStore;
 
 /// What woke the session (besides a client message).
@@ -40,9 +40,9 @@ enum Wake {
     Timer,
 }
 
-pub struct Session {
+pub struct Session<T: Transport> {
     id: String,
-    driver: Driver,
+    driver: T,
     ctx: StreamContext,
     counters: Arc<Counters>,
     changes: watch::Receiver<u64>,
@@ -71,18 +71,19 @@ pub struct Session {
     _slot: ConnectionSlot,
 }
 
-impl Session {
+impl<T: Transport> Session<T> {
     pub fn new(
         id: String,
-        mut driver: Driver,
+        mut driver: T,
         ctx: StreamContext,
         compression: CompressionMode,
         peer: ViewerPeer,
-    ) -> Session {
+        max_hz: Option<f64>,
+    ) -> Session<T> {
         let config = &ctx.settings;
         let deflate = (compression == CompressionMode::Deflate)
             .then(|| DeflateStream::new(config.deflate_level, config.deflate_dictionary_bytes));
-        let max_hz = config.max_hz;
+        let max_hz = max_hz.map_or(config.max_hz, |hz| hz.clamp(config.min_hz, config.max_hz));
         let heartbeat = config.heartbeat();
         let now = Instant::now();
         let mut subs = Subscriptions::default();
@@ -99,10 +100,9 @@ impl Session {
             peer: peer.ip.to_string(),
             user,
             since: now_millis(),
-            compression: match (&deflate, driver.compresses()) {
-                (Some(_), _) => "deflate",
-                (None, true) => "permessage-deflate",
-                (None, false) => "none",
+            compression: match deflate {
+                Some(_) => "deflate",
+                None => driver.compression(),
             },
             stats: SessionStats::default(),
             kick: driver.kick_handle(),
@@ -171,7 +171,7 @@ impl Session {
         .write_to(&mut self.json);
         // The welcome is always a plain text frame, so a client can read it before
         // setting up an inflater.
-        self.send_plain_text().await?;
+        self.send_plain_text("welcome", None).await?;
         self.changes.borrow_and_update();
         if let Some(symbols) = initial {
             self.subscribe(None, symbols).await?;
@@ -419,7 +419,11 @@ impl Session {
             symbols: &names,
         }
         .write_to(&mut self.json);
-        self.send_json().await
+        // A one-way client (SSE) learns its set from snapshots and errors.
+        if self.driver.is_one_way() {
+            return Ok(());
+        }
+        self.send_json("subscriptions", None).await
     }
 
     /// Full quotes of `ids` (or of every subscribed symbol); restarts their diff baseline.
@@ -435,7 +439,7 @@ impl Session {
             .write_snapshot(&self.ctx.store, ids, &mut self.json);
         end_quotes_message(&mut self.json);
         self.seq += 1;
-        self.send_json().await
+        self.send_json("snapshot", Some(self.seq)).await
     }
 
     /// One `update` with every subscribed symbol that changed since it was last sent.
@@ -459,7 +463,7 @@ impl Session {
         if stats.quotes > 0 {
             end_quotes_message(&mut self.json);
             self.seq += 1;
-            self.send_json().await?;
+            self.send_json("update", Some(self.seq)).await?;
             Counters::add(&self.counters.symbol_updates_sent, stats.quotes as u64);
         }
         let resend = self.subs.take_resend();
@@ -495,7 +499,7 @@ impl Session {
         self.json.clear();
         write_heartbeat(self.seq + 1, now_millis(), &mut self.json);
         self.seq += 1;
-        self.send_json().await
+        self.send_json("heartbeat", Some(self.seq)).await
     }
 
     async fn send_error(&mut self, error: &RequestError) -> Result<(), Ending> {
@@ -507,14 +511,15 @@ impl Session {
     async fn send_control(&mut self, message: &ControlMessage<'_>) -> Result<(), Ending> {
         self.json.clear();
         message.write_to(&mut self.json);
-        self.send_json().await
+        self.send_json(message.kind(), None).await
     }
 
-    /// Sends `self.json` framed for this connection: a text frame, or one compressed
-    /// binary frame of the JSON plus `\n`.
-    async fn send_json(&mut self) -> Result<(), Ending> {
+    /// Sends `self.json` framed for this connection: a text message (the transport
+    /// may compress it), or one app-level compressed binary frame of the JSON plus
+    /// `\n`. `kind` is the message's `type`, `id` its `seq` if it has one.
+    async fn send_json(&mut self, kind: &'static str, id: Option<u64>) -> Result<(), Ending> {
         let Some(deflate) = self.deflate.as_mut() else {
-            return self.send_plain_text().await;
+            return self.send_plain_text(kind, id).await;
         };
         self.json.push(b'\n');
         self.wire.clear();
@@ -528,9 +533,9 @@ impl Session {
     }
 
     /// Sends `self.json` as a text frame (our JSON writers emit UTF-8 only).
-    async fn send_plain_text(&mut self) -> Result<(), Ending> {
+    async fn send_plain_text(&mut self, kind: &'static str, id: Option<u64>) -> Result<(), Ending> {
         debug_assert!(std::str::from_utf8(&self.json).is_ok());
-        self.driver.send_text(&self.json).await?;
+        self.driver.send_text(kind, id, &self.json).await?;
         self.sent(self.json.len());
         Ok(())
     }

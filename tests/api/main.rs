@@ -14,6 +14,7 @@ mod security;
 mod shutdown;
 mod socket;
 mod socket_bounds;
+mod sse;
 mod stream;
 mod stream_errors;
 mod universe;
