@@ -40,8 +40,13 @@ const SEQ_TYPES = new Set(['snapshot', 'update', 'heartbeat']);
 /** EventSource.CLOSED: the browser gave up and will not reconnect by itself. */
 const ES_CLOSED = 2;
 
-/** The event types `/sse` sends; each `data:` is the same JSON as on `/ws`. */
-const SSE_EVENTS = ['welcome', 'snapshot', 'update', 'heartbeat', 'error'];
+/**
+ * The event types `/sse` sends; each `data:` is the same JSON as on `/ws`.
+ * `close` ({"type":"close","code":1001,"reason":"…"}) is the server's last
+ * event before it ends the response: the close code the same ending has on a
+ * WebSocket.
+ */
+const SSE_EVENTS = ['welcome', 'snapshot', 'update', 'heartbeat', 'error', 'close'];
 
 /** Query parameters the client owns; every other one (e.g. `token`) is kept. */
 const OWN_PARAMS = ['symbols', 'compression', 'max_hz'];
@@ -848,11 +853,28 @@ export class TickerClient extends EventTarget {
           return;
         }
         conn.lastFrameAt = this.#now();
+        if (type === 'close') {
+          this.#onSseClose(conn, ev.data);
+          return;
+        }
         this.#onLine(conn, ev.data);
       });
     }
     this.#armConnectTimeout(conn);
     this.#setStatus('connecting', { code: undefined, reason: undefined, retryInMs: null });
+  }
+
+  /**
+   * The server's last event (shutdown, kick, token expiry, slow consumer).
+   * Rather than let EventSource come back after its own fixed delay, the
+   * stream is closed and the reconnect loop takes over, exactly as after a
+   * WebSocket close with that code: backoff with jitter, 1013's longer wait.
+   */
+  #onSseClose(conn, data) {
+    let msg = null;
+    try { msg = JSON.parse(data); } catch { /* a close without a readable code is still a close */ }
+    const code = Number.isInteger(msg?.code) ? msg.code : 1006;
+    this.#abandon(conn, code, typeof msg?.reason === 'string' ? msg.reason : 'event stream closed', null);
   }
 
   /** EventSource's own 'error' (no data): it is reconnecting, or gave up. */

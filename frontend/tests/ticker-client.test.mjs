@@ -919,6 +919,35 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(client.transport, 'websocket');
   });
 
+  test("the server's close event ends the stream; the reconnect loop comes back with backoff", () => {
+    const ctx = setupSse({ random: () => 0.5 });
+    const { client, timers, ES, es, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    const first = es();
+    es().serverEvent({ type: 'close', code: 1001, reason: 'server shutting down' });
+    assert.equal(first.readyState, ES.CLOSED, 'closed by the client, not left to EventSource');
+    assert.equal(client.state, 'closed');
+    const status = events.of('status').at(-1);
+    assert.deepEqual({ code: status.code, reason: status.reason, transport: status.transport, retryInMs: status.retryInMs },
+      { code: 1001, reason: 'server shutting down', transport: 'sse', retryInMs: 250 });
+    const retries = timers.pending();
+    assert.deepEqual(retries.map((t) => t.ms), [250], 'only the reconnect, no stray background attempt');
+    timers.fire(retries[0]);
+    assert.equal(ES.instances.length, 2);
+  });
+
+  test('close code 1013 on SSE waits at least serverFullDelayMs', () => {
+    const ctx = setupSse({ random: () => 0 });
+    const { client, timers, es } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverEvent({ type: 'close', code: 1013, reason: 'server full' });
+    assert.equal(timers.pending()[0].ms, 5000);
+  });
+
   test('an SSE connection without any event for the stale timeout is given up', () => {
     const ctx = setupSse({ staleTimeoutMs: undefined });
     const { client, timers, now, es } = ctx;

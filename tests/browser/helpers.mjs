@@ -6,8 +6,8 @@
 // playwright-core and builds the server first.
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -370,4 +370,118 @@ export async function startCspProxy(targetPort, csp) {
       proxy.close(() => resolve());
     }),
   };
+}
+
+export const NGINX = process.env.NGINX_PATH ?? '/usr/sbin/nginx';
+
+/**
+ * The status of a WebSocket upgrade request sent to `port` (101 when the path
+ * passes WebSockets), within 5 s.
+ */
+export function upgradeStatus(port, path = '/ws') {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, path, timeout: 5000,
+      headers: {
+        Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', Origin: `http://127.0.0.1:${port}`,
+      },
+    });
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve(res.statusCode); });
+    req.on('response', (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('timeout', () => req.destroy(new Error('upgrade request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * A real nginx on a free loopback port in front of the server, under a
+ * temporary prefix. With `passUpgrade: false` it behaves like a proxy that
+ * cannot carry WebSockets: Upgrade and Connection are hop-by-hop headers,
+ * and nginx does not forward them unless told to, so `/ws` arrives as a plain
+ * GET and fails; `/sse` and REST pass. `setPassUpgrade(true)` rewrites the
+ * config the way config/nginx.conf does it and reloads nginx (same port).
+ * @returns {Promise<{port: number, url: string, setPassUpgrade: (pass: boolean) => Promise<void>, stop: () => Promise<void>, log: () => string}>}
+ */
+export async function startNginx(upstreamPort, { passUpgrade = false } = {}) {
+  if (!existsSync(NGINX)) throw new Error(`${NGINX} not found: run scripts/system-packages (scripts/browser-tests calls it)`);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tickstream-nginx-'));
+  const confPath = path.join(dir, 'nginx.conf');
+  const port = await freePort();
+  const config = (pass) => `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 256; }
+http {
+    access_log ${dir}/access.log;
+${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `    ${t}_temp_path ${dir}/${t};`).join('\n')}
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      '';
+    }
+    server {
+        listen 127.0.0.1:${port};
+        location / {
+            proxy_pass http://127.0.0.1:${upstreamPort};
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_read_timeout 120s;
+${pass ? '            proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;' : '            # No Upgrade/Connection: WebSockets cannot pass, as behind many corporate proxies.'}
+        }
+    }
+}
+`;
+  await writeFile(confPath, config(passUpgrade));
+  const child = spawn(NGINX, ['-p', dir, '-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => { output += d; });
+  child.stderr.setEncoding('utf8').on('data', (d) => { output += d; });
+  let exitInfo = null;
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(); }));
+  const log = () => {
+    let text = output;
+    try { text += readFileSync(path.join(dir, 'error.log'), 'utf8').slice(-5000); } catch { /* not written yet */ }
+    return text;
+  };
+  const nginx = {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    log,
+    async setPassUpgrade(pass) {
+      await writeFile(confPath, config(pass));
+      await new Promise((resolve, reject) => {
+        const reload = spawn(NGINX, ['-p', dir, '-c', confPath, '-s', 'reload'], { stdio: 'ignore' });
+        reload.once('error', reject);
+        reload.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nginx -s reload exited ${code}:\n${log()}`))));
+      });
+      // The new workers take over asynchronously; wait until the path does what was asked.
+      await waitFor(async () => ((await upgradeStatus(port)) === 101) === pass, { timeoutMs: 10_000, intervalMs: 100, message: `nginx to ${pass ? 'pass' : 'block'} upgrades after the reload` });
+    },
+    async stop() {
+      if (!exitInfo) {
+        child.kill('SIGQUIT'); // graceful: lets the workers go
+        let timer;
+        const done = await Promise.race([exited.then(() => true), new Promise((r) => { timer = setTimeout(() => r(false), 5000); })]);
+        clearTimeout(timer);
+        if (!done) {
+          child.kill('SIGKILL');
+          await exited;
+        }
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitFor(async () => {
+      if (exitInfo) throw new Error(`nginx exited early (${JSON.stringify(exitInfo)}):\n${log()}`);
+      return (await fetch(`${nginx.url}/readyz`, { signal: AbortSignal.timeout(1000) })).status === 200;
+    }, { timeoutMs: 10_000, intervalMs: 100, message: `nginx to proxy on ${nginx.url}` });
+  } catch (err) {
+    await nginx.stop();
+    throw err;
+  }
+  return nginx;
 }

@@ -1,4 +1,6 @@
-// The dashboard's WebSocket in Chromium uses the standard compression:
+// The browser's own transports, against the real server in Chromium.
+//
+// The dashboard's WebSocket uses the standard compression:
 // Chromium offers permessage-deflate (RFC 7692) on every socket, the client
 // asks for nothing app-level, so the server must accept the extension. The
 // handshake is read through the DevTools protocol (Network domain), which
@@ -6,14 +8,18 @@
 // browser API exposes, so "the handshake answer names the extension" and
 // "text frames arrive" is the evidence. The feed is scripted (no simulator),
 // so once it is quiet the dashboard's quotes must equal REST's exactly.
+//
+// A plain EventSource on /sse (the fallback transport) gets the same messages
+// as events, gzip-encoded, and converges on REST the same way.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_WATCHLIST, QUIET_FEED_ENV, launchBrowser, lastPrices, openPage, publishTicks, scriptedTicks,
+  DEFAULT_WATCHLIST, QUIET_FEED_ENV, launchBrowser, lastPrices, openPage, publishTicks, restQuotes, scriptedTicks,
   startServer, waitFor, waitForFilledRows, waitForQuotesEqualRest,
 } from './helpers.mjs';
 import { formatPrice } from '../../frontend/format.js';
+import { mergeMessage } from '../../frontend/ticker-client.js';
 
 let server;
 let browser;
@@ -84,6 +90,61 @@ test('the dashboard negotiates permessage-deflate, receives frames, and converge
   assert.equal(await page.textContent('#status-compression'), 'On (permessage-deflate)');
 
   await cdp.detach();
+  await page.close();
+  assert.deepEqual(problems, [], 'the page logged errors');
+});
+
+test('a browser EventSource on /sse: gzip, seq from 1 by 1, converges exactly on REST', { timeout: 60_000 }, async () => {
+  const symbols = ['AAPL', 'MSFT', 'NVDA'];
+  await publishTicks(server, scriptedTicks(symbols, 10));
+  const { page, problems } = await openPage(browser.context, null);
+  let sseResponse = null;
+  page.on('response', (res) => { if (res.url().includes('/sse?')) sseResponse = res; });
+  // A page of the server's origin, for a same-origin EventSource.
+  await page.goto(`${server.url}/healthz`, { waitUntil: 'domcontentloaded' });
+  await page.evaluate((list) => {
+    window.sse = { messages: [], ids: [] };
+    const es = new EventSource(`/sse?symbols=${list.join(',')}`);
+    for (const type of ['welcome', 'snapshot', 'update', 'heartbeat', 'error', 'close']) {
+      es.addEventListener(type, (e) => {
+        if (typeof e.data !== 'string') return;
+        window.sse.messages.push(JSON.parse(e.data));
+        window.sse.ids.push(e.lastEventId);
+      });
+    }
+    window.sse.es = es;
+  }, symbols);
+  await waitFor(() => page.evaluate(() => window.sse.messages.some((m) => m.type === 'snapshot')), { message: 'the snapshot event' });
+  for (let round = 11; round <= 13; round++) {
+    await publishTicks(server, scriptedTicks(symbols, round));
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  const rest = await restQuotes(server, symbols);
+  const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
+  const merged = async () => {
+    const messages = await page.evaluate(() => window.sse.messages);
+    const quotes = new Map();
+    for (const m of messages) mergeMessage(quotes, m);
+    return Object.fromEntries(quotes);
+  };
+  try {
+    await waitFor(async () => canonical(await merged()) === canonical(rest), { timeoutMs: 10_000, message: 'the merged events to equal REST' });
+  } catch (err) {
+    err.message += `\nmerged: ${canonical(await merged())}\nREST: ${canonical(rest)}`;
+    throw err;
+  }
+  const { messages, ids } = await page.evaluate(() => ({ messages: window.sse.messages, ids: window.sse.ids }));
+  assert.equal(messages[0].type, 'welcome');
+  assert.ok(messages.some((m) => m.type === 'update'), 'updates arrived');
+  const data = messages.map((m, i) => ({ m, id: ids[i] })).filter(({ m }) => ['snapshot', 'update', 'heartbeat'].includes(m.type));
+  assert.deepEqual(data.map(({ m }) => m.seq), data.map((_, i) => i + 1), 'seq grows by 1 from 1');
+  assert.deepEqual(data.map(({ id }) => id), data.map(({ m }) => String(m.seq)), 'id: is the seq');
+
+  assert.ok(sseResponse, 'the /sse response was seen');
+  const headers = await sseResponse.allHeaders();
+  assert.match(headers['content-type'], /^text\/event-stream/);
+  assert.equal(headers['content-encoding'], 'gzip', 'Chromium accepts gzip, so the server compresses (and the browser inflates)');
+  await page.evaluate(() => window.sse.es.close());
   await page.close();
   assert.deepEqual(problems, [], 'the page logged errors');
 });
