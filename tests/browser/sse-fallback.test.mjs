@@ -8,9 +8,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_WATCHLIST, launchBrowser, lastPrices, openPage, startNginx, startServer, upgradeStatus,
-  waitForFilledRows, waitForPriceChanges,
+  DEFAULT_WATCHLIST, launchBrowser, lastPrices, openPage, startServer, waitForFilledRows, waitForPriceChanges,
 } from './helpers.mjs';
+import { startNginx, upgradeStatus } from './transport-helpers.mjs';
 
 let server;
 let nginx;

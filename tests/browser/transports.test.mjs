@@ -15,9 +15,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_WATCHLIST, QUIET_FEED_ENV, launchBrowser, lastPrices, openPage, publishTicks, restQuotes, scriptedTicks,
-  startServer, waitFor, waitForFilledRows, waitForQuotesEqualRest,
+  DEFAULT_WATCHLIST, launchBrowser, lastPrices, openPage, startServer, waitFor, waitForFilledRows,
 } from './helpers.mjs';
+import {
+  QUIET_FEED_ENV, publishTicks, restQuotes, scriptedTicks, waitForQuotesEqualRest,
+} from './transport-helpers.mjs';
 import { formatPrice } from '../../frontend/format.js';
 import { mergeMessage } from '../../frontend/ticker-client.js';
 
