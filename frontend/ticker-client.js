@@ -922,7 +922,8 @@ export class TickerClient extends EventTarget {
     conn.inflater?.close();
     for (const { resolve } of conn.pings.values()) resolve(null);
     conn.pings.clear();
-    if (conn.transport === 'websocket' && !conn.welcomed) {
+    // A socket this client closed itself (close()) says nothing about the network.
+    if (conn.transport === 'websocket' && !conn.welcomed && !this.#stopped) {
       this.#wsFailures += 1;
       // An upgrade that hangs is what a proxy that cannot pass WebSocket
       // does: waiting for more attempts would only add minutes.
@@ -1164,6 +1165,9 @@ export class TickerClient extends EventTarget {
   #promoteProbe(conn) {
     this.#probe = null;
     this.#cancel('#probeTimer');
+    // The event stream may have failed while this socket was connecting: its
+    // pending reconnect is not needed any more.
+    this.#cancel('#retry');
     this.#cancel('#sseReopen');
     const old = this.#conn;
     this.#conn = conn;

@@ -948,6 +948,40 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(timers.pending()[0].ms, 5000);
   });
 
+  test('a background socket welcomed after the event stream failed takes over and cancels the pending reconnect', () => {
+    const ctx = setupSse();
+    const { client, timers, WS, ES, es, ws } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 4000)); // the background attempt starts
+    const probe = ws();
+    es().serverFail(); // meanwhile the event stream fails
+    assert.equal(client.state, 'closed');
+    probe.serverWelcome();
+    assert.equal(client.transport, 'websocket');
+    assert.equal(client.state, 'open');
+    assert.deepEqual(timers.pending(), [], 'nothing left to reconnect');
+    assert.equal(WS.instances.length, 4);
+    assert.equal(ES.instances.length, 1);
+  });
+
+  test('close() with a background socket in flight does not count it as a failure', () => {
+    const ctx = setupSse();
+    const { client, timers, WS, ES, es, ws } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 4000));
+    client.close();
+    assert.equal(ws().closeCalls.length, 1, 'the background socket is closed too');
+    assert.deepEqual(timers.pending(), []);
+    client.connect(); // still 3 failures known: straight to SSE
+    assert.equal(ES.instances.length, 2);
+    assert.equal(WS.instances.length, 4);
+    assert.equal(timers.pending().find((t) => t.ms !== 15000).ms, 4000, 'backoffDelay(3), not (4)');
+  });
+
   test('an SSE connection without any event for the stale timeout is given up', () => {
     const ctx = setupSse({ staleTimeoutMs: undefined });
     const { client, timers, now, es } = ctx;

@@ -98,7 +98,7 @@ class Server:
         self.log.seek(0)
         return self.log.read()[-20000:]
 
-    def stop(self):
+    def stop(self, keep_log=False):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -107,6 +107,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        if not keep_log:
+            os.unlink(self.log.name)
 
     def publish(self, ticks):
         req = urllib.request.Request(
@@ -197,13 +199,15 @@ async def run(server: Server) -> int:
 
 def main() -> int:
     server = Server()
+    failed = True
     try:
         passed = asyncio.run(asyncio.wait_for(run(server), 60))
+        failed = False
     except BaseException:
-        print(f"server output:\n{server.output()}", file=sys.stderr)
+        print(f"server output ({server.log.name}):\n{server.output()}", file=sys.stderr)
         raise
     finally:
-        server.stop()
+        server.stop(keep_log=failed)
     print(f"{passed} passed, 0 failed")
     return 0
 
