@@ -435,9 +435,10 @@ export class LineInflater {
  * @property {string | URL} [sseUrl] the `/sse` endpoint; default: the stream
  *   URL with `/ws` replaced by `/sse` (see {@link buildSseUrl})
  * @property {number} [fallbackAfterFailures] consecutive WebSocket attempts
- *   that end without a welcome before falling back (default 3). An attempt
- *   that hits `connectTimeoutMs` (an upgrade that never completes) falls back
- *   at once.
+ *   that could not get through (never opened) before falling back (default
+ *   3). An attempt that hits `connectTimeoutMs` (an upgrade that never
+ *   completes, or a socket that relays nothing) falls back at once. A socket
+ *   the server opened and closed with a code (1013, 1008) does not count.
  * @property {number} [sseResubscribeDelayMs] over `/sse`, watchlist and
  *   `max_hz` changes reconnect the event stream after this quiet period
  *   (default 250), so adding five symbols costs one reconnect, not five
@@ -465,8 +466,8 @@ export class LineInflater {
  * Live quotes from a tickstream server.
  *
  * Transports: WebSocket (`/ws`) first. When `fallbackAfterFailures` attempts
- * in a row end before their `welcome` (or one upgrade hangs past
- * `connectTimeoutMs`), the client streams over `/sse` instead, with the same
+ * in a row never open (or one hangs past `connectTimeoutMs` without its
+ * welcome), the client streams over `/sse` instead, with the same
  * `symbols=`, `token=` and `max_hz=`, and keeps retrying WebSocket in the
  * background with the usual backoff; the first background attempt that gets
  * its `welcome` takes over and the event stream is closed. Over SSE the
@@ -774,7 +775,9 @@ export class TickerClient extends EventTarget {
       compression: 'none',
       welcomed: false,
       closed: false,
-      /** An upgrade that never completed within connectTimeoutMs. */
+      /** The WebSocket handshake completed ('open'). */
+      opened: false,
+      /** No welcome within connectTimeoutMs. */
       timedOut: false,
       inflater: null,
       seq: new SeqTracker(),
@@ -814,6 +817,7 @@ export class TickerClient extends EventTarget {
     });
     if (probe) this.#probe = conn;
     else this.#conn = conn;
+    ws.onopen = () => { conn.opened = true; };
     ws.onmessage = (ev) => this.#onFrame(conn, ev.data);
     ws.onclose = (ev) => this.#handleClose(conn, ev?.code, ev?.reason);
     // In browsers 'error' is always followed by 'close', which is where we
@@ -922,8 +926,13 @@ export class TickerClient extends EventTarget {
     conn.inflater?.close();
     for (const { resolve } of conn.pings.values()) resolve(null);
     conn.pings.clear();
-    // A socket this client closed itself (close()) says nothing about the network.
-    if (conn.transport === 'websocket' && !conn.welcomed && !this.#stopped) {
+    // What counts towards the fallback is a WebSocket that could not get
+    // through: one that never opened, or one that opened and then stayed
+    // silent past the connect timeout (a proxy that does not relay frames).
+    // A socket the server opened and then closed with a code (1013 full,
+    // 1008 policy) did get through; SSE would not help. Nor does a socket
+    // this client closed itself (close()) say anything about the network.
+    if (conn.transport === 'websocket' && !conn.welcomed && !this.#stopped && (!conn.opened || conn.timedOut)) {
       this.#wsFailures += 1;
       // An upgrade that hangs is what a proxy that cannot pass WebSocket
       // does: waiting for more attempts would only add minutes.

@@ -746,6 +746,23 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(client.transport, 'sse');
   });
 
+  test('sockets the server opened and closed with a code (1013 full, 1008) do not count: WebSocket got through', () => {
+    const ctx = setupSse({ random: () => 0 });
+    const { client, timers, WS, ES, ws } = ctx;
+    client.connect();
+    for (let i = 0; i < 4; i++) {
+      ws().serverOpen();
+      ws().serverClose(i % 2 ? 1008 : 1013, 'server full');
+      timers.fire(timers.pending().find((t) => t.ms !== 15000));
+    }
+    assert.equal(ES.instances.length, 0);
+    assert.equal(WS.instances.length, 5);
+    // An opened socket that stays silent past the connect timeout does count (a proxy that relays nothing).
+    ws().serverOpen();
+    timers.fire(timers.pending().find((t) => t.ms === 15000));
+    assert.equal(ES.instances.length, 1);
+  });
+
   test('without EventSource (or with sseFallback: false) it keeps to WebSocket', () => {
     for (const options of [{ EventSourceImpl: null }, { EventSourceImpl: makeFakeEventSource(), sseFallback: false }]) {
       const ctx = setup(options);
