@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, waitFor } from './helpers.mjs';
@@ -195,4 +196,74 @@ ${pass ? '            proxy_set_header Upgrade $http_upgrade;\n            proxy
     throw err;
   }
   return nginx;
+}
+
+/**
+ * A loopback TCP tap in front of the server: forwards every byte both ways
+ * unchanged, and on connections whose first response is `101 Switching
+ * Protocols` parses the server's WebSocket frame headers (RFC 6455 §5.2;
+ * server frames are unmasked), so a test can see RSV1, the per-message
+ * compression bit that no browser API exposes.
+ * @returns {Promise<{url: string, port: number, frames: {fin: boolean, rsv1: boolean, opcode: number, length: number}[], close: () => Promise<void>}>}
+ */
+export async function startFrameTap(targetPort) {
+  const frames = [];
+  const sockets = new Set();
+  const tap = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    let phase = 'http';
+    let buf = Buffer.alloc(0);
+    upstream.on('data', (chunk) => {
+      client.write(chunk);
+      if (phase === 'done') return;
+      buf = Buffer.concat([buf, chunk]);
+      if (phase === 'http') {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        phase = buf.subarray(0, 12).toString('latin1') === 'HTTP/1.1 101' ? 'ws' : 'done';
+        buf = buf.subarray(end + 4);
+        if (phase === 'done') return;
+      }
+      for (;;) {
+        if (buf.length < 2) return;
+        let length = buf[1] & 0x7f;
+        let offset = 2;
+        if (length === 126) {
+          if (buf.length < 4) return;
+          length = buf.readUInt16BE(2);
+          offset = 4;
+        } else if (length === 127) {
+          if (buf.length < 10) return;
+          length = Number(buf.readBigUInt64BE(2));
+          offset = 10;
+        }
+        if (buf[1] & 0x80) offset += 4; // a masked server frame would be a protocol error; skip the key anyway
+        if (buf.length < offset + length) return;
+        frames.push({ fin: Boolean(buf[0] & 0x80), rsv1: Boolean(buf[0] & 0x40), opcode: buf[0] & 0x0f, length });
+        buf = buf.subarray(offset + length);
+      }
+    });
+    client.pipe(upstream);
+    const drop = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    client.on('close', drop);
+    upstream.on('close', drop);
+    client.on('error', drop);
+    upstream.on('error', drop);
+  });
+  await new Promise((resolve, reject) => {
+    tap.once('error', reject);
+    tap.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  const { port } = tap.address();
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    frames,
+    close: () => new Promise((resolve) => {
+      for (const s of sockets) s.destroy();
+      tap.close(() => resolve());
+    }),
+  };
 }

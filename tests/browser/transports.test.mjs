@@ -1,13 +1,13 @@
 // The browser's own transports, against the real server in Chromium.
 //
-// The dashboard's WebSocket uses the standard compression:
-// Chromium offers permessage-deflate (RFC 7692) on every socket, the client
-// asks for nothing app-level, so the server must accept the extension. The
-// handshake is read through the DevTools protocol (Network domain), which
-// also shows every frame the page receives; RSV1 itself is below what any
-// browser API exposes, so "the handshake answer names the extension" and
-// "text frames arrive" is the evidence. The feed is scripted (no simulator),
-// so once it is quiet the dashboard's quotes must equal REST's exactly.
+// The dashboard's WebSocket uses the standard compression: Chromium offers
+// permessage-deflate (RFC 7692) on every socket, the client asks for nothing
+// app-level, so the server must accept the extension. Two views of it: the
+// DevTools protocol (Network domain) records the handshake answer and every
+// frame the page receives, and a TCP tap between the page and the server
+// reads the frame headers themselves, where RSV1 (the compression bit, which
+// no browser API exposes) is set. The feed is scripted (no simulator), so
+// once it is quiet the dashboard's quotes must equal REST's exactly.
 //
 // A plain EventSource on /sse (the fallback transport) gets the same messages
 // as events, gzip-encoded, and converges on REST the same way.
@@ -18,7 +18,7 @@ import {
   DEFAULT_WATCHLIST, launchBrowser, lastPrices, openPage, startServer, waitFor, waitForFilledRows,
 } from './helpers.mjs';
 import {
-  QUIET_FEED_ENV, publishTicks, restQuotes, scriptedTicks, waitForQuotesEqualRest,
+  QUIET_FEED_ENV, publishTicks, restQuotes, scriptedTicks, startFrameTap, waitForQuotesEqualRest,
 } from './transport-helpers.mjs';
 import { formatPrice } from '../../frontend/format.js';
 import { mergeMessage } from '../../frontend/ticker-client.js';
@@ -94,6 +94,34 @@ test('the dashboard negotiates permessage-deflate, receives frames, and converge
   await cdp.detach();
   await page.close();
   assert.deepEqual(problems, [], 'the page logged errors');
+});
+
+test('on the wire: the frames the dashboard receives carry RSV1 (compressed messages)', { timeout: 60_000 }, async () => {
+  // The page and its socket go through a TCP tap that reads frame headers.
+  const tap = await startFrameTap(server.port);
+  try {
+    const { page, problems } = await openPage(browser.context, `${tap.url}/`);
+    await page.evaluate(() => localStorage.clear());
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 5000);
+    for (let round = 20; round <= 22; round++) {
+      await publishTicks(server, scriptedTicks(DEFAULT_WATCHLIST, round));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await waitForQuotesEqualRest(page, server, DEFAULT_WATCHLIST);
+    const data = tap.frames.filter((f) => f.opcode === 1 || f.opcode === 2);
+    // welcome, subscriptions, snapshot, then updates: all compressed messages.
+    assert.ok(data.length >= 5, `data frames seen: ${JSON.stringify(tap.frames)}`);
+    assert.ok(data.every((f) => f.opcode === 1), 'text frames only: nothing app-level');
+    // The server may leave a message uncompressed (RFC 7692 allows it); the
+    // snapshot and the updates of three rounds are compressed.
+    const compressed = data.filter((f) => f.rsv1);
+    assert.ok(compressed.length >= 4, `RSV1 frames: ${compressed.length} of ${JSON.stringify(data)}`);
+    await page.close();
+    assert.deepEqual(problems, [], 'the page logged errors');
+  } finally {
+    await tap.close();
+  }
 });
 
 test('a browser EventSource on /sse: gzip, seq from 1 by 1, converges exactly on REST', { timeout: 60_000 }, async () => {
