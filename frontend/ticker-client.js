@@ -469,8 +469,11 @@ export class LineInflater {
  * in a row never open (or one hangs past `connectTimeoutMs` without its
  * welcome), the client streams over `/sse` instead, with the same
  * `symbols=`, `token=` and `max_hz=`, and keeps retrying WebSocket in the
- * background with the usual backoff; the first background attempt that gets
- * its `welcome` takes over and the event stream is closed. Over SSE the
+ * background (once soon after the stream is up, then with the usual backoff);
+ * the first background attempt that gets its `welcome` takes over and the
+ * event stream is closed. When the event stream ends, or fails before its
+ * first welcome (the server is down, not just WebSocket), the reconnect loop
+ * starts from WebSocket again. Over SSE the
  * stream is one-way: subscribe()/unsubscribe()/setMaxHz() reconnect the event
  * stream with the new parameters (debounced), ping() resolves null, and a
  * `seq` gap reconnects the stream (its fresh snapshot is the resync).
@@ -532,8 +535,10 @@ export class TickerClient extends EventTarget {
   #sseReopen = null;
   /** Consecutive failed connections of any kind: the reconnect backoff. */
   #attempts = 0;
-  /** Consecutive WebSocket attempts that ended without a welcome. */
+  /** Consecutive WebSocket attempts that could not get through. */
   #wsFailures = 0;
+  /** The next event-stream welcome triggers a quick background WebSocket attempt. */
+  #quickProbeDue = false;
   #stopped = true;
   #reqId = 0;
   #state = 'idle';
@@ -751,6 +756,7 @@ export class TickerClient extends EventTarget {
 
   /** Streams over SSE now and schedules the next background WebSocket try. */
   #startFallback() {
+    this.#quickProbeDue = true;
     try {
       this.#openSse();
     } catch (err) {
@@ -777,6 +783,8 @@ export class TickerClient extends EventTarget {
       closed: false,
       /** The WebSocket handshake completed ('open'). */
       opened: false,
+      /** The event stream got at least one welcome (EventSource reconnects by itself). */
+      everWelcomed: false,
       /** No welcome within connectTimeoutMs. */
       timedOut: false,
       inflater: null,
@@ -883,11 +891,17 @@ export class TickerClient extends EventTarget {
 
   /** EventSource's own 'error' (no data): it is reconnecting, or gave up. */
   #onSseTransportError(conn) {
-    if (conn.es.readyState === ES_CLOSED) {
+    // Failing before any welcome means HTTP does not get through either: the
+    // server is down or unreachable, which says nothing against WebSocket.
+    // Rather than let EventSource retry every few seconds, the reconnect loop
+    // (WebSocket first again) takes over.
+    if (conn.es.readyState === ES_CLOSED || !conn.everWelcomed) {
       this.#abandon(conn, 1006, 'event stream failed');
       return;
     }
     // Reconnecting by itself: the next response starts with a new welcome.
+    // The server may have restarted, and WebSocket with it: try soon.
+    this.#quickProbeDue = true;
     if (conn.watchdog) this.#clearTimeout(conn.watchdog.handle);
     conn.watchdog = null;
     const wasWelcomed = conn.welcomed;
@@ -947,6 +961,10 @@ export class TickerClient extends EventTarget {
     if (conn.transport === 'sse') {
       this.#cancel('#sseReopen');
       this.#cancel('#probeTimer');
+      // The next attempt is WebSocket again: an event stream that ended
+      // (the server restarted, or is gone) may well mean WebSocket works now;
+      // if it is still blocked, its quick failures bring the fallback back.
+      this.#wsFailures = 0;
     }
     if (!this.#stopped && conn.transport === 'websocket' && this.#fallbackDue()) {
       this.#setStatus('closed', { code, reason, retryInMs: 0 });
@@ -992,11 +1010,12 @@ export class TickerClient extends EventTarget {
   /**
    * While on SSE: the next background WebSocket attempt, with the same
    * backoff as any reconnect, counted from the WebSocket failures so far
-   * (after the usual 3, the first waits up to 4 s, then 8, 16, 30 s).
+   * (after the quick one when the stream is welcomed, up to 8, 16, then 30 s
+   * apart); `soon`: within the first backoff step (0.5 s).
    */
-  #scheduleProbe() {
+  #scheduleProbe({ soon = false } = {}) {
     this.#cancel('#probeTimer');
-    const delay = backoffDelay(this.#wsFailures, this.#backoff);
+    const delay = backoffDelay(soon ? 0 : this.#wsFailures, this.#backoff);
     const token = { handle: null };
     token.handle = this.#setTimeout(() => {
       if (this.#probeTimer !== token || this.#stopped) return;
@@ -1202,6 +1221,13 @@ export class TickerClient extends EventTarget {
     if (conn.transport === 'sse') {
       // Every response of the event stream numbers from 1 again.
       conn.seq.reset();
+      conn.everWelcomed = true;
+      // The server is up: if WebSocket failed only because it was down (a
+      // restart), one quick background attempt finds out now rather than
+      // after the backoff. A blocked WebSocket costs one failed attempt.
+      // (Once per fallback or stream restart, not after a watchlist change.)
+      if (this.#quickProbeDue && !this.#probe) this.#scheduleProbe({ soon: true });
+      this.#quickProbeDue = false;
     } else {
       this.#wsFailures = 0;
       if (msg.compression === 'deflate') conn.compression = 'deflate';

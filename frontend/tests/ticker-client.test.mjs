@@ -783,9 +783,11 @@ describe('TickerClient: SSE fallback', () => {
     es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT] });
     const statusCount = events.of('status').length;
 
-    // The background attempt: backoffDelay(3) with random=1.
+    // The stream is up, so the server is: one quick background attempt
+    // (backoffDelay(0) with random=1), in case WebSocket failed only while
+    // the server was down.
     let [probeTimer] = timers.pending();
-    assert.equal(probeTimer.ms, 4000);
+    assert.equal(probeTimer.ms, 500);
     timers.fire(probeTimer);
     assert.equal(WS.instances.length, 4);
     assert.equal(client.transport, 'sse', 'the stream stays on SSE while WebSocket is tried');
@@ -793,7 +795,7 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(events.of('status').length, statusCount, 'background failures are not reported as status');
     assert.equal(client.state, 'open');
     [probeTimer] = timers.pending();
-    assert.equal(probeTimer.ms, 8000, 'the background attempts back off');
+    assert.equal(probeTimer.ms, 8000, 'then the background attempts back off: backoffDelay(4)');
 
     // Meanwhile the watchlist changed: the probe's URL carries it.
     client.subscribe(['NVDA']);
@@ -801,6 +803,8 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(ES.instances.length, 2);
     es().serverWelcome();
     es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT, { s: 'NVDA', p: 121.37 }] });
+    assert.equal(probeTimer.cancelled, false, 'a watchlist change does not reset the background backoff');
+    assert.equal(timers.pending().filter((t) => t.ms < 8000).length, 0);
     timers.fire(probeTimer);
     assert.equal(ws().query.get('symbols'), 'AAPL,MSFT,NVDA');
     client.unsubscribe(['MSFT']); // while the probe is connecting
@@ -912,13 +916,13 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(await client.ping(), null);
   });
 
-  test('a stream the browser gives up on goes back to the reconnect loop; WebSocket is still tried', () => {
+  test('a stream that ends goes back to the reconnect loop, WebSocket first again', () => {
     const ctx = setupSse();
     const { client, timers, ES, WS, es, ws, events } = ctx;
     client.connect();
     failWebSocketAttempts(ctx, 3);
     es().serverWelcome();
-    es().serverFail(); // e.g. 401 after the token expired
+    es().serverFail(); // e.g. 401 after the token expired, or the server went away
     assert.equal(client.state, 'closed');
     const status = events.of('status').at(-1);
     assert.equal(status.transport, 'sse');
@@ -926,12 +930,48 @@ describe('TickerClient: SSE fallback', () => {
     const pending = timers.pending();
     assert.equal(pending.length, 1, 'only the reconnect: the background attempt was cancelled');
     timers.fire(pending[0]);
-    assert.equal(ES.instances.length, 2, 'WebSocket still fails, so the loop goes straight to SSE');
-    assert.equal(WS.instances.length, 3);
-    const probe = timers.pending().find((t) => t.ms === 4000);
-    assert.ok(probe, 'a background WebSocket attempt is scheduled again');
-    timers.fire(probe);
-    assert.equal(WS.instances.length, 4);
+    assert.equal(WS.instances.length, 4, 'the server may be back with WebSocket: it is tried first');
+    assert.equal(ES.instances.length, 1);
+    failWebSocketAttempts(ctx, 1);
+    timers.fire(timers.pending()[0]);
+    failWebSocketAttempts(ctx, 1);
+    timers.fire(timers.pending()[0]);
+    failWebSocketAttempts(ctx, 1);
+    assert.equal(ES.instances.length, 2, 'still blocked: three quick failures, and SSE again');
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 500));
+    ws().serverWelcome();
+    assert.equal(client.transport, 'websocket');
+  });
+
+  test('an event stream that fails before any welcome (server down) does not retry by itself', () => {
+    const ctx = setupSse();
+    const { client, timers, ES, WS, es } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    const first = es();
+    first.serverEnd(); // connection refused: EventSource would retry every few seconds
+    assert.equal(first.readyState, ES.CLOSED, 'closed: the reconnect loop decides');
+    assert.equal(client.state, 'closed');
+    timers.fire(timers.pending().find((t) => t.ms !== 15000));
+    assert.equal(WS.instances.length, 4, 'WebSocket first: nothing says it is blocked');
+  });
+
+  test("after EventSource's own reconnect (a server restart) one quick WebSocket attempt is made", () => {
+    const ctx = setupSse();
+    const { client, timers, WS, es, ws } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 500));
+    ws().serverClose(1006, ''); // blocked
+    assert.equal(timers.pending()[0].ms, 8000);
+    es().serverEnd();
+    es().serverWelcome({ session: 'restarted' });
+    const quick = timers.pending().find((t) => t.ms === 500);
+    assert.ok(quick, 'a quick attempt replaces the 8 s wait');
+    timers.fire(quick);
+    assert.equal(WS.instances.length, 5);
     ws().serverWelcome();
     assert.equal(client.transport, 'websocket');
   });
@@ -952,7 +992,8 @@ describe('TickerClient: SSE fallback', () => {
     const retries = timers.pending();
     assert.deepEqual(retries.map((t) => t.ms), [250], 'only the reconnect, no stray background attempt');
     timers.fire(retries[0]);
-    assert.equal(ES.instances.length, 2);
+    assert.equal(ctx.WS.instances.length, 4, 'after a restart WebSocket is tried first');
+    assert.equal(ES.instances.length, 1);
   });
 
   test('close code 1013 on SSE waits at least serverFullDelayMs', () => {
@@ -971,7 +1012,7 @@ describe('TickerClient: SSE fallback', () => {
     client.connect();
     failWebSocketAttempts(ctx, 3);
     es().serverWelcome();
-    timers.fire(timers.pending().find((t) => t.ms === 4000)); // the background attempt starts
+    timers.fire(timers.pending().find((t) => t.ms === 500)); // the background attempt starts
     const probe = ws();
     es().serverFail(); // meanwhile the event stream fails
     assert.equal(client.state, 'closed');
@@ -983,20 +1024,22 @@ describe('TickerClient: SSE fallback', () => {
     assert.equal(ES.instances.length, 1);
   });
 
-  test('close() with a background socket in flight does not count it as a failure', () => {
+  test('close() closes the background socket too; connect() starts again from WebSocket', () => {
     const ctx = setupSse();
     const { client, timers, WS, ES, es, ws } = ctx;
     client.connect();
     failWebSocketAttempts(ctx, 3);
     es().serverWelcome();
-    timers.fire(timers.pending().find((t) => t.ms === 4000));
+    timers.fire(timers.pending().find((t) => t.ms === 500));
+    const probe = ws();
     client.close();
-    assert.equal(ws().closeCalls.length, 1, 'the background socket is closed too');
+    assert.equal(probe.closeCalls.length, 1, 'the background socket is closed');
+    assert.equal(es().readyState, ES.CLOSED);
     assert.deepEqual(timers.pending(), []);
-    client.connect(); // still 3 failures known: straight to SSE
-    assert.equal(ES.instances.length, 2);
-    assert.equal(WS.instances.length, 4);
-    assert.equal(timers.pending().find((t) => t.ms !== 15000).ms, 4000, 'backoffDelay(3), not (4)');
+    client.connect();
+    assert.equal(WS.instances.length, 5);
+    assert.equal(ES.instances.length, 1);
+    assert.equal(client.transport, 'websocket');
   });
 
   test('an SSE connection without any event for the stale timeout is given up', () => {
