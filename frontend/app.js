@@ -149,8 +149,8 @@ client.addEventListener('quotes', (event) => {
 });
 
 client.addEventListener('status', (event) => {
-  const { state, compression, retryInMs } = event.detail;
-  renderConnection(state, compression, retryInMs);
+  const { state, transport, compression, retryInMs } = event.detail;
+  renderConnection(state, transport, compression, retryInMs);
   if (state === 'open') {
     client.ping();
     if (!universe.length) loadUniverse();
@@ -702,15 +702,25 @@ setInterval(() => {
 /** When the scheduled reconnect happens (epoch ms), for the countdown. */
 let retryAt = null;
 
-function renderConnection(state, compression, retryInMs) {
+/** What the status bar says about each compression the client can report. */
+const COMPRESSION_TEXT = {
+  'permessage-deflate': 'On (permessage-deflate)',
+  deflate: 'On (deflate)',
+  http: 'HTTP (SSE)',
+  none: 'Off',
+};
+
+function renderConnection(state, transport, compression, retryInMs) {
   const el = $('status-conn');
   el.dataset.state = state;
+  if (transport) el.dataset.transport = transport;
+  else delete el.dataset.transport;
   retryAt = state === 'closed' && retryInMs != null ? Date.now() + retryInMs : null;
-  $('status-conn-text').textContent = connectionText(state);
+  $('status-conn-text').textContent = connectionText(state, transport);
   renderRetry();
   const comp = $('status-compression');
   if (state === 'open') {
-    comp.textContent = compression === 'deflate' ? 'On (deflate)' : 'Off';
+    comp.textContent = COMPRESSION_TEXT[compression] ?? 'Off';
     comp.dataset.compression = compression ?? 'none';
   } else {
     comp.textContent = MISSING;
@@ -720,8 +730,12 @@ function renderConnection(state, compression, retryInMs) {
   if (state !== 'open') $('status-rtt').textContent = MISSING;
 }
 
-function connectionText(state) {
-  if (state === 'open') return 'Connected';
+/**
+ * The status bar names the transport while live: "SSE fallback" tells a
+ * user (and their admin) that a proxy on the way blocks WebSockets.
+ */
+function connectionText(state, transport) {
+  if (state === 'open') return transport === 'sse' ? 'Live · SSE fallback' : 'Live · WebSocket';
   if (state === 'connecting') return client.welcome ? 'Reconnecting…' : 'Connecting…';
   return 'Disconnected';
 }
@@ -952,6 +966,6 @@ globalThis.tickstream = Object.freeze({
 
 for (const symbol of watchlist) seriesOf(symbol);
 rebuildTable();
-renderConnection('connecting', null, null);
+renderConnection('connecting', null, null, null);
 client.connect();
 loadUniverse();

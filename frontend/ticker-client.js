@@ -2,13 +2,18 @@
 //
 // A plain ES module with no build step and no dependencies. It talks the
 // viewer-stream protocol of `docs/PROTOCOL.md` (`GET /ws`): it keeps a local
-// copy of the subscribed quotes, resyncs on `seq` gaps, inflates the optional
-// raw-DEFLATE stream, and reconnects with backoff after any close.
+// copy of the subscribed quotes, resyncs on `seq` gaps, and reconnects with
+// backoff after any close. Compression is the browser's own permessage-deflate
+// by default (nothing to do here); the app-level raw-DEFLATE stream
+// (`compression: 'deflate'`) is still inflated when asked for. When WebSocket
+// cannot get through (a proxy that strips `Upgrade`), it streams over `GET /sse`
+// (Server-Sent Events) instead and keeps trying WebSocket in the background.
 //
 // Everything the class relies on that can be tested without a browser is
 // exported as a pure helper (mergeMessage, backoffDelay, SeqTracker, ...), and
-// every browser global the class touches (WebSocket, DecompressionStream,
-// timers, clock) can be injected, so the whole module runs under `node --test`.
+// every browser global the class touches (WebSocket, EventSource,
+// DecompressionStream, timers, clock) can be injected, so the whole module runs
+// under `node --test`.
 
 /** WebSocket.OPEN; read from the injected class when it defines it. */
 const WS_OPEN = 1;
@@ -31,6 +36,20 @@ export const CLOSE_STALE = 4000;
 
 /** Message types that carry `seq` (contract §2, docs §7). */
 const SEQ_TYPES = new Set(['snapshot', 'update', 'heartbeat']);
+
+/** EventSource.CLOSED: the browser gave up and will not reconnect by itself. */
+const ES_CLOSED = 2;
+
+/**
+ * The event types `/sse` sends; each `data:` is the same JSON as on `/ws`.
+ * `close` ({"type":"close","code":1001,"reason":"…"}) is the server's last
+ * event before it ends the response: the close code the same ending has on a
+ * WebSocket.
+ */
+const SSE_EVENTS = ['welcome', 'snapshot', 'update', 'heartbeat', 'error', 'close'];
+
+/** Query parameters the client owns; every other one (e.g. `token`) is kept. */
+const OWN_PARAMS = ['symbols', 'compression', 'max_hz'];
 
 // ---------------------------------------------------------------------------
 // Pure helpers
@@ -206,6 +225,56 @@ export function buildStreamUrl(url, { symbols = [], compression = null, base = g
 }
 
 /**
+ * Builds the `/sse` URL (Server-Sent Events) for one fallback attempt.
+ *
+ * By default it is the stream URL with its last path segment `ws` replaced by
+ * `sse` (`wss://h/feed/ws` -> `https://h/feed/sse`), or `/sse` when the path
+ * does not end in `/ws`; `sseUrl` overrides it. Query parameters of the stream
+ * URL other than `symbols`, `compression` and `max_hz` (i.e. `token`) are
+ * carried over, because EventSource cannot send an Authorization header.
+ *
+ * @param {string | URL} url the `/ws` URL the client was given
+ * @param {{symbols?: string[], maxHz?: number | null, sseUrl?: string | URL | null, base?: string}} [options]
+ * @returns {string} an http(s) URL
+ */
+export function buildSseUrl(url, { symbols = [], maxHz = null, sseUrl = null, base = globalThis.location?.href } = {}) {
+  const ws = base === undefined ? new URL(String(url)) : new URL(String(url), base);
+  if (ws.protocol === 'ws:') ws.protocol = 'http:';
+  else if (ws.protocol === 'wss:') ws.protocol = 'https:';
+  let u;
+  if (sseUrl != null) {
+    u = new URL(String(sseUrl), ws);
+  } else {
+    u = new URL(ws);
+    u.search = '';
+    u.pathname = /\/ws\/?$/.test(u.pathname) ? u.pathname.replace(/\/ws\/?$/, '/sse') : '/sse';
+  }
+  const params = u.searchParams;
+  for (const name of OWN_PARAMS) params.delete(name);
+  for (const [k, v] of ws.searchParams) if (!OWN_PARAMS.includes(k) && !params.has(k)) params.append(k, v);
+  if (maxHz != null) params.set('max_hz', String(maxHz));
+  let search = params.toString();
+  if (symbols.length) {
+    const list = symbols.map(encodeURIComponent).join(',');
+    search = search ? `${search}&symbols=${list}` : `symbols=${list}`;
+  }
+  u.search = search;
+  return u.toString();
+}
+
+/**
+ * Whether a WebSocket's negotiated `extensions` string (the handshake's
+ * `Sec-WebSocket-Extensions` answer, e.g. `permessage-deflate;
+ * client_no_context_takeover`) includes permessage-deflate (RFC 7692).
+ * @param {unknown} extensions
+ * @returns {boolean}
+ */
+export function negotiatedPermessageDeflate(extensions) {
+  if (typeof extensions !== 'string') return false;
+  return extensions.split(',').some((ext) => ext.split(';')[0].trim().toLowerCase() === 'permessage-deflate');
+}
+
+/**
  * Returns true when `DecompressionStreamImpl` exists and accepts
  * 'deflate-raw'. Some browsers shipped DecompressionStream with only 'gzip'
  * and 'deflate' (zlib-wrapped), and constructing it with an unknown format
@@ -345,12 +414,36 @@ export class LineInflater {
 /**
  * @typedef {object} TickerClientOptions
  * @property {string | Iterable<string>} [symbols] initial desired subscription
- * @property {'auto' | 'deflate' | 'none'} [compression] 'auto' uses deflate
- *   when DecompressionStream supports 'deflate-raw'
+ * @property {'auto' | 'deflate' | 'none'} [compression] how `/ws` is
+ *   compressed. 'auto' (the default) and 'none' send no `compression=`
+ *   parameter, so the WebSocket layer's own permessage-deflate (RFC 7692),
+ *   which every browser offers on every connection, is what compresses; no
+ *   JavaScript inflates anything. The two differ in name only: a page cannot
+ *   stop its browser from offering the extension, so 'none' means "no
+ *   application-level compression". 'deflate' asks for the older app-level
+ *   mode (`?compression=deflate`: binary frames, one raw-DEFLATE stream per
+ *   connection, inflated here with DecompressionStream('deflate-raw')); the
+ *   server then declines permessage-deflate. Use it only for a WebSocket
+ *   implementation that cannot do permessage-deflate.
  * @property {number} [maxHz] if set, sent as `op:set` after every welcome
+ *   (and as `max_hz=` on `/sse`)
  * @property {typeof WebSocket} [WebSocketImpl]
+ * @property {typeof EventSource | null} [EventSourceImpl] for the `/sse`
+ *   fallback; null (or no global EventSource) disables the fallback
+ * @property {boolean} [sseFallback] stream over `/sse` when WebSocket cannot
+ *   connect (default true)
+ * @property {string | URL} [sseUrl] the `/sse` endpoint; default: the stream
+ *   URL with `/ws` replaced by `/sse` (see {@link buildSseUrl})
+ * @property {number} [fallbackAfterFailures] consecutive WebSocket attempts
+ *   that could not get through (never opened) before falling back (default
+ *   3). An attempt that hits `connectTimeoutMs` (an upgrade that never
+ *   completes, or a socket that relays nothing) falls back at once. A socket
+ *   the server opened and closed with a code (1013, 1008) does not count.
+ * @property {number} [sseResubscribeDelayMs] over `/sse`, watchlist and
+ *   `max_hz` changes reconnect the event stream after this quiet period
+ *   (default 250), so adding five symbols costs one reconnect, not five
  * @property {typeof DecompressionStream | null} [DecompressionStreamImpl]
- *   pass null (not undefined, which means "use the global") to force plain text
+ *   only for compression 'deflate'
  * @property {() => number} [now] monotonic clock in ms (RTT, stale check)
  * @property {(fn: () => void, ms: number) => unknown} [setTimeout]
  * @property {(handle: unknown) => void} [clearTimeout] defaults to the global
@@ -362,7 +455,8 @@ export class LineInflater {
  *   (default 5000)
  * @property {() => number} [random] jitter source, for tests
  * @property {number} [staleTimeoutMs] give up on a connection after this long
- *   without any frame; default 3 × the welcome's heartbeat_ms; 0 disables
+ *   without any frame or event; default 3 × the welcome's heartbeat_ms; 0
+ *   disables
  * @property {number} [connectTimeoutMs] give up on an attempt that has no
  *   welcome after this long (default 15000; 0 disables)
  * @property {string} [base] base URL for a relative `url`
@@ -371,12 +465,29 @@ export class LineInflater {
 /**
  * Live quotes from a tickstream server.
  *
+ * Transports: WebSocket (`/ws`) first. When `fallbackAfterFailures` attempts
+ * in a row never open (or one hangs past `connectTimeoutMs` without its
+ * welcome), the client streams over `/sse` instead, with the same
+ * `symbols=`, `token=` and `max_hz=`, and keeps retrying WebSocket in the
+ * background (once soon after the stream is up, then with the usual backoff);
+ * the first background attempt that gets its `welcome` takes over and the
+ * event stream is closed. When the event stream ends, or fails before its
+ * first welcome (the server is down, not just WebSocket), the reconnect loop
+ * starts from WebSocket again. Over SSE the
+ * stream is one-way: subscribe()/unsubscribe()/setMaxHz() reconnect the event
+ * stream with the new parameters (debounced), ping() resolves null, and a
+ * `seq` gap reconnects the stream (its fresh snapshot is the resync).
+ *
  * Events (all CustomEvent):
  * - `quotes`  detail `{symbols}`: symbols whose entry in `client.quotes` was
  *   replaced, merged or removed (check `quotes.has(s)` to tell removal apart).
- * - `status`  detail `{state, code, reason, compression, retryInMs}`: state is
- *   'connecting' | 'open' (welcome received) | 'closed'; `retryInMs` is the
- *   scheduled reconnect delay, or null when the client stopped.
+ * - `status`  detail `{state, transport, code, reason, compression,
+ *   retryInMs}`: state is 'connecting' | 'open' (welcome received) |
+ *   'closed'; transport is 'websocket' | 'sse'; compression is
+ *   'permessage-deflate' | 'deflate' | 'none' on a WebSocket and 'http' on
+ *   SSE (the response's own Content-Encoding, which scripts cannot see);
+ *   `retryInMs` is the scheduled reconnect delay, or null when the client
+ *   stopped or needs none.
  * - `latency` detail `{rttMs}`: round trip of a `ping()`.
  * - `error`   detail: the server's `error` message object. Client-side
  *   failures (undecodable data) use the same `{code, message}` shape with
@@ -399,6 +510,10 @@ export class TickerClient extends EventTarget {
   #compression;
   #maxHz;
   #WebSocket;
+  #EventSource;
+  #sseUrl;
+  #fallbackAfter;
+  #sseResubscribeDelayMs;
   #DecompressionStream;
   #now;
   #setTimeout;
@@ -407,20 +522,30 @@ export class TickerClient extends EventTarget {
   #serverFullDelayMs;
   #staleTimeoutMs;
   #connectTimeoutMs;
-  #deflateSupported = null;
 
-  /** Current (or last) connection record; see #open. */
+  /** Current (or last) connection record, WebSocket or SSE; see #openWs. */
   #conn = null;
+  /** A background WebSocket attempt while streaming over SSE. */
+  #probe = null;
   /** Token of the pending reconnect timer; stale timer callbacks compare it. */
   #retry = null;
+  /** Token of the pending background WebSocket attempt (while on SSE). */
+  #probeTimer = null;
+  /** Token of the pending debounced SSE reconnect (watchlist changed). */
+  #sseReopen = null;
+  /** Consecutive failed connections of any kind: the reconnect backoff. */
   #attempts = 0;
+  /** Consecutive WebSocket attempts that could not get through. */
+  #wsFailures = 0;
+  /** The next event-stream welcome triggers a quick background WebSocket attempt. */
+  #quickProbeDue = false;
   #stopped = true;
   #reqId = 0;
   #state = 'idle';
 
   /**
    * @param {string | URL} url the `/ws` endpoint; query parameters other than
-   *   `symbols` and `compression` are kept
+   *   `symbols`, `compression` and `max_hz` are kept (on `/sse` too)
    * @param {TickerClientOptions} [options]
    */
   constructor(url, {
@@ -428,6 +553,11 @@ export class TickerClient extends EventTarget {
     compression = 'auto',
     maxHz,
     WebSocketImpl = globalThis.WebSocket,
+    EventSourceImpl = globalThis.EventSource,
+    sseFallback = true,
+    sseUrl = null,
+    fallbackAfterFailures = 3,
+    sseResubscribeDelayMs = 250,
     DecompressionStreamImpl = globalThis.DecompressionStream,
     now = () => (globalThis.performance ? globalThis.performance.now() : Date.now()),
     setTimeout,
@@ -455,6 +585,10 @@ export class TickerClient extends EventTarget {
     this.#compression = compression;
     this.#maxHz = maxHz;
     this.#WebSocket = WebSocketImpl;
+    this.#EventSource = sseFallback && typeof EventSourceImpl === 'function' ? EventSourceImpl : null;
+    this.#sseUrl = sseUrl;
+    this.#fallbackAfter = Math.max(1, Math.floor(fallbackAfterFailures) || 1);
+    this.#sseResubscribeDelayMs = sseResubscribeDelayMs;
     this.#DecompressionStream = DecompressionStreamImpl;
     this.#now = now;
     this.#setTimeout = setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
@@ -468,10 +602,16 @@ export class TickerClient extends EventTarget {
   /** 'idle' before connect(), then 'connecting' | 'open' | 'closed'. */
   get state() { return this.#state; }
 
+  /** 'websocket' or 'sse': the transport of the current (or last) connection; null before connect(). */
+  get transport() { return this.#conn ? this.#conn.transport : null; }
+
   /** The subscription that is re-sent on every (re)connect, sorted. */
   get symbols() { return [...this.#desired].sort(); }
 
-  /** 'deflate' or 'none' as announced by the current welcome; null before. */
+  /**
+   * 'permessage-deflate', 'deflate' (app-level) or 'none' on a welcomed
+   * WebSocket, 'http' on SSE; null before the welcome.
+   */
   get compression() { return this.#conn?.welcomed ? this.#conn.compression : null; }
 
   /**
@@ -483,11 +623,8 @@ export class TickerClient extends EventTarget {
   connect() {
     this.#stopped = false;
     if (this.#conn && !this.#conn.closed) return this;
-    if (this.#retry) {
-      this.#clearTimeout(this.#retry.handle);
-      this.#retry = null;
-    }
-    this.#open();
+    this.#cancel('#retry');
+    this.#startAttempt();
     return this;
   }
 
@@ -499,13 +636,13 @@ export class TickerClient extends EventTarget {
    */
   close(code = 1000, reason = 'client closed') {
     this.#stopped = true;
-    if (this.#retry) {
-      this.#clearTimeout(this.#retry.handle);
-      this.#retry = null;
-    }
+    this.#cancel('#retry');
+    this.#cancel('#probeTimer');
+    this.#cancel('#sseReopen');
+    if (this.#probe) this.#abandon(this.#probe, code, reason);
     const conn = this.#conn;
     if (conn && !conn.closed) {
-      try { conn.ws.close(code, reason); } catch { /* already closing */ }
+      try { conn.close(code, reason); } catch { /* already closing */ }
       // Report the close now instead of waiting for the close handshake,
       // which never finishes on a dead TCP connection.
       this.#handleClose(conn, code, reason);
@@ -517,7 +654,8 @@ export class TickerClient extends EventTarget {
   /**
    * Adds symbols to the desired set and, when connected, sends `subscribe`.
    * `"*"` subscribes to everything. While disconnected, the set is simply
-   * carried into the next connection's `symbols=`.
+   * carried into the next connection's `symbols=`; over SSE the event stream
+   * reconnects with the new set (debounced).
    * @param {string | Iterable<string>} symbols
    * @returns {number | null} the request's req_id, or null if not sent now
    */
@@ -528,6 +666,7 @@ export class TickerClient extends EventTarget {
     if (names.includes('*')) this.#desired = new Set(['*']);
     else if (!this.#desired.has('*')) for (const s of names) this.#desired.add(s);
     const added = [...this.#desired].filter((s) => !before.has(s));
+    this.#sseParametersChanged();
     return this.#sendSubscriptionOp('subscribe', names, added);
   }
 
@@ -555,6 +694,7 @@ export class TickerClient extends EventTarget {
     }
     for (const s of dropped) this.quotes.delete(s);
     if (dropped.length) this.#emit('quotes', { symbols: dropped });
+    this.#sseParametersChanged();
     return this.#sendSubscriptionOp('unsubscribe', names, []);
   }
 
@@ -566,6 +706,7 @@ export class TickerClient extends EventTarget {
    */
   setMaxHz(hz) {
     this.#maxHz = hz;
+    this.#sseParametersChanged();
     const conn = this.#liveConn();
     return conn ? this.#send(conn, { op: 'set', max_hz: hz }) : null;
   }
@@ -573,9 +714,9 @@ export class TickerClient extends EventTarget {
   /**
    * Measures the round trip with `{"op":"ping","req_id":n}` and its `pong`,
    * and emits `latency`. Resolves to the RTT in ms, or to null when not
-   * connected or when the connection closes first; it never rejects, so
-   * fire-and-forget callers (a periodic ping driving the `latency` event)
-   * cannot cause unhandled rejections.
+   * connected (or on SSE, which is one-way) or when the connection closes
+   * first; it never rejects, so fire-and-forget callers (a periodic ping
+   * driving the `latency` event) cannot cause unhandled rejections.
    * @returns {Promise<number | null>}
    */
   ping() {
@@ -589,32 +730,63 @@ export class TickerClient extends EventTarget {
 
   // -- connection lifecycle -------------------------------------------------
 
-  #wantDeflate() {
-    if (this.#compression === 'none') return false;
-    if (this.#deflateSupported === null) this.#deflateSupported = supportsDeflateRaw(this.#DecompressionStream);
-    return this.#deflateSupported;
+  /** Cancels one of the timer tokens (#retry, #probeTimer, #sseReopen). */
+  #cancel(name) {
+    const token = name === '#retry' ? this.#retry : name === '#probeTimer' ? this.#probeTimer : this.#sseReopen;
+    if (token) this.#clearTimeout(token.handle);
+    if (name === '#retry') this.#retry = null;
+    else if (name === '#probeTimer') this.#probeTimer = null;
+    else this.#sseReopen = null;
   }
 
-  #open() {
-    const requested = new Set(this.#desired);
-    const deflate = this.#wantDeflate();
-    const url = buildStreamUrl(this.#url, {
-      symbols: [...requested],
-      compression: deflate ? 'deflate' : null,
-      base: this.#base,
-    });
-    const ws = new this.#WebSocket(url);
-    ws.binaryType = 'arraybuffer';
-    /** Everything that lives and dies with one connection. */
-    const conn = {
-      ws,
+  /**
+   * One attempt of the reconnect loop: WebSocket, unless WebSocket has
+   * already failed often enough that the fallback is due, in which case the
+   * attempt is the event stream (WebSocket keeps being tried in the
+   * background).
+   */
+  #startAttempt() {
+    if (this.#fallbackDue()) this.#startFallback();
+    else this.#openWs();
+  }
+
+  #fallbackDue() {
+    return this.#EventSource !== null && this.#wsFailures >= this.#fallbackAfter;
+  }
+
+  /** Streams over SSE now and schedules the next background WebSocket try. */
+  #startFallback() {
+    this.#quickProbeDue = true;
+    try {
+      this.#openSse();
+    } catch (err) {
+      // e.g. a SyntaxError for a URL EventSource refuses: back to the loop.
+      this.#localError('connect_failed', err);
+      this.#conn = null;
+      const retryInMs = this.#scheduleReconnect(undefined);
+      this.#setStatus('closed', { code: undefined, reason: String(err?.message ?? err), retryInMs });
+      return;
+    }
+    this.#scheduleProbe();
+  }
+
+  /** A connection record: everything that lives and dies with one connection. */
+  #newConn(transport, url, extra) {
+    return {
+      transport,
       url,
       /** The set sent in `symbols=`; compared with the desired set at welcome. */
-      requested,
-      deflateRequested: deflate,
+      requested: new Set(this.#desired),
+      maxHz: this.#maxHz,
       compression: 'none',
       welcomed: false,
       closed: false,
+      /** The WebSocket handshake completed ('open'). */
+      opened: false,
+      /** The event stream got at least one welcome (EventSource reconnects by itself). */
+      everWelcomed: false,
+      /** No welcome within connectTimeoutMs. */
+      timedOut: false,
       inflater: null,
       seq: new SeqTracker(),
       /** req_id of an outstanding resync snapshot; one at a time is enough. */
@@ -627,8 +799,33 @@ export class TickerClient extends EventTarget {
       pings: new Map(),
       lastFrameAt: this.#now(),
       watchdog: null,
+      ...extra,
     };
-    this.#conn = conn;
+  }
+
+  /**
+   * Opens a WebSocket. A probe is the background attempt made while
+   * streaming over SSE: it reports no status and takes over only once it is
+   * welcomed.
+   */
+  #openWs({ probe = false } = {}) {
+    const deflate = this.#compression === 'deflate';
+    const url = buildStreamUrl(this.#url, {
+      symbols: [...this.#desired],
+      compression: deflate ? 'deflate' : null,
+      base: this.#base,
+    });
+    const ws = new this.#WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    const conn = this.#newConn('websocket', url, {
+      ws,
+      deflateRequested: deflate,
+      probe,
+      close: (code, reason) => (code == null ? ws.close() : ws.close(code, reason)),
+    });
+    if (probe) this.#probe = conn;
+    else this.#conn = conn;
+    ws.onopen = () => { conn.opened = true; };
     ws.onmessage = (ev) => this.#onFrame(conn, ev.data);
     ws.onclose = (ev) => this.#handleClose(conn, ev?.code, ev?.reason);
     // In browsers 'error' is always followed by 'close', which is where we
@@ -638,16 +835,95 @@ export class TickerClient extends EventTarget {
     ws.onerror = () => {
       if (!conn.closed && ws.readyState === (this.#WebSocket.CONNECTING ?? 0)) this.#abandon(conn, 1006, 'connection failed', null);
     };
-    // A connect that hangs (blackholed SYN, proxy that never answers) would
-    // otherwise wait for the OS TCP timeout, often minutes.
-    if (this.#connectTimeoutMs > 0) {
-      conn.watchdog = {
-        handle: this.#setTimeout(() => {
-          if (!conn.closed && !conn.welcomed) this.#abandon(conn, CLOSE_STALE, `no welcome within ${this.#connectTimeoutMs} ms`);
-        }, this.#connectTimeoutMs),
-      };
+    this.#armConnectTimeout(conn);
+    if (!probe) this.#setStatus('connecting', { code: undefined, reason: undefined, retryInMs: null });
+  }
+
+  /**
+   * Opens the event stream (`/sse`) as the current connection. EventSource
+   * reconnects by itself after the server ends a response (each new response
+   * starts with a fresh `welcome` and `snapshot`, `seq` from 1); only when it
+   * gives up (readyState CLOSED, e.g. an HTTP error) does the client's own
+   * reconnect loop take over.
+   */
+  #openSse() {
+    const url = buildSseUrl(this.#url, {
+      symbols: [...this.#desired], maxHz: this.#maxHz, sseUrl: this.#sseUrl, base: this.#base,
+    });
+    const es = new this.#EventSource(url);
+    const conn = this.#newConn('sse', url, {
+      es,
+      compression: 'http',
+      close: () => es.close(),
+    });
+    this.#conn = conn;
+    for (const type of SSE_EVENTS) {
+      es.addEventListener(type, (ev) => {
+        if (conn.closed) return;
+        if (type === 'error' && typeof ev?.data !== 'string') {
+          this.#onSseTransportError(conn);
+          return;
+        }
+        conn.lastFrameAt = this.#now();
+        if (type === 'close') {
+          this.#onSseClose(conn, ev.data);
+          return;
+        }
+        this.#onLine(conn, ev.data);
+      });
     }
+    this.#armConnectTimeout(conn);
     this.#setStatus('connecting', { code: undefined, reason: undefined, retryInMs: null });
+  }
+
+  /**
+   * The server's last event (shutdown, kick, token expiry, slow consumer).
+   * Rather than let EventSource come back after its own fixed delay, the
+   * stream is closed and the reconnect loop takes over, exactly as after a
+   * WebSocket close with that code: backoff with jitter, 1013's longer wait.
+   */
+  #onSseClose(conn, data) {
+    let msg = null;
+    try { msg = JSON.parse(data); } catch { /* a close without a readable code is still a close */ }
+    const code = Number.isInteger(msg?.code) ? msg.code : 1006;
+    this.#abandon(conn, code, typeof msg?.reason === 'string' ? msg.reason : 'event stream closed', null);
+  }
+
+  /** EventSource's own 'error' (no data): it is reconnecting, or gave up. */
+  #onSseTransportError(conn) {
+    // Failing before any welcome means HTTP does not get through either: the
+    // server is down or unreachable, which says nothing against WebSocket.
+    // Rather than let EventSource retry every few seconds, the reconnect loop
+    // (WebSocket first again) takes over.
+    if (conn.es.readyState === ES_CLOSED || !conn.everWelcomed) {
+      this.#abandon(conn, 1006, 'event stream failed');
+      return;
+    }
+    // Reconnecting by itself: the next response starts with a new welcome.
+    // The server may have restarted, and WebSocket with it: try soon.
+    this.#quickProbeDue = true;
+    if (conn.watchdog) this.#clearTimeout(conn.watchdog.handle);
+    conn.watchdog = null;
+    const wasWelcomed = conn.welcomed;
+    conn.welcomed = false;
+    this.#armConnectTimeout(conn);
+    if (wasWelcomed && this.#conn === conn) this.#setStatus('connecting', { code: undefined, reason: 'event stream reconnecting', retryInMs: null });
+  }
+
+  /**
+   * A connect that hangs (blackholed SYN, a proxy that never answers or
+   * never completes the upgrade) would otherwise wait for the OS TCP
+   * timeout, often minutes.
+   */
+  #armConnectTimeout(conn) {
+    if (!(this.#connectTimeoutMs > 0)) return;
+    conn.watchdog = {
+      handle: this.#setTimeout(() => {
+        if (conn.closed || conn.welcomed) return;
+        conn.timedOut = true;
+        this.#abandon(conn, CLOSE_STALE, `no welcome within ${this.#connectTimeoutMs} ms`);
+      }, this.#connectTimeoutMs),
+    };
   }
 
   #liveConn() {
@@ -664,7 +940,38 @@ export class TickerClient extends EventTarget {
     conn.inflater?.close();
     for (const { resolve } of conn.pings.values()) resolve(null);
     conn.pings.clear();
+    // What counts towards the fallback is a WebSocket that could not get
+    // through: one that never opened, or one that opened and then stayed
+    // silent past the connect timeout (a proxy that does not relay frames).
+    // A socket the server opened and then closed with a code (1013 full,
+    // 1008 policy) did get through; SSE would not help. Nor does a socket
+    // this client closed itself (close()) say anything about the network.
+    if (conn.transport === 'websocket' && !conn.welcomed && !this.#stopped && (!conn.opened || conn.timedOut)) {
+      this.#wsFailures += 1;
+      // An upgrade that hangs is what a proxy that cannot pass WebSocket
+      // does: waiting for more attempts would only add minutes.
+      if (conn.timedOut) this.#wsFailures = Math.max(this.#wsFailures, this.#fallbackAfter);
+    }
+    if (conn === this.#probe) {
+      this.#probe = null;
+      if (!this.#stopped && this.#conn?.transport === 'sse' && !this.#conn.closed) this.#scheduleProbe();
+      return;
+    }
     if (this.#conn !== conn) return;
+    if (conn.transport === 'sse') {
+      this.#cancel('#sseReopen');
+      this.#cancel('#probeTimer');
+      // The next attempt is WebSocket again: an event stream that ended
+      // (the server restarted, or is gone) may well mean WebSocket works now;
+      // if it is still blocked, its quick failures bring the fallback back.
+      this.#wsFailures = 0;
+    }
+    if (!this.#stopped && conn.transport === 'websocket' && this.#fallbackDue()) {
+      this.#setStatus('closed', { code, reason, retryInMs: 0 });
+      this.#attempts += 1;
+      this.#startFallback();
+      return;
+    }
     const retryInMs = this.#stopped ? null : this.#scheduleReconnect(code);
     this.#setStatus('closed', { code, reason, retryInMs });
   }
@@ -686,7 +993,7 @@ export class TickerClient extends EventTarget {
       if (this.#retry !== token || this.#stopped) return;
       this.#retry = null;
       try {
-        this.#open();
+        this.#startAttempt();
       } catch (err) {
         // e.g. a SecurityError from the WebSocket constructor: keep trying,
         // with growing delays, rather than dying inside a timer.
@@ -698,6 +1005,73 @@ export class TickerClient extends EventTarget {
     }, delay);
     this.#retry = token;
     return delay;
+  }
+
+  /**
+   * While on SSE: the next background WebSocket attempt, with the same
+   * backoff as any reconnect, counted from the WebSocket failures so far
+   * (after the quick one when the stream is welcomed, up to 8, 16, then 30 s
+   * apart); `soon`: within the first backoff step (0.5 s).
+   */
+  #scheduleProbe({ soon = false } = {}) {
+    this.#cancel('#probeTimer');
+    const delay = backoffDelay(soon ? 0 : this.#wsFailures, this.#backoff);
+    const token = { handle: null };
+    token.handle = this.#setTimeout(() => {
+      if (this.#probeTimer !== token || this.#stopped) return;
+      this.#probeTimer = null;
+      if (this.#conn?.transport !== 'sse' || this.#conn.closed || this.#probe) return;
+      try {
+        this.#openWs({ probe: true });
+      } catch (err) {
+        this.#localError('connect_failed', err);
+        this.#wsFailures += 1;
+        this.#scheduleProbe();
+      }
+    }, delay);
+    this.#probeTimer = token;
+  }
+
+  /** Over SSE, a changed watchlist or max_hz means a new event stream; debounced. */
+  #sseParametersChanged() {
+    const conn = this.#conn;
+    if (!conn || conn.closed || conn.transport !== 'sse' || this.#stopped) return;
+    this.#cancel('#sseReopen');
+    const token = { handle: null };
+    token.handle = this.#setTimeout(() => {
+      if (this.#sseReopen !== token) return;
+      this.#sseReopen = null;
+      if (this.#conn !== conn || conn.closed || this.#stopped) return;
+      if (this.#sseOutOfDate(conn)) this.#reopenSse(conn);
+    }, this.#sseResubscribeDelayMs);
+    this.#sseReopen = token;
+  }
+
+  /** Whether the event stream was opened with other symbols or max_hz than wanted now. */
+  #sseOutOfDate(conn) {
+    return conn.maxHz !== this.#maxHz || conn.requested.size !== this.#desired.size
+      || [...this.#desired].some((s) => !conn.requested.has(s));
+  }
+
+  /**
+   * Replaces the event stream with a new one (new parameters, or a resync
+   * after a `seq` gap), without going through the reconnect loop: the
+   * background WebSocket attempts go on as scheduled.
+   */
+  #reopenSse(conn) {
+    conn.closed = true;
+    if (conn.watchdog) this.#clearTimeout(conn.watchdog.handle);
+    conn.watchdog = null;
+    try { conn.close(); } catch { /* already closed */ }
+    try {
+      this.#openSse();
+    } catch (err) {
+      this.#localError('connect_failed', err);
+      this.#cancel('#probeTimer');
+      this.#conn = null;
+      const retryInMs = this.#scheduleReconnect(undefined);
+      this.#setStatus('closed', { code: undefined, reason: String(err?.message ?? err), retryInMs });
+    }
   }
 
   /**
@@ -713,8 +1087,7 @@ export class TickerClient extends EventTarget {
     // close() on a CONNECTING socket, and that must not re-enter here.
     this.#handleClose(conn, code, reason);
     try {
-      if (sendCode === null) conn.ws.close();
-      else conn.ws.close(sendCode, reason);
+      conn.close(sendCode, reason);
     } catch { /* already closing */ }
   }
 
@@ -737,7 +1110,7 @@ export class TickerClient extends EventTarget {
     if (conn.closed) return;
     conn.lastFrameAt = this.#now();
     if (typeof data === 'string') {
-      // welcome, or everything when uncompressed.
+      // welcome, or everything when not app-level compressed.
       this.#onLine(conn, data);
     } else if (conn.inflater) {
       conn.inflater.push(data);
@@ -758,16 +1131,32 @@ export class TickerClient extends EventTarget {
   }
 
   #onMessage(conn, msg) {
-    if (this.#conn !== conn || this.#stopped) return;
+    if (this.#stopped) return;
+    if (conn === this.#probe) {
+      // A background WebSocket got through: it takes over from the event stream.
+      if (msg.type !== 'welcome') return;
+      this.#promoteProbe(conn);
+    }
+    if (this.#conn !== conn) return;
     if (msg.type === 'welcome') {
       this.#onWelcome(conn, msg);
       return;
     }
     const gap = conn.seq.observe(msg);
-    if (gap && conn.resyncReqId == null && !conn.closed) {
-      // Only one resync at a time: any loss seen before its reply arrives
-      // happened earlier than the reply's snapshot, which covers it.
-      conn.resyncReqId = this.#send(conn, { op: 'snapshot' });
+    if (gap && !conn.closed) {
+      if (conn.transport === 'sse') {
+        // One-way: a new event stream's snapshot is the resync. Apply this
+        // message first; it is still the newest data for its symbols.
+        const changed = mergeMessage(this.quotes, msg);
+        if (changed.length) this.#emit('quotes', { symbols: changed });
+        this.#reopenSse(conn);
+        return;
+      }
+      if (conn.resyncReqId == null) {
+        // Only one resync at a time: any loss seen before its reply arrives
+        // happened earlier than the reply's snapshot, which covers it.
+        conn.resyncReqId = this.#send(conn, { op: 'snapshot' });
+      }
     }
     switch (msg.type) {
       case 'snapshot':
@@ -800,16 +1189,50 @@ export class TickerClient extends EventTarget {
     }
   }
 
+  /** The background WebSocket becomes the connection; the event stream ends. */
+  #promoteProbe(conn) {
+    this.#probe = null;
+    this.#cancel('#probeTimer');
+    // The event stream may have failed while this socket was connecting: its
+    // pending reconnect is not needed any more.
+    this.#cancel('#retry');
+    this.#cancel('#sseReopen');
+    const old = this.#conn;
+    this.#conn = conn;
+    if (old && !old.closed) {
+      old.closed = true;
+      if (old.watchdog) this.#clearTimeout(old.watchdog.handle);
+      old.watchdog = null;
+      try { old.close(1000, 'switching to WebSocket'); } catch { /* already closed */ }
+    }
+    // The probe's symbols= was the desired set when it started; #onWelcome's
+    // reconcile sends whatever changed since.
+  }
+
   #onWelcome(conn, msg) {
     if (conn.welcomed) return;
     conn.welcomed = true;
     if (conn.watchdog) this.#clearTimeout(conn.watchdog.handle); // the connect timeout
     conn.watchdog = null;
-    conn.compression = msg.compression === 'deflate' ? 'deflate' : 'none';
     this.welcome = msg;
     // A connection that got this far counts as good: the next failure starts
     // the backoff from the bottom again.
     this.#attempts = 0;
+    if (conn.transport === 'sse') {
+      // Every response of the event stream numbers from 1 again.
+      conn.seq.reset();
+      conn.everWelcomed = true;
+      // The server is up: if WebSocket failed only because it was down (a
+      // restart), one quick background attempt finds out now rather than
+      // after the backoff. A blocked WebSocket costs one failed attempt.
+      // (Once per fallback or stream restart, not after a watchlist change.)
+      if (this.#quickProbeDue && !this.#probe) this.#scheduleProbe({ soon: true });
+      this.#quickProbeDue = false;
+    } else {
+      this.#wsFailures = 0;
+      if (msg.compression === 'deflate') conn.compression = 'deflate';
+      else conn.compression = negotiatedPermessageDeflate(conn.ws.extensions) ? 'permessage-deflate' : 'none';
+    }
     if (conn.compression === 'deflate') {
       if (!conn.deflateRequested || !supportsDeflateRaw(this.#DecompressionStream)) {
         this.#localError('bad_message', new Error('server chose deflate, which this client cannot decode'));
@@ -831,6 +1254,11 @@ export class TickerClient extends EventTarget {
     if (conn.closed) return; // a status listener called close()
     const staleMs = this.#staleTimeoutMs ?? 3 * (Number(msg.heartbeat_ms) > 0 ? Number(msg.heartbeat_ms) : 5000);
     if (staleMs > 0) this.#armWatchdog(conn, staleMs);
+    if (conn.transport === 'sse') {
+      // Changes made while this stream was connecting need a new stream.
+      if (this.#sseOutOfDate(conn)) this.#sseParametersChanged();
+      return;
+    }
     if (this.#maxHz != null) this.#send(conn, { op: 'set', max_hz: this.#maxHz });
     this.#reconcile(conn);
   }
@@ -902,7 +1330,8 @@ export class TickerClient extends EventTarget {
   /** Sends one request with a fresh req_id; returns it, or null if not open. */
   #send(conn, request) {
     const open = this.#WebSocket.OPEN ?? WS_OPEN;
-    if (conn.closed || conn.ws.readyState !== open) return null;
+    // The event stream is one-way: nothing can be sent on it.
+    if (conn.closed || conn.transport !== 'websocket' || conn.ws.readyState !== open) return null;
     const id = ++this.#reqId;
     try {
       conn.ws.send(JSON.stringify({ ...request, req_id: id }));
@@ -916,8 +1345,9 @@ export class TickerClient extends EventTarget {
 
   #setStatus(state, { code, reason, retryInMs }) {
     this.#state = state;
-    const compression = state === 'open' ? this.#conn?.compression ?? null : this.#conn?.welcomed ? this.#conn.compression : null;
-    this.#emit('status', { state, code, reason, compression, retryInMs });
+    const conn = this.#conn;
+    const compression = conn?.welcomed || state === 'open' ? conn?.compression ?? null : null;
+    this.#emit('status', { state, transport: conn?.transport ?? null, code, reason, compression, retryInMs });
   }
 
   #localError(code, err) {

@@ -21,6 +21,8 @@ export function makeFakeWebSocket() {
       this.url = url;
       this.readyState = FakeWebSocket.CONNECTING;
       this.binaryType = 'blob';
+      /** What the handshake negotiated; a browser offers permessage-deflate on every connection. */
+      this.extensions = '';
       /** Parsed client requests, in send order. */
       this.sent = [];
       this.closeCalls = [];
@@ -93,6 +95,74 @@ export function makeFakeWebSocket() {
     }
   }
   return FakeWebSocket;
+}
+
+/**
+ * Returns a fresh fake EventSource class (the browser's SSE client) with its
+ * own `instances` list. Like a browser's, a closed one dispatches nothing.
+ * Tests play the server with the `server*` methods.
+ */
+export function makeFakeEventSource() {
+  class FakeEventSource extends EventTarget {
+    static CONNECTING = 0;
+    static OPEN = 1;
+    static CLOSED = 2;
+    /** @type {FakeEventSource[]} */
+    static instances = [];
+
+    constructor(url) {
+      super();
+      this.url = url;
+      this.readyState = FakeEventSource.CONNECTING;
+      this.closeCalls = 0;
+      FakeEventSource.instances.push(this);
+    }
+
+    get query() {
+      return new URL(this.url).searchParams;
+    }
+
+    close() {
+      this.closeCalls += 1;
+      this.readyState = FakeEventSource.CLOSED;
+    }
+
+    // --- server side ---
+    serverOpen() {
+      if (this.readyState === FakeEventSource.CLOSED) return;
+      this.readyState = FakeEventSource.OPEN;
+      this.dispatchEvent(new Event('open'));
+    }
+
+    /** One event: `event: <type>`, `data: <json>`, and `id: <seq>` when the message has one. */
+    serverEvent(message, type = message.type) {
+      if (this.readyState === FakeEventSource.CLOSED) return;
+      const data = typeof message === 'string' ? message : JSON.stringify(message);
+      this.dispatchEvent(new MessageEvent(type, { data, lastEventId: message.seq === undefined ? '' : String(message.seq) }));
+    }
+
+    serverWelcome(extra = {}) {
+      this.serverOpen();
+      this.serverEvent({
+        type: 'welcome', session: 'sse-session', compression: 'none', max_hz: 10, heartbeat_ms: 5000, t: 1764072000010, ...extra,
+      });
+    }
+
+    /** The server ended the response: the browser reconnects by itself (readyState CONNECTING). */
+    serverEnd() {
+      if (this.readyState === FakeEventSource.CLOSED) return;
+      this.readyState = FakeEventSource.CONNECTING;
+      this.dispatchEvent(new Event('error'));
+    }
+
+    /** A response the browser will not retry (an HTTP error, a wrong content type). */
+    serverFail() {
+      if (this.readyState === FakeEventSource.CLOSED) return;
+      this.readyState = FakeEventSource.CLOSED;
+      this.dispatchEvent(new Event('error'));
+    }
+  }
+  return FakeEventSource;
 }
 
 /** Manual timers: nothing fires until a test calls fire(). */

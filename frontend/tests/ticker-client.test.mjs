@@ -12,9 +12,12 @@ import {
   buildStreamUrl,
   supportsDeflateRaw,
   LineInflater,
+  buildSseUrl,
+  negotiatedPermessageDeflate,
 } from '../ticker-client.js';
 import {
   makeFakeWebSocket,
+  makeFakeEventSource,
   makeFakeTimers,
   makeClock,
   makeDeflateStream,
@@ -218,6 +221,25 @@ describe('URL and symbol helpers', () => {
     assert.equal(buildStreamUrl('http://example.com/ws', { base: undefined }), 'ws://example.com/ws');
   });
 
+  test('buildSseUrl: /ws -> /sse, http(s), keeps token, sets max_hz and symbols, drops compression', () => {
+    assert.equal(
+      buildSseUrl('ws://h:8080/ws?token=abc&compression=deflate&symbols=OLD', { symbols: ['AAPL', 'BRK.B'], maxHz: 2 }),
+      'http://h:8080/sse?token=abc&max_hz=2&symbols=AAPL,BRK.B',
+    );
+    assert.equal(buildSseUrl('/feed/ws', { base: 'https://example.com/app/' }), 'https://example.com/feed/sse');
+    assert.equal(buildSseUrl('wss://example.com/stream', {}), 'https://example.com/sse');
+    assert.equal(buildSseUrl('/ws?token=t', { base: 'http://a/', sseUrl: 'http://b/events?x=1', symbols: ['*'] }), 'http://b/events?x=1&token=t&symbols=*');
+  });
+
+  test('negotiatedPermessageDeflate reads the extensions string', () => {
+    assert.equal(negotiatedPermessageDeflate('permessage-deflate'), true);
+    assert.equal(negotiatedPermessageDeflate('Permessage-Deflate; client_no_context_takeover; server_max_window_bits=12'), true);
+    assert.equal(negotiatedPermessageDeflate('x-webkit-deflate-frame, permessage-deflate'), true);
+    assert.equal(negotiatedPermessageDeflate(''), false);
+    assert.equal(negotiatedPermessageDeflate('permessage-deflatex'), false);
+    assert.equal(negotiatedPermessageDeflate(undefined), false);
+  });
+
   test('supportsDeflateRaw probes the constructor', () => {
     assert.equal(supportsDeflateRaw(undefined), false);
     class GzipOnly { constructor(f) { if (f !== 'gzip') throw new TypeError('unsupported'); } }
@@ -237,6 +259,8 @@ function setup(options = {}) {
   const client = new TickerClient('ws://127.0.0.1:8080/ws', {
     symbols: ['AAPL', 'MSFT'],
     WebSocketImpl: WS,
+    // No fallback unless a test asks for one (Node may or may not have a global EventSource).
+    EventSourceImpl: null,
     DecompressionStreamImpl: null,
     setTimeout: timers.setTimeout,
     clearTimeout: timers.clearTimeout,
@@ -258,22 +282,38 @@ function welcomeWithSnapshot(ws, quotes = [AAPL, MSFT]) {
 }
 
 describe('TickerClient: connecting', () => {
-  test('initial query carries symbols, and deflate when DecompressionStream supports it', () => {
+  test('by default no compression= even when DecompressionStream could inflate: permessage-deflate does it', () => {
     const { client, ws } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream });
     client.connect();
     assert.equal(ws().query.get('symbols'), 'AAPL,MSFT');
-    assert.equal(ws().query.get('compression'), 'deflate');
+    assert.equal(ws().query.has('compression'), false, 'an app-level request would make the server decline the extension');
     assert.match(ws().url, /symbols=AAPL,MSFT/);
     assert.equal(ws().binaryType, 'arraybuffer');
   });
 
-  test('plain when DecompressionStream is missing, or when compression is "none"', () => {
-    const a = setup({ DecompressionStreamImpl: null });
+  test('"none" sends no compression= either; "deflate" asks for the app-level mode', () => {
+    const a = setup({ DecompressionStreamImpl: globalThis.DecompressionStream, compression: 'none' });
     a.client.connect();
-    assert.equal(a.ws().query.get('compression'), null);
-    const b = setup({ DecompressionStreamImpl: globalThis.DecompressionStream, compression: 'none' });
+    assert.equal(a.ws().query.has('compression'), false);
+    const b = setup({ DecompressionStreamImpl: globalThis.DecompressionStream, compression: 'deflate' });
     b.client.connect();
-    assert.equal(b.ws().query.get('compression'), null);
+    assert.equal(b.ws().query.get('compression'), 'deflate');
+  });
+
+  test('compression reports the negotiated permessage-deflate, from the socket\'s extensions', () => {
+    const { client, ws, events } = setup();
+    client.connect();
+    ws().extensions = 'permessage-deflate; client_no_context_takeover';
+    ws().serverWelcome(); // its compression field is "none": nothing app-level
+    assert.equal(client.compression, 'permessage-deflate');
+    assert.equal(client.transport, 'websocket');
+    assert.deepEqual(events.of('status').at(-1), {
+      state: 'open', transport: 'websocket', code: undefined, reason: undefined, compression: 'permessage-deflate', retryInMs: null,
+    });
+    const b = setup();
+    b.client.connect();
+    b.ws().serverWelcome(); // declined (or not offered): extensions is ''
+    assert.equal(b.client.compression, 'none');
   });
 
   test('no symbols= without symbols; "*" passes through', () => {
@@ -636,6 +676,387 @@ describe('TickerClient: reconnecting', () => {
   });
 });
 
+/** A client with the SSE fallback wired to a fake EventSource. */
+function setupSse(options = {}) {
+  const ES = makeFakeEventSource();
+  const ctx = setup({ EventSourceImpl: ES, ...options });
+  return { ...ctx, ES, es: () => ES.instances.at(-1) };
+}
+
+/** Lets `n` WebSocket attempts fail before their welcome, firing each retry timer. */
+function failWebSocketAttempts(ctx, n) {
+  for (let i = 0; i < n; i++) {
+    ctx.ws().serverClose(1006, '');
+    if (i < n - 1) {
+      const [retry] = ctx.timers.pending();
+      ctx.timers.fire(retry);
+    }
+  }
+}
+
+describe('TickerClient: SSE fallback', () => {
+  test('after 3 WebSocket attempts without welcome it streams over /sse with symbols, token and max_hz', () => {
+    const ctx = setupSse({ maxHz: 2 });
+    const { client, WS, ES, es, events } = ctx;
+    // The URL the dashboard builds with a page token.
+    const c = new TickerClient('ws://127.0.0.1:8080/ws?token=abc', {
+      symbols: ['AAPL', 'MSFT'], WebSocketImpl: WS, EventSourceImpl: ES, DecompressionStreamImpl: null,
+      setTimeout: ctx.timers.setTimeout, clearTimeout: ctx.timers.clearTimeout, now: ctx.now, random: () => 1, staleTimeoutMs: 0, maxHz: 2,
+    });
+    void client;
+    const log = recordEvents(c);
+    c.connect();
+    failWebSocketAttempts(ctx, 2);
+    assert.equal(ES.instances.length, 0, 'two failures are not enough');
+    ctx.timers.fire(ctx.timers.pending()[0]);
+    failWebSocketAttempts(ctx, 1);
+    assert.equal(WS.instances.length, 3);
+    assert.equal(ES.instances.length, 1);
+    assert.equal(es().url, 'http://127.0.0.1:8080/sse?token=abc&max_hz=2&symbols=AAPL,MSFT');
+    assert.equal(c.state, 'connecting');
+    assert.equal(c.transport, 'sse');
+    assert.deepEqual(log.of('status').at(-1), { state: 'connecting', transport: 'sse', code: undefined, reason: undefined, compression: null, retryInMs: null });
+
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT] });
+    es().serverEvent({ type: 'update', seq: 2, quotes: [{ s: 'MSFT', bp: 414.96, t: 3 }] });
+    es().serverEvent({ type: 'heartbeat', seq: 3, t: 4 });
+    assert.equal(c.state, 'open');
+    assert.equal(c.compression, 'http');
+    assert.equal(c.welcome.session, 'sse-session');
+    assert.deepEqual(log.of('status').at(-1), { state: 'open', transport: 'sse', code: undefined, reason: undefined, compression: 'http', retryInMs: null });
+    assert.deepEqual(c.quotes.get('MSFT'), { ...MSFT, bp: 414.96, t: 3 });
+    assert.deepEqual(c.quotes.get('AAPL'), AAPL);
+    assert.equal(ES.instances.length, 1, 'no gap: no new stream');
+    assert.deepEqual(events.of('error'), []);
+    c.close();
+    assert.equal(es().readyState, ES.CLOSED);
+    assert.deepEqual(ctx.timers.pending(), [], 'close() cancels the background WebSocket attempt too');
+  });
+
+  test('an upgrade that never completes within connectTimeoutMs falls back at once', () => {
+    const { client, timers, WS, ES, es } = setupSse({ connectTimeoutMs: 8000 });
+    client.connect(); // the socket stays CONNECTING: a proxy holding the upgrade
+    const [connectTimer] = timers.pending();
+    assert.equal(connectTimer.ms, 8000);
+    timers.fire(connectTimer);
+    assert.equal(WS.instances.length, 1);
+    assert.equal(ES.instances.length, 1);
+    assert.equal(es().query.get('symbols'), 'AAPL,MSFT');
+    assert.equal(client.transport, 'sse');
+  });
+
+  test('sockets the server opened and closed with a code (1013 full, 1008) do not count: WebSocket got through', () => {
+    const ctx = setupSse({ random: () => 0 });
+    const { client, timers, WS, ES, ws } = ctx;
+    client.connect();
+    for (let i = 0; i < 4; i++) {
+      ws().serverOpen();
+      ws().serverClose(i % 2 ? 1008 : 1013, 'server full');
+      timers.fire(timers.pending().find((t) => t.ms !== 15000));
+    }
+    assert.equal(ES.instances.length, 0);
+    assert.equal(WS.instances.length, 5);
+    // An opened socket that stays silent past the connect timeout does count (a proxy that relays nothing).
+    ws().serverOpen();
+    timers.fire(timers.pending().find((t) => t.ms === 15000));
+    assert.equal(ES.instances.length, 1);
+  });
+
+  test('without EventSource (or with sseFallback: false) it keeps to WebSocket', () => {
+    for (const options of [{ EventSourceImpl: null }, { EventSourceImpl: makeFakeEventSource(), sseFallback: false }]) {
+      const ctx = setup(options);
+      ctx.client.connect();
+      failWebSocketAttempts(ctx, 5);
+      ctx.timers.fire(ctx.timers.pending()[0]);
+      assert.equal(ctx.WS.instances.length, 6);
+      assert.equal(ctx.client.transport, 'websocket');
+    }
+  });
+
+  test('keeps retrying WebSocket in the background with backoff and switches back when one is welcomed', () => {
+    const ctx = setupSse();
+    const { client, timers, WS, ES, es, ws, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT] });
+    const statusCount = events.of('status').length;
+
+    // The stream is up, so the server is: one quick background attempt
+    // (backoffDelay(0) with random=1), in case WebSocket failed only while
+    // the server was down.
+    let [probeTimer] = timers.pending();
+    assert.equal(probeTimer.ms, 500);
+    timers.fire(probeTimer);
+    assert.equal(WS.instances.length, 4);
+    assert.equal(client.transport, 'sse', 'the stream stays on SSE while WebSocket is tried');
+    ws().serverClose(1006, ''); // still blocked
+    assert.equal(events.of('status').length, statusCount, 'background failures are not reported as status');
+    assert.equal(client.state, 'open');
+    [probeTimer] = timers.pending();
+    assert.equal(probeTimer.ms, 8000, 'then the background attempts back off: backoffDelay(4)');
+
+    // Meanwhile the watchlist changed: the probe's URL carries it.
+    client.subscribe(['NVDA']);
+    timers.fire(timers.pending().find((t) => t.ms === 250)); // the SSE resubscribe
+    assert.equal(ES.instances.length, 2);
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT, { s: 'NVDA', p: 121.37 }] });
+    assert.equal(probeTimer.cancelled, false, 'a watchlist change does not reset the background backoff');
+    assert.equal(timers.pending().filter((t) => t.ms < 8000).length, 0);
+    timers.fire(probeTimer);
+    assert.equal(ws().query.get('symbols'), 'AAPL,MSFT,NVDA');
+    client.unsubscribe(['MSFT']); // while the probe is connecting
+    ws().extensions = 'permessage-deflate';
+    ws().serverWelcome();
+    assert.equal(client.transport, 'websocket');
+    assert.equal(client.state, 'open');
+    assert.equal(client.compression, 'permessage-deflate');
+    assert.equal(es().readyState, ES.CLOSED, 'the event stream is closed');
+    assert.deepEqual(events.of('status').at(-1), { state: 'open', transport: 'websocket', code: undefined, reason: undefined, compression: 'permessage-deflate', retryInMs: null });
+    assert.deepEqual(ws().sent.map(({ op, symbols }) => ({ op, symbols })), [{ op: 'unsubscribe', symbols: ['MSFT'] }], 'reconciled on the new socket');
+    assert.deepEqual(timers.pending(), [], 'no more background attempts or SSE reconnects');
+
+    ws().serverSend({ type: 'snapshot', seq: 1, quotes: [{ ...AAPL, p: 200 }, { s: 'NVDA', p: 122 }] });
+    assert.equal(client.quotes.get('AAPL').p, 200);
+    // A later WebSocket failure starts the count from 0 again: no immediate fallback.
+    ws().serverClose(1001, 'server shutting down');
+    assert.equal(ES.instances.length, 2);
+    timers.fire(timers.pending()[0]);
+    assert.equal(WS.instances.length, 6, '3 failed, 2 in the background, and this one');
+    assert.equal(client.transport, 'websocket');
+  });
+
+  test('changing the watchlist over SSE reconnects the stream with the new set, debounced', () => {
+    const ctx = setupSse();
+    const { client, timers, ES, es, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT] });
+    const first = es();
+
+    assert.equal(client.subscribe(['nvda']), null, 'nothing is sent on a one-way stream');
+    assert.equal(client.unsubscribe(['AAPL']), null);
+    assert.equal(client.quotes.has('AAPL'), false, 'dropped at once');
+    assert.deepEqual(events.of('quotes').at(-1), { symbols: ['AAPL'] });
+    client.subscribe(['TSLA']);
+    assert.equal(ES.instances.length, 1, 'debounced');
+    const debounces = timers.pending().filter((t) => t.ms === 250);
+    assert.equal(debounces.length, 1, 'one pending reconnect for three changes');
+    timers.fire(debounces[0]);
+    assert.equal(ES.instances.length, 2);
+    assert.equal(first.readyState, ES.CLOSED);
+    assert.equal(es().query.get('symbols'), 'MSFT,NVDA,TSLA');
+    assert.equal(client.state, 'connecting');
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [MSFT, { s: 'NVDA', p: 121.37 }, { s: 'TSLA', p: 250 }] });
+    assert.deepEqual([...client.quotes.keys()].sort(), ['MSFT', 'NVDA', 'TSLA']);
+
+    client.setMaxHz(1);
+    timers.fire(timers.pending().find((t) => t.ms === 250));
+    assert.equal(ES.instances.length, 3);
+    assert.equal(es().query.get('max_hz'), '1');
+
+    // Back and forth to the same set: no reconnect.
+    es().serverWelcome();
+    client.subscribe(['META']);
+    client.unsubscribe(['META']);
+    timers.fire(timers.pending().find((t) => t.ms === 250));
+    assert.equal(ES.instances.length, 3);
+  });
+
+  test("EventSource's own reconnect: a fresh welcome and snapshot, seq from 1, no false gap", () => {
+    const ctx = setupSse();
+    const { client, ES, es, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT] });
+    es().serverEvent({ type: 'update', seq: 2, quotes: [{ s: 'AAPL', p: 190 }] });
+    es().serverEnd(); // e.g. the server restarted; the browser reconnects with Last-Event-ID
+    assert.equal(client.state, 'connecting');
+    assert.equal(events.of('status').at(-1).transport, 'sse');
+    es().serverWelcome({ session: 'second' });
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [{ ...AAPL, p: 191 }, MSFT] });
+    es().serverEvent({ type: 'update', seq: 2, quotes: [{ s: 'MSFT', p: 416 }] });
+    assert.equal(client.state, 'open');
+    assert.equal(client.welcome.session, 'second');
+    assert.equal(ES.instances.length, 1, 'the browser reconnected, not the client');
+    assert.equal(client.quotes.get('AAPL').p, 191);
+    assert.equal(client.quotes.get('MSFT').p, 416);
+  });
+
+  test('a seq gap over SSE applies the message and reconnects the stream for a fresh snapshot', () => {
+    const ctx = setupSse();
+    const { client, ES, es } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverEvent({ type: 'snapshot', seq: 1, quotes: [AAPL, MSFT] });
+    const first = es();
+    es().serverEvent({ type: 'update', seq: 3, quotes: [{ s: 'AAPL', p: 190 }] }); // 2 lost
+    assert.equal(client.quotes.get('AAPL').p, 190);
+    assert.equal(ES.instances.length, 2);
+    assert.equal(first.readyState, ES.CLOSED);
+    assert.equal(es().query.get('symbols'), 'AAPL,MSFT');
+  });
+
+  test('server errors arrive as events; unknown symbols leave the set; ping() is null', async () => {
+    const ctx = setupSse();
+    const { client, es, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    const err = { type: 'error', code: 'unknown_symbol', message: 'no such symbol', symbols: ['MSFT'] };
+    es().serverEvent(err);
+    assert.deepEqual(events.of('error'), [err]);
+    assert.deepEqual(client.symbols, ['AAPL']);
+    assert.equal(await client.ping(), null);
+  });
+
+  test('a stream that ends goes back to the reconnect loop, WebSocket first again', () => {
+    const ctx = setupSse();
+    const { client, timers, ES, WS, es, ws, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverFail(); // e.g. 401 after the token expired, or the server went away
+    assert.equal(client.state, 'closed');
+    const status = events.of('status').at(-1);
+    assert.equal(status.transport, 'sse');
+    assert.equal(status.retryInMs, 500, 'the SSE welcome reset the backoff');
+    const pending = timers.pending();
+    assert.equal(pending.length, 1, 'only the reconnect: the background attempt was cancelled');
+    timers.fire(pending[0]);
+    assert.equal(WS.instances.length, 4, 'the server may be back with WebSocket: it is tried first');
+    assert.equal(ES.instances.length, 1);
+    failWebSocketAttempts(ctx, 1);
+    timers.fire(timers.pending()[0]);
+    failWebSocketAttempts(ctx, 1);
+    timers.fire(timers.pending()[0]);
+    failWebSocketAttempts(ctx, 1);
+    assert.equal(ES.instances.length, 2, 'still blocked: three quick failures, and SSE again');
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 500));
+    ws().serverWelcome();
+    assert.equal(client.transport, 'websocket');
+  });
+
+  test('an event stream that fails before any welcome (server down) does not retry by itself', () => {
+    const ctx = setupSse();
+    const { client, timers, ES, WS, es } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    const first = es();
+    first.serverEnd(); // connection refused: EventSource would retry every few seconds
+    assert.equal(first.readyState, ES.CLOSED, 'closed: the reconnect loop decides');
+    assert.equal(client.state, 'closed');
+    timers.fire(timers.pending().find((t) => t.ms !== 15000));
+    assert.equal(WS.instances.length, 4, 'WebSocket first: nothing says it is blocked');
+  });
+
+  test("after EventSource's own reconnect (a server restart) one quick WebSocket attempt is made", () => {
+    const ctx = setupSse();
+    const { client, timers, WS, es, ws } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 500));
+    ws().serverClose(1006, ''); // blocked
+    assert.equal(timers.pending()[0].ms, 8000);
+    es().serverEnd();
+    es().serverWelcome({ session: 'restarted' });
+    const quick = timers.pending().find((t) => t.ms === 500);
+    assert.ok(quick, 'a quick attempt replaces the 8 s wait');
+    timers.fire(quick);
+    assert.equal(WS.instances.length, 5);
+    ws().serverWelcome();
+    assert.equal(client.transport, 'websocket');
+  });
+
+  test("the server's close event ends the stream; the reconnect loop comes back with backoff", () => {
+    const ctx = setupSse({ random: () => 0.5 });
+    const { client, timers, ES, es, events } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    const first = es();
+    es().serverEvent({ type: 'close', code: 1001, reason: 'server shutting down' });
+    assert.equal(first.readyState, ES.CLOSED, 'closed by the client, not left to EventSource');
+    assert.equal(client.state, 'closed');
+    const status = events.of('status').at(-1);
+    assert.deepEqual({ code: status.code, reason: status.reason, transport: status.transport, retryInMs: status.retryInMs },
+      { code: 1001, reason: 'server shutting down', transport: 'sse', retryInMs: 250 });
+    const retries = timers.pending();
+    assert.deepEqual(retries.map((t) => t.ms), [250], 'only the reconnect, no stray background attempt');
+    timers.fire(retries[0]);
+    assert.equal(ctx.WS.instances.length, 4, 'after a restart WebSocket is tried first');
+    assert.equal(ES.instances.length, 1);
+  });
+
+  test('close code 1013 on SSE waits at least serverFullDelayMs', () => {
+    const ctx = setupSse({ random: () => 0 });
+    const { client, timers, es } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    es().serverEvent({ type: 'close', code: 1013, reason: 'server full' });
+    assert.equal(timers.pending()[0].ms, 5000);
+  });
+
+  test('a background socket welcomed after the event stream failed takes over and cancels the pending reconnect', () => {
+    const ctx = setupSse();
+    const { client, timers, WS, ES, es, ws } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 500)); // the background attempt starts
+    const probe = ws();
+    es().serverFail(); // meanwhile the event stream fails
+    assert.equal(client.state, 'closed');
+    probe.serverWelcome();
+    assert.equal(client.transport, 'websocket');
+    assert.equal(client.state, 'open');
+    assert.deepEqual(timers.pending(), [], 'nothing left to reconnect');
+    assert.equal(WS.instances.length, 4);
+    assert.equal(ES.instances.length, 1);
+  });
+
+  test('close() closes the background socket too; connect() starts again from WebSocket', () => {
+    const ctx = setupSse();
+    const { client, timers, WS, ES, es, ws } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome();
+    timers.fire(timers.pending().find((t) => t.ms === 500));
+    const probe = ws();
+    client.close();
+    assert.equal(probe.closeCalls.length, 1, 'the background socket is closed');
+    assert.equal(es().readyState, ES.CLOSED);
+    assert.deepEqual(timers.pending(), []);
+    client.connect();
+    assert.equal(WS.instances.length, 5);
+    assert.equal(ES.instances.length, 1);
+    assert.equal(client.transport, 'websocket');
+  });
+
+  test('an SSE connection without any event for the stale timeout is given up', () => {
+    const ctx = setupSse({ staleTimeoutMs: undefined });
+    const { client, timers, now, es } = ctx;
+    client.connect();
+    failWebSocketAttempts(ctx, 3);
+    es().serverWelcome({ heartbeat_ms: 1000 });
+    const watchdog = timers.pending().find((t) => t.ms === 3000);
+    assert.ok(watchdog, 'stale watchdog armed at 3 x heartbeat_ms');
+    now.advance(3000);
+    timers.fire(watchdog);
+    assert.equal(client.state, 'closed');
+    assert.equal(es().readyState, 2);
+  });
+});
+
 describe('TickerClient: ping', () => {
   test('ping() measures round trip with op:ping and the matching pong', async () => {
     const { client, ws, now, events } = setup();
@@ -704,7 +1125,7 @@ describe('raw DEFLATE (real node:zlib stream, global DecompressionStream)', () =
   });
 
   test('client decodes consecutive binary frames of one stream after a text welcome', { skip: !HAS_DEFLATE_RAW }, async () => {
-    const { client, ws, events, timers } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream });
+    const { client, ws, events, timers } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream, compression: 'deflate' });
     client.connect();
     assert.equal(ws().query.get('compression'), 'deflate');
     ws().serverWelcome(); // text frame, compression: deflate
@@ -750,7 +1171,7 @@ describe('raw DEFLATE (real node:zlib stream, global DecompressionStream)', () =
   });
 
   test('ping/pong works over the compressed stream', { skip: !HAS_DEFLATE_RAW }, async () => {
-    const { client, ws, now } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream });
+    const { client, ws, now } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream, compression: 'deflate' });
     client.connect();
     ws().serverWelcome();
     const p = client.ping();
@@ -764,7 +1185,7 @@ describe('raw DEFLATE (real node:zlib stream, global DecompressionStream)', () =
   });
 
   test('corrupt compressed data closes the connection and reconnects', { skip: !HAS_DEFLATE_RAW }, async () => {
-    const { client, ws, events, timers, WS } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream });
+    const { client, ws, events, timers, WS } = setup({ DecompressionStreamImpl: globalThis.DecompressionStream, compression: 'deflate' });
     client.connect();
     ws().serverWelcome();
     ws().serverSendBinary(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x00, 0x01]));

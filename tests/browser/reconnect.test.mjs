@@ -44,13 +44,18 @@ test('recovers after the server restarts on the same port', { timeout: 90_000 },
   const stale = await lastPrices(page);
   assert.equal(Object.keys(stale).length, DEFAULT_WATCHLIST.length);
 
-  // A new server on the same port: the page reconnects on its own.
+  // A new server on the same port: the page reconnects on its own. While the
+  // server was away, WebSocket failed often enough for the client to try /sse
+  // too; whichever gets through first, it ends on WebSocket.
   server = await startServer({ port });
-  await page.waitForFunction(() => document.getElementById('status-conn').dataset.state === 'open', null, { timeout: 30_000 });
-  assert.equal(await page.textContent('#status-conn-text'), 'Connected');
+  await page.waitForFunction(() => {
+    const el = document.getElementById('status-conn');
+    return el.dataset.state === 'open' && el.dataset.transport === 'websocket';
+  }, null, { timeout: 30_000 });
+  assert.equal(await page.textContent('#status-conn-text'), 'Live · WebSocket');
   assert.notEqual(await page.evaluate(() => window.tickstream.client.welcome.session), firstSession);
-  assert.equal(await page.evaluate(() => window.tickstream.client.compression), 'deflate');
-  assert.equal(await page.textContent('#status-compression'), 'On (deflate)');
+  assert.equal(await page.evaluate(() => window.tickstream.client.compression), 'permessage-deflate');
+  assert.equal(await page.textContent('#status-compression'), 'On (permessage-deflate)');
   assert.equal(await page.evaluate(() => document.body.classList.contains('is-offline')), false);
 
   // Prices move again, in every row, and the chart still follows.
