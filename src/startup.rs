@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
+use crate::feed::{FeedMonitor, Vendor};
 use crate::http::{routes, upgrade_service};
 use crate::ingest::{parse_replay, run_replay, Simulator};
 use crate::market_session::{run_rollovers, Clock, SystemClock};
@@ -78,13 +79,23 @@ impl Application {
         let tls = crate::tls::server_config(&settings.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let data = web::Data::new(state.clone());
+        let vendor = Vendor::from_settings(&settings.feed).context("feed")?;
+        let feed_monitor = vendor
+            .as_ref()
+            .map(|_| Arc::new(FeedMonitor::new(settings.feed.kind)));
+        let feed_data = feed_monitor.clone();
         // One HTTP service per worker: actix-web's application for every request,
         // except upgrade requests, which actix-http hands to `upgrade_service` with the
         // connection (src/socket/). The HTTP/1 settings are actix-web's defaults.
         macro_rules! http_service {
             () => {{
                 let data = data.clone();
-                let app = App::new().app_data(data.clone()).configure(routes);
+                let app = App::new()
+                    .app_data(data.clone())
+                    .app_data(feed_data.clone())
+                    // The feed's lines in /metrics and /readyz (src/feed/expose.rs).
+                    .wrap(actix_web::middleware::from_fn(crate::feed::expose))
+                    .configure(routes);
                 HttpService::build()
                     .keep_alive(KeepAlive::default())
                     .client_request_timeout(Duration::from_secs(5))
@@ -110,7 +121,17 @@ impl Application {
         .context("cannot start the HTTP server")?;
         let server = builder.run();
 
-        if settings.simulator.enabled {
+        if let (Some(vendor), Some(monitor)) = (vendor, feed_monitor) {
+            crate::feed::add_symbols(&settings.feed, &store, &broker).await?;
+            tokio::spawn(crate::feed::run(
+                vendor,
+                settings.feed.clone(),
+                store.clone(),
+                broker.clone(),
+                monitor,
+                shutdown.clone(),
+            ));
+        } else if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);
             tokio::spawn(simulator.run(store.clone(), broker.clone(), shutdown.clone()));
         }
@@ -138,7 +159,8 @@ impl Application {
             port,
             workers,
             symbols = state.store.len(),
-            simulator = settings.simulator.enabled,
+            simulator = settings.simulator.enabled && settings.feed.kind == crate::config::FeedKind::None,
+            feed = settings.feed.kind.as_str(),
             replay = %settings.replay.file,
             publishers = settings.ingest.keys().len(),
             scheme,
