@@ -12,6 +12,8 @@ mod expose;
 mod finnhub;
 mod monitor;
 mod polygon;
+#[cfg(test)]
+mod properties;
 mod runner;
 mod values;
 
