@@ -193,7 +193,6 @@ impl Runner {
         };
         let kind = self.monitor.kind.as_str();
         info!(feed = kind, "feed connected");
-        self.monitor.touch();
         let mut subscribed = false;
         let mut healthy = false;
         for frame in self.vendor.on_open() {
@@ -211,6 +210,10 @@ impl Runner {
         let ping_every = Duration::from_millis(self.settings.ping_interval_ms);
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         let mut deadline = Instant::now() + idle;
+        // A vendor that keeps the connection alive but never completes the login and
+        // subscription would otherwise hold us in `authenticating` forever.
+        let handshake_deadline =
+            Instant::now() + Duration::from_millis(self.settings.connect_timeout_ms);
         let mut leader_alive = true;
         let ended = loop {
             tokio::select! {
@@ -228,6 +231,16 @@ impl Runner {
                         &format!("no frame for {} ms: reconnecting", idle.as_millis()),
                     );
                     break Ended::Dropped { healthy };
+                }
+                _ = sleep_until(handshake_deadline), if !subscribed => {
+                    self.monitor.warn_once(
+                        "login or subscription not acknowledged",
+                        &format!(
+                            "no subscription acknowledgement within {} ms: reconnecting",
+                            self.settings.connect_timeout_ms
+                        ),
+                    );
+                    break Ended::Dropped { healthy: false };
                 }
                 _ = ping.tick() => {
                     if let Err(ended) = self.send_message(&mut socket, Message::Ping(Vec::new())).await {

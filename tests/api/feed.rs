@@ -622,3 +622,36 @@ async fn polygon_auth_failure_backs_off_and_shows_on_readyz() {
     assert!((2..=7).contains(&attempts), "{attempts} attempts in 2 s");
     app.stop().await.unwrap();
 }
+
+#[actix_web::test]
+async fn a_vendor_that_answers_pings_but_never_acknowledges_the_login_is_left() {
+    // Greets, then only reads (answering pings): the connection looks alive, but the
+    // login is never acknowledged.
+    let vendor = FakeVendor::start(
+        |_| true,
+        |_, mut conn: Conn| async move {
+            conn.send(r#"[{"T":"success","msg":"connected"}]"#).await;
+            conn.hold().await;
+        },
+    )
+    .await;
+    let app = spawn_app_with(|s| {
+        feed_settings(s, FeedKind::Alpaca, &vendor.url, "AAPL");
+        s.feed.connect_timeout_ms = 300;
+    })
+    .await;
+    for _ in 0..100 {
+        if vendor.connections() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        vendor.connections() >= 3,
+        "{} connections",
+        vendor.connections()
+    );
+    assert!(vendor.sent(r#""action":"auth""#) >= 2);
+    assert_eq!(vendor.sent(r#""action":"subscribe""#), 0);
+    app.stop().await.unwrap();
+}
