@@ -84,7 +84,18 @@ impl Conn {
 struct FakeVendor {
     url: String,
     connections: Arc<AtomicUsize>,
+    /// Connections whose script is still running.
+    open: Arc<AtomicUsize>,
     log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Counts a connection as open while its script runs.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl FakeVendor {
@@ -99,14 +110,18 @@ impl FakeVendor {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
         let (accept, script) = (Arc::new(accept), Arc::new(script));
-        let (count, shared_log) = (connections.clone(), log.clone());
+        let (count, shared_open, shared_log) = (connections.clone(), open.clone(), log.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let n = count.fetch_add(1, Ordering::SeqCst);
+                shared_open.fetch_add(1, Ordering::SeqCst);
+                let guard = OpenGuard(shared_open.clone());
                 let (accept, script, log) = (accept.clone(), script.clone(), shared_log.clone());
                 tokio::spawn(async move {
+                    let _guard = guard;
                     // The handshake callback's error type is tungstenite's own.
                     #[allow(clippy::result_large_err)]
                     let callback = |request: &Request, response: Response| {
@@ -127,12 +142,24 @@ impl FakeVendor {
         FakeVendor {
             url,
             connections,
+            open,
             log,
         }
     }
 
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the connector has left every connection (bounded).
+    async fn wait_all_closed(&self) {
+        for _ in 0..200 {
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the connector still holds a connection");
     }
 
     /// Frames the connector sent that contain `needle`.
@@ -321,7 +348,9 @@ async fn finnhub_trades_apply_exactly_and_the_connector_resubscribes_after_a_dro
         series(&app, r#"tickstream_feed_connected{feed="finnhub"}"#).await,
         1.0
     );
+    // Shutdown (the application's token) ends the vendor connection too.
     app.stop().await.unwrap();
+    vendor.wait_all_closed().await;
 }
 
 #[actix_web::test]
