@@ -187,7 +187,12 @@ impl Runner {
 
     /// One connection, from connect to its end.
     async fn session(&mut self) -> Ended {
-        let mut socket = match self.connect().await {
+        // Shutdown must not wait out a slow connect (up to feed.connect_timeout_ms).
+        let connected = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ended::Shutdown,
+            connected = self.connect() => connected,
+        };
+        let mut socket = match connected {
             Ok(socket) => socket,
             Err(ended) => return ended,
         };

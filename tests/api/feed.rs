@@ -684,3 +684,33 @@ async fn a_vendor_that_answers_pings_but_never_acknowledges_the_login_is_left() 
     assert_eq!(vendor.sent(r#""action":"subscribe""#), 0);
     app.stop().await.unwrap();
 }
+
+#[actix_web::test]
+async fn shutdown_does_not_wait_for_a_vendor_stuck_in_the_handshake() {
+    // Accepts TCP and never answers the WebSocket handshake.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let app = spawn_app_with(|s| {
+        feed_settings(s, FeedKind::Finnhub, &url, "AAPL");
+        s.feed.connect_timeout_ms = 60_000;
+    })
+    .await;
+    let (mut stream, _) = tokio::time::timeout(RECV_TIMEOUT, listener.accept())
+        .await
+        .expect("the connector connects")
+        .unwrap();
+    app.stop().await.unwrap();
+    // The connector drops the half-open connection at once, not after 60 s.
+    let mut buffer = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue, // the handshake request
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection outlived the shutdown");
+}
