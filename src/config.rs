@@ -15,10 +15,12 @@ use toml::{Table, Value};
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "TICKSTREAM__";
 /// Keys that hold secrets: accepted only from the environment, and always as text.
-const SECRET_KEYS: [[&str; 2]; 3] = [
+const SECRET_KEYS: [[&str; 2]; 5] = [
     ["ingest", "publisher_keys"],
     ["admin", "api_key"],
     ["auth", "jwt_secret"],
+    ["feed", "api_key"],
+    ["feed", "api_secret"],
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +42,79 @@ pub struct Settings {
     pub http: HttpSettings,
     pub tls: TlsSettings,
     pub broker: BrokerSettings,
+    pub feed: FeedSettings,
+}
+
+/// Which vendor's stream the built-in connector speaks (`feed.kind`); empty = none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedKind {
+    #[serde(rename = "")]
+    None,
+    Finnhub,
+    Alpaca,
+    Polygon,
+}
+
+impl FeedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedKind::None => "none",
+            FeedKind::Finnhub => "finnhub",
+            FeedKind::Alpaca => "alpaca",
+            FeedKind::Polygon => "polygon",
+        }
+    }
+}
+
+/// The built-in market-data connector (src/feed/, docs/FEEDS.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSettings {
+    pub kind: FeedKind,
+    /// Comma-separated symbols to subscribe to; those not in the universe are added.
+    pub symbols: String,
+    /// Overrides the vendor's address (tests point it at a local server).
+    pub url: String,
+    /// The vendor's key (environment only).
+    #[serde(default)]
+    pub api_key: Secret,
+    /// Alpaca's secret key (environment only).
+    #[serde(default)]
+    pub api_secret: Secret,
+    /// Alpaca's data feed: `iex` (free), `sip` (paid), `delayed_sip`, or `test`.
+    pub alpaca_feed: String,
+    /// Polygon's (Massive's) cluster host: real-time or 15-minute delayed.
+    pub polygon_delayed: bool,
+    /// Shares per round lot, for vendors that send quote sizes in round lots
+    /// (Alpaca, Polygon); 1 keeps the vendor's numbers.
+    pub round_lot_shares: u64,
+    pub connect_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    /// A WebSocket ping goes to the vendor this often; its pong, like any frame,
+    /// proves the connection alive.
+    pub ping_interval_ms: u64,
+    /// No frame at all for this long means a dead connection: reconnect.
+    pub idle_timeout_ms: u64,
+    /// Reconnect delays: the first, the cap, and the floor after an auth or limit
+    /// refusal (retrying those quickly cannot succeed and may get a key blocked).
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub refusal_backoff_ms: u64,
+}
+
+impl FeedSettings {
+    /// The configured symbols, parsed, without duplicates, in order.
+    pub fn symbols(&self) -> anyhow::Result<Vec<crate::domain::Symbol>> {
+        let mut out: Vec<crate::domain::Symbol> = Vec::new();
+        for raw in split_list(&self.symbols) {
+            let symbol = crate::domain::Symbol::parse(&raw)?;
+            if !out.contains(&symbol) {
+                out.push(symbol);
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -621,6 +696,91 @@ impl Settings {
             "server.host",
             "must not be empty",
         )?;
+        self.validate_feed()
+    }
+
+    fn validate_feed(&self) -> anyhow::Result<()> {
+        fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> anyhow::Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                bail!("invalid configuration key `{key}`: {why}")
+            }
+        }
+        let f = &self.feed;
+        if f.kind == FeedKind::None {
+            return Ok(());
+        }
+        let kind = f.kind.as_str();
+        let symbols = match f.symbols() {
+            Ok(symbols) => symbols,
+            Err(e) => bail!("invalid configuration key `feed.symbols`: {e}"),
+        };
+        check(
+            !symbols.is_empty(),
+            "feed.symbols",
+            format!("feed.kind = \"{kind}\" needs symbols to subscribe to, e.g. TICKSTREAM__FEED__SYMBOLS=AAPL,MSFT"),
+        )?;
+        check(
+            !f.api_key.expose().is_empty(),
+            "feed.api_key",
+            format!("feed.kind = \"{kind}\" needs the vendor's key in TICKSTREAM__FEED__API_KEY"),
+        )?;
+        if f.kind == FeedKind::Alpaca {
+            check(
+                !f.api_secret.expose().is_empty(),
+                "feed.api_secret",
+                "feed.kind = \"alpaca\" needs the secret key in TICKSTREAM__FEED__API_SECRET",
+            )?;
+            check(
+                ["iex", "sip", "delayed_sip", "test"].contains(&f.alpaca_feed.as_str()),
+                "feed.alpaca_feed",
+                format!(
+                    "must be iex, sip, delayed_sip or test, got {:?}",
+                    f.alpaca_feed
+                ),
+            )?;
+        }
+        check(
+            f.url.is_empty() || f.url.starts_with("ws://") || f.url.starts_with("wss://"),
+            "feed.url",
+            format!("must be a ws:// or wss:// address, got {:?}", f.url),
+        )?;
+        check(
+            (1..=1_000_000).contains(&f.round_lot_shares),
+            "feed.round_lot_shares",
+            "must be in [1, 1000000]",
+        )?;
+        for (key, value) in [
+            ("feed.connect_timeout_ms", f.connect_timeout_ms),
+            ("feed.write_timeout_ms", f.write_timeout_ms),
+            ("feed.ping_interval_ms", f.ping_interval_ms),
+            ("feed.idle_timeout_ms", f.idle_timeout_ms),
+            ("feed.backoff_initial_ms", f.backoff_initial_ms),
+            ("feed.backoff_max_ms", f.backoff_max_ms),
+            ("feed.refusal_backoff_ms", f.refusal_backoff_ms),
+        ] {
+            check(
+                value >= 10,
+                key,
+                format!("must be at least 10 ms, got {value}"),
+            )?;
+        }
+        check(
+            f.backoff_max_ms >= f.backoff_initial_ms,
+            "feed.backoff_max_ms",
+            "must be at least feed.backoff_initial_ms",
+        )?;
+        check(
+            f.idle_timeout_ms > f.ping_interval_ms,
+            "feed.idle_timeout_ms",
+            "must be longer than feed.ping_interval_ms, or a live vendor would be dropped",
+        )?;
+        check(
+            self.replay.file.is_empty(),
+            "replay.file",
+            "feed.kind is set too; run one built-in source",
+        )?;
         Ok(())
     }
 }
@@ -768,6 +928,64 @@ mod tests {
         let err =
             Settings::from_sources(&[], env(&[("TICKSTREAM__REPLAY__FILE", "x.csv")])).unwrap_err();
         assert!(err.to_string().contains("replay.file"), "{err}");
+    }
+
+    #[test]
+    fn feed_settings_follow_the_operator_contract() {
+        let settings = Settings::from_sources(
+            &[],
+            env(&[
+                ("TICKSTREAM__FEED__KIND", "finnhub"),
+                ("TICKSTREAM__FEED__URL", "ws://127.0.0.1:9"),
+                ("TICKSTREAM__FEED__API_KEY", "12345"),
+                ("TICKSTREAM__FEED__SYMBOLS", "aapl, MSFT,AAPL"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.feed.kind, FeedKind::Finnhub);
+        // A numeric-looking key stays text: secrets are never read as TOML scalars.
+        assert_eq!(settings.feed.api_key.expose(), "12345");
+        let symbols: Vec<String> = settings
+            .feed
+            .symbols()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        assert_eq!(symbols, ["AAPL", "MSFT"]);
+        assert!(!format!("{settings:?}").contains("12345"));
+
+        let err = |pairs: &[(&str, &str)]| {
+            Settings::from_sources(&[], env(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let alpaca = [
+            ("TICKSTREAM__FEED__KIND", "alpaca"),
+            ("TICKSTREAM__FEED__SYMBOLS", "AAPL"),
+            ("TICKSTREAM__FEED__API_KEY", "k"),
+        ];
+        assert!(err(&alpaca).contains("TICKSTREAM__FEED__API_SECRET"));
+        assert!(err(&alpaca[..2]).contains("TICKSTREAM__FEED__API_KEY"));
+        assert!(err(&[("TICKSTREAM__FEED__KIND", "bloomberg")]).contains("feed.kind"));
+        assert!(err(&[
+            ("TICKSTREAM__FEED__KIND", "polygon"),
+            ("TICKSTREAM__FEED__API_KEY", "k")
+        ])
+        .contains("feed.symbols"));
+        let mut bad_url = alpaca.to_vec();
+        bad_url.push(("TICKSTREAM__FEED__API_SECRET", "s"));
+        bad_url.push(("TICKSTREAM__FEED__URL", "http://x"));
+        assert!(err(&bad_url).contains("feed.url"));
+        let file = vec![(
+            "prod.toml".to_string(),
+            "[feed]\napi_secret = \"x\"\n".to_string(),
+        )];
+        let e = Settings::from_sources(&file, env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("TICKSTREAM__FEED__API_SECRET"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod config;
 pub mod deflate;
 pub mod domain;
+pub mod feed;
 pub mod healthcheck;
 pub mod http;
 pub mod ingest;

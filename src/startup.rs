@@ -24,6 +24,7 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
+use crate::feed::{FeedMonitor, Vendor};
 use crate::http::{
     close_on_unread_body, refuse, routes, upgrade_service, wait_until_writable, GuardedIo,
     HttpConnections,
@@ -64,12 +65,17 @@ impl Application {
         let time_zone = settings.session.time_zone()?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let broker = Broker::start(store.clone(), &settings.broker, shutdown.clone()).await?;
-        let state = AppState::new(
+        let vendor = Vendor::from_settings(&settings.feed).context("feed")?;
+        let feed_monitor = vendor
+            .as_ref()
+            .map(|_| Arc::new(FeedMonitor::new(settings.feed.kind)));
+        let mut state = AppState::new(
             store.clone(),
             broker.clone(),
             settings.clone(),
             shutdown.clone(),
         )?;
+        state.feed = feed_monitor.clone();
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)
@@ -160,7 +166,17 @@ impl Application {
         .context("cannot start the HTTP server")?;
         let server = builder.run();
 
-        if settings.simulator.enabled {
+        if let (Some(vendor), Some(monitor)) = (vendor, feed_monitor) {
+            crate::feed::add_symbols(&settings.feed, &store, &broker).await?;
+            tokio::spawn(crate::feed::run(
+                vendor,
+                settings.feed.clone(),
+                store.clone(),
+                broker.clone(),
+                monitor,
+                shutdown.clone(),
+            ));
+        } else if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);
             tokio::spawn(simulator.run(store.clone(), broker.clone(), shutdown.clone()));
         }
@@ -188,7 +204,8 @@ impl Application {
             port,
             workers,
             symbols = state.store.len(),
-            simulator = settings.simulator.enabled,
+            simulator = settings.simulator.enabled && settings.feed.kind == crate::config::FeedKind::None,
+            feed = settings.feed.kind.as_str(),
             replay = %settings.replay.file,
             publishers = settings.ingest.keys().len(),
             scheme,

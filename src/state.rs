@@ -35,6 +35,8 @@ pub struct AppState {
     /// Caps, deadlines and counters of plain HTTP connections (src/http/connection.rs).
     pub http: Arc<HttpConnections>,
     pub shutdown: CancellationToken,
+    /// The built-in market-data connector's health, when `feed.kind` is set.
+    pub feed: Option<Arc<crate::feed::FeedMonitor>>,
     ready: Arc<AtomicBool>,
 }
 
@@ -79,6 +81,7 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             shutdown,
+            feed: None,
             ready: Arc::new(AtomicBool::new(false)),
         })
     }

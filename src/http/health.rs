@@ -17,25 +17,36 @@ pub async fn healthz() -> HttpResponse {
 /// In a cluster: `syncing` (503) while the store is being rebuilt from Redis, and
 /// `degraded` (200) while Redis is unreachable: the instance still serves its current
 /// quotes and local ingest, so it stays in the load balancer's rotation, and says so.
+///
+/// With a built-in feed (`feed.kind`), every answer carries a `feed` object with the
+/// connector's status; feed trouble never changes the status code (the instance still
+/// serves its last quotes, and a restart would not fix a refused key).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let symbols = state.store.symbols().count();
-    if state.is_ready() {
+    let (ready, mut body) = if state.is_ready() {
         match state.broker.status() {
-            BrokerStatus::Ready => {
-                HttpResponse::Ok().json(json!({"status": "ready", "symbols": symbols}))
-            }
-            BrokerStatus::Degraded => HttpResponse::Ok().json(json!({
-                "status": "degraded",
-                "symbols": symbols,
-                "reason": "Redis unreachable: serving local quotes and ingest, retrying",
-            })),
-            BrokerStatus::Syncing => {
-                HttpResponse::ServiceUnavailable().json(json!({"status": "syncing"}))
-            }
+            BrokerStatus::Ready => (true, json!({"status": "ready", "symbols": symbols})),
+            BrokerStatus::Degraded => (
+                true,
+                json!({
+                    "status": "degraded",
+                    "symbols": symbols,
+                    "reason": "Redis unreachable: serving local quotes and ingest, retrying",
+                }),
+            ),
+            BrokerStatus::Syncing => (false, json!({"status": "syncing"})),
         }
     } else if state.shutdown.is_cancelled() {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "shutting_down"}))
+        (false, json!({"status": "shutting_down"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "starting"}))
+        (false, json!({"status": "starting"}))
+    };
+    if let Some(monitor) = &state.feed {
+        body["feed"] = crate::feed::readiness(monitor);
+    }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }

@@ -212,6 +212,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Symbols in the universe.",
         state.store.symbols().count() as u64,
     );
+    if let Some(monitor) = &state.feed {
+        crate::feed::write_metrics(monitor, &mut out);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)

@@ -11,4 +11,5 @@ pub use publisher::{IngestReport, Ingestor, PublisherId, Rejected};
 pub use replay::{parse_replay, run_replay, ReplayRow, SAMPLE_CSV};
 pub use simulator::Simulator;
 pub use socket::run_publisher;
+pub use wire::MAX_SIZE;
 pub use wire::{parse_tick, ParsedTick, TickError};

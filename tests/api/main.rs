@@ -4,6 +4,7 @@ mod binary;
 mod container;
 mod exactness;
 mod example_adapter;
+mod feed;
 mod helpers;
 mod http_edge;
 mod ingest;

@@ -1,0 +1,156 @@
+//! The built-in feed connector in a cluster: vendors allow one connection per key,
+//! so exactly one instance holds it (the source lock), every instance gets its ticks
+//! through Redis, and the connection moves when that instance dies.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{Instance, Redis};
+
+const CONVERGE: Duration = Duration::from_secs(10);
+
+/// A local server speaking Finnhub's trade stream: after the subscription it sends
+/// an AAPL trade of size 1 every 20 ms until the connection drops.
+struct FakeFinnhub {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection as open for as long as it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl FakeFinnhub {
+    async fn start() -> FakeFinnhub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let vendor = FakeFinnhub {
+            url: format!("ws://{}", listener.local_addr().unwrap()),
+            connections: Arc::default(),
+            open: Arc::default(),
+            most_open: Arc::default(),
+        };
+        let (connections, open, most_open) = (
+            vendor.connections.clone(),
+            vendor.open.clone(),
+            vendor.most_open.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most_open.fetch_max(now_open, Ordering::SeqCst);
+                let guard = OpenGuard(open.clone());
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    let (mut tx, mut rx) = ws.split();
+                    match rx.next().await {
+                        Some(Ok(Message::Text(text))) if text.contains("subscribe") => {}
+                        _ => return,
+                    }
+                    // Keep reading (pings are answered on the way) until the client goes.
+                    let reader =
+                        tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+                    let mut ts = 1_796_221_800_000i64;
+                    loop {
+                        ts += 1;
+                        let trade = format!(
+                            r#"{{"data":[{{"p":189.12,"s":"AAPL","t":{ts},"v":1}}],"type":"trade"}}"#
+                        );
+                        if tx.send(Message::Text(trade)).await.is_err() || reader.is_finished() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+            }
+        });
+        vendor
+    }
+}
+
+async fn volume(instance: &Instance) -> u64 {
+    instance.quote("AAPL").await["v"].as_u64().unwrap_or(0)
+}
+
+async fn wait_volume_grows(instance: &Instance) {
+    let before = volume(instance).await;
+    let deadline = Instant::now() + CONVERGE;
+    while volume(instance).await <= before {
+        assert!(
+            Instant::now() < deadline,
+            "{}: AAPL volume stuck at {before}",
+            instance.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn one_instance_holds_the_vendor_connection_and_it_moves_when_that_instance_dies() {
+    let vendor = FakeFinnhub::start().await;
+    let redis = Redis::start();
+    let env = [
+        ("TICKSTREAM__FEED__KIND", "finnhub"),
+        ("TICKSTREAM__FEED__URL", vendor.url.as_str()),
+        ("TICKSTREAM__FEED__API_KEY", "k"),
+        ("TICKSTREAM__FEED__SYMBOLS", "AAPL"),
+        ("TICKSTREAM__FEED__BACKOFF_INITIAL_MS", "50"),
+        ("TICKSTREAM__FEED__BACKOFF_MAX_MS", "200"),
+    ];
+    let mut a = Instance::start("a", &redis, &env);
+    let mut b = Instance::start("b", &redis, &env);
+    a.wait_status("ready", CONVERGE).await;
+    b.wait_status("ready", CONVERGE).await;
+
+    // Both instances see the one connection's trades.
+    wait_volume_grows(&a).await;
+    wait_volume_grows(&b).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(vendor.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        vendor.most_open.load(Ordering::SeqCst),
+        1,
+        "never two connections"
+    );
+    let a_leads = a.metric("tickstream_feed_leader").await == 1;
+    let (leader, follower) = if a_leads {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    let (_, ready) = follower.get("/readyz").await;
+    assert_eq!(ready["feed"]["status"], "standby", "{ready}");
+
+    leader.kill();
+    let deadline = Instant::now() + CONVERGE;
+    while vendor.connections.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the follower never took the feed over"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    wait_volume_grows(follower).await;
+    let (_, ready) = follower.get("/readyz").await;
+    assert_eq!(ready["feed"]["status"], "connected", "{ready}");
+    assert_eq!(
+        vendor.most_open.load(Ordering::SeqCst),
+        1,
+        "never two connections"
+    );
+}
