@@ -235,8 +235,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let shutdown = self.state.shutdown.clone();
+        let connections = self.state.connections.clone();
+        let grace = Duration::from_millis(self.state.settings.server.shutdown_timeout_ms);
         tokio::spawn(async move {
             shutdown.cancelled().await;
+            // Sockets and SSE responses run as their own tasks: let them send their
+            // close (each bounded by its close deadline) before the workers stop.
+            connections.close();
+            let _ = tokio::time::timeout(grace, connections.wait()).await;
             handle.stop(true).await;
         });
         self.server.await.context("HTTP server failed")?;

@@ -35,6 +35,9 @@ pub struct AppState {
     /// Caps, deadlines and counters of plain HTTP connections (src/http/connection.rs).
     pub http: Arc<HttpConnections>,
     pub shutdown: CancellationToken,
+    /// Every upgraded socket's and SSE response's task: shutdown waits (bounded) for
+    /// them to send their close before the workers stop.
+    pub connections: tokio_util::task::TaskTracker,
     /// The built-in market-data connector's health, when `feed.kind` is set.
     pub feed: Option<Arc<crate::feed::FeedMonitor>>,
     ready: Arc<AtomicBool>,
@@ -82,6 +85,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             shutdown,
             feed: None,
+            connections: tokio_util::task::TaskTracker::new(),
             ready: Arc::new(AtomicBool::new(false)),
         })
     }
