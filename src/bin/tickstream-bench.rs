@@ -24,6 +24,7 @@ use flate2::{Decompress, FlushDecompress};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -49,6 +50,10 @@ struct Args {
     /// Ask for compression=deflate.
     #[arg(long)]
     deflate: bool,
+    /// How viewers connect: `ws` (tungstenite; plain or `--deflate`), `pmd` (WebSocket
+    /// with permessage-deflate), `sse` (Server-Sent Events, gzip).
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    transport: Transport,
     /// Each viewer's update rate (sent as {"op":"set"}).
     #[arg(long, default_value_t = 4.0)]
     max_hz: f64,
@@ -273,6 +278,225 @@ async fn viewer(args: Arc<Args>, source: Option<IpAddr>, symbols: Vec<String>, s
     stats.connected -= 1;
 }
 
+/// How viewers connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    /// WebSocket through tokio-tungstenite (plain, or `--deflate` app-level).
+    Ws,
+    /// WebSocket offering RFC 7692 permessage-deflate (a raw client: tungstenite 0.24
+    /// has no permessage-deflate).
+    Pmd,
+    /// Server-Sent Events (`/sse`) with `Accept-Encoding: gzip`.
+    Sse,
+}
+
+/// A viewer on a raw socket: permessage-deflate WebSocket or gzip SSE. It records
+/// what the tungstenite viewer records: messages, wire bytes, staleness.
+async fn raw_viewer(args: Arc<Args>, source: Option<IpAddr>, symbols: Vec<String>, stats: Shared) {
+    let sse = args.transport == Transport::Sse;
+    let connected = async {
+        let server: SocketAddr = args.server.parse().map_err(std::io::Error::other)?;
+        let socket = TcpSocket::new_v4()?;
+        if let Some(source) = source {
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        let mut stream = socket.connect(server).await?;
+        stream.set_nodelay(true)?;
+        let mut query = format!("symbols={}", symbols.join(","));
+        if let Some(token) = &args.token {
+            query.push_str(&format!("&token={token}"));
+        }
+        let request = if sse {
+            format!(
+                "GET /sse?{query}&max_hz={} HTTP/1.1\r\nHost: {}\r\nAccept-Encoding: gzip\r\n\r\n",
+                args.max_hz, args.server
+            )
+        } else {
+            format!(
+                "GET /ws?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+                args.server
+            )
+        };
+        stream.write_all(request.as_bytes()).await?;
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let end = loop {
+            if let Some(at) = find(&buf, b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("closed during the handshake"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let want = if sse { " 200 " } else { " 101 " };
+        if !head.starts_with("http/1.1") || !head[8..13].contains(want.trim()) {
+            return Err(std::io::Error::other(format!("refused: {}", head.lines().next().unwrap_or(""))));
+        }
+        if !sse && !head.contains("permessage-deflate") {
+            return Err(std::io::Error::other("permessage-deflate was not negotiated"));
+        }
+        buf.drain(..end);
+        Ok::<_, std::io::Error>((stream, buf))
+    }
+    .await;
+    let (mut stream, mut buf) = match connected {
+        Ok(ok) => ok,
+        Err(e) => {
+            let mut stats = lock(&stats);
+            stats.connect_errors += 1;
+            if stats.connect_errors <= 3 {
+                eprintln!("viewer: cannot connect: {e}");
+            }
+            return;
+        }
+    };
+    lock(&stats).connected += 1;
+    if !sse {
+        let set = format!(r#"{{"op":"set","max_hz":{}}}"#, args.max_hz);
+        if stream
+            .write_all(&masked(0x1, set.as_bytes()))
+            .await
+            .is_err()
+        {
+            lock(&stats).disconnects += 1;
+            return;
+        }
+    }
+    let mut inflater = Decompress::new(false);
+    let mut plain: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut events: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut gzip_header = 10usize;
+    let mut heartbeat_counted = false;
+    let mut chunk = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let now = now_ms();
+        // Messages complete in `buf`: (wire bytes, plaintext JSON).
+        let mut messages: Vec<(usize, Vec<u8>)> = Vec::new();
+        if sse {
+            // Chunked transfer, then one gzip member inflated as it comes.
+            while let Some(line) = find(&buf, b"\r\n") {
+                let size = std::str::from_utf8(&buf[..line])
+                    .ok()
+                    .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+                let Some(size) = size else { break 'read };
+                if buf.len() < line + 2 + size + 2 {
+                    break;
+                }
+                if size == 0 {
+                    break 'read;
+                }
+                let data: Vec<u8> = buf[line + 2..line + 2 + size].to_vec();
+                buf.drain(..line + 2 + size + 2);
+                let skip = gzip_header.min(data.len());
+                gzip_header -= skip;
+                plain.clear();
+                plain.reserve(data.len() * 8 + 1024);
+                if inflater
+                    .decompress_vec(&data[skip..], &mut plain, FlushDecompress::Sync)
+                    .is_err()
+                {
+                    break 'read;
+                }
+                events.extend_from_slice(&plain);
+                let mut first = true;
+                while let Some(end) = find(&events, b"\n\n") {
+                    let event: Vec<u8> = events.drain(..end + 2).collect();
+                    if let Some(at) = find(&event, b"data: ") {
+                        let json = event[at + 6..].split(|&b| b == b'\n').next().unwrap_or(&[]);
+                        // The chunk's wire bytes go with its first event.
+                        let wire = if first { size + 4 } else { 0 };
+                        first = false;
+                        messages.push((wire, json.to_vec()));
+                    }
+                }
+            }
+        } else {
+            while buf.len() >= 2 {
+                let (len, header) = match buf[1] & 0x7F {
+                    126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+                    127 if buf.len() >= 10 => (
+                        u64::from_be_bytes(buf[2..10].try_into().unwrap_or([0; 8])) as usize,
+                        10,
+                    ),
+                    126 | 127 => break,
+                    n => (usize::from(n), 2),
+                };
+                if buf.len() < header + len {
+                    break;
+                }
+                let (first_byte, payload): (u8, Vec<u8>) =
+                    (buf[0], buf[header..header + len].to_vec());
+                buf.drain(..header + len);
+                match first_byte & 0x0F {
+                    0x8 => break 'read,
+                    0x9 if stream.write_all(&masked(0xA, &payload)).await.is_err() => {
+                        break 'read;
+                    }
+                    0x1 if first_byte & 0x40 != 0 => {
+                        plain.clear();
+                        plain.reserve(payload.len() * 8 + 1024);
+                        let mut input = payload.clone();
+                        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+                        if inflater
+                            .decompress_vec(&input, &mut plain, FlushDecompress::Sync)
+                            .is_err()
+                        {
+                            break 'read;
+                        }
+                        messages.push((len + header, plain.clone()));
+                    }
+                    0x1 => messages.push((len + header, payload)),
+                    _ => {}
+                }
+            }
+        }
+        let mut stats = lock(&stats);
+        if stats.measuring {
+            for (wire, text) in &messages {
+                stats.messages += 1;
+                stats.wire_bytes += *wire as u64;
+                if text.starts_with(b"{\"type\":\"heartbeat\"") {
+                    stats.heartbeats += 1;
+                    if !heartbeat_counted {
+                        heartbeat_counted = true;
+                        stats.viewers_with_heartbeat += 1;
+                    }
+                }
+                record_update(text, now, &mut stats);
+            }
+        }
+    }
+    let mut stats = lock(&stats);
+    stats.disconnects += 1;
+    stats.connected -= 1;
+}
+
+/// A masked client frame (FIN set) of `opcode`.
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x17, 0xc3, 0x9e];
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
 /// Publishes R ticks a second in 10 ms batches with `ts` = send time; returns the
 /// count the server acknowledged as accepted.
 async fn publisher(args: Arc<Args>, universe: Arc<Vec<String>>, until: Instant) -> u64 {
@@ -483,7 +707,11 @@ fn main() -> anyhow::Result<()> {
                 .map(|j| universe[j].clone())
                 .collect();
             let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
-            tokio::spawn(viewer(args.clone(), source, picked, stats.clone()));
+            if args.transport == Transport::Ws {
+                tokio::spawn(viewer(args.clone(), source, picked, stats.clone()));
+            } else {
+                tokio::spawn(raw_viewer(args.clone(), source, picked, stats.clone()));
+            }
             if i % 50 == 49 {
                 tokio::time::sleep(interval * 50).await;
             }
@@ -517,6 +745,7 @@ fn main() -> anyhow::Result<()> {
             "ticks_per_second": args.ticks_per_second,
             "max_hz": args.max_hz,
             "deflate": args.deflate,
+            "transport": format!("{:?}", args.transport).to_lowercase(),
             "generator_threads": args.threads,
             "ramp_seconds": (ramp_seconds * 10.0).round() / 10.0,
             "connections_held": s.connected,
