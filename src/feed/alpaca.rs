@@ -152,57 +152,17 @@ fn symbol_and_time(message: &Message) -> Result<(crate::domain::Symbol, i64), Un
 
 fn trade(message: &Message) -> Result<ParsedTick, Unmapped> {
     let (symbol, ts) = symbol_and_time(message)?;
-    let price =
-        values::price(Some(message.p.ok_or(Unmapped::Malformed)?))?.ok_or(Unmapped::BadPrice)?;
-    let size = values::size(message.s.ok_or(Unmapped::Malformed)?, 1)?;
-    Ok(ParsedTick {
-        symbol,
-        price: Some(price),
-        size: Some(size),
-        bid: None,
-        bid_size: None,
-        ask: None,
-        ask_size: None,
-        ts: Some(ts),
-        seq: None,
-    })
+    values::trade(symbol, ts, message.p, message.s)
 }
 
 fn quote(message: &Message, lot: u64) -> Result<ParsedTick, Unmapped> {
     let (symbol, ts) = symbol_and_time(message)?;
-    book_tick(
+    values::book_tick(
         symbol,
         ts,
         [message.bp, message.bs, message.ap, message.ask_size],
         lot,
     )
-}
-
-/// A quote's two sides; a side with a zero price is empty and left out.
-pub fn book_tick(
-    symbol: crate::domain::Symbol,
-    ts: i64,
-    [bp, bs, ap, ask_size]: [Option<&RawValue>; 4],
-    lot: u64,
-) -> Result<ParsedTick, Unmapped> {
-    let bid = values::price(Some(bp.ok_or(Unmapped::Malformed)?))?;
-    let ask = values::price(Some(ap.ok_or(Unmapped::Malformed)?))?;
-    let bid_size = values::size(bs.ok_or(Unmapped::Malformed)?, lot)?;
-    let ask_size = values::size(ask_size.ok_or(Unmapped::Malformed)?, lot)?;
-    if bid.is_none() && ask.is_none() {
-        return Err(Unmapped::BadPrice);
-    }
-    Ok(ParsedTick {
-        symbol,
-        price: None,
-        size: None,
-        bid,
-        bid_size: bid.map(|_| bid_size),
-        ask,
-        ask_size: ask.map(|_| ask_size),
-        ts: Some(ts),
-        seq: None,
-    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::alpaca::book_tick;
 use super::values;
 use super::{Control, Decoded, FeedStatus, Unmapped};
 use crate::config::Secret;
@@ -147,25 +146,12 @@ fn symbol_and_time(message: &Message) -> Result<(crate::domain::Symbol, i64), Un
 
 fn trade(message: &Message) -> Result<ParsedTick, Unmapped> {
     let (symbol, ts) = symbol_and_time(message)?;
-    let price =
-        values::price(Some(message.p.ok_or(Unmapped::Malformed)?))?.ok_or(Unmapped::BadPrice)?;
-    let size = values::size(message.s.ok_or(Unmapped::Malformed)?, 1)?;
-    Ok(ParsedTick {
-        symbol,
-        price: Some(price),
-        size: Some(size),
-        bid: None,
-        bid_size: None,
-        ask: None,
-        ask_size: None,
-        ts: Some(ts),
-        seq: None,
-    })
+    values::trade(symbol, ts, message.p, message.s)
 }
 
 fn quote(message: &Message, lot: u64) -> Result<ParsedTick, Unmapped> {
     let (symbol, ts) = symbol_and_time(message)?;
-    book_tick(
+    values::book_tick(
         symbol,
         ts,
         [message.bp, message.bs, message.ap, message.ask_size],

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use super::Unmapped;
 use crate::domain::{Price, Symbol};
+use crate::ingest::ParsedTick;
 use crate::ingest::MAX_SIZE;
 
 /// A price as sent; `None` when absent. A price of exactly zero also reads as absent:
@@ -29,6 +30,55 @@ fn is_zero(text: &str) -> bool {
 /// A size in shares: the JSON number must be a whole number (`100` or `100.0`, never
 /// `0.5`), times `lot` (shares per round lot for vendors that count lots), and at most
 /// [`MAX_SIZE`] so every client reads it exactly.
+/// A trade as a tick: the vendor's price (exact text) and size (whole shares).
+pub fn trade(
+    symbol: Symbol,
+    ts: i64,
+    price: Option<&RawValue>,
+    size: Option<&RawValue>,
+) -> Result<ParsedTick, Unmapped> {
+    let price = self::price(Some(price.ok_or(Unmapped::Malformed)?))?.ok_or(Unmapped::BadPrice)?;
+    let size = self::size(size.ok_or(Unmapped::Malformed)?, 1)?;
+    Ok(ParsedTick {
+        symbol,
+        price: Some(price),
+        size: Some(size),
+        bid: None,
+        bid_size: None,
+        ask: None,
+        ask_size: None,
+        ts: Some(ts),
+        seq: None,
+    })
+}
+
+/// A quote's two sides; a side with a zero price is empty and left out.
+pub fn book_tick(
+    symbol: Symbol,
+    ts: i64,
+    [bp, bs, ap, ask_size]: [Option<&RawValue>; 4],
+    lot: u64,
+) -> Result<ParsedTick, Unmapped> {
+    let bid = price(Some(bp.ok_or(Unmapped::Malformed)?))?;
+    let ask = price(Some(ap.ok_or(Unmapped::Malformed)?))?;
+    let bid_size = size(bs.ok_or(Unmapped::Malformed)?, lot)?;
+    let ask_size = size(ask_size.ok_or(Unmapped::Malformed)?, lot)?;
+    if bid.is_none() && ask.is_none() {
+        return Err(Unmapped::BadPrice);
+    }
+    Ok(ParsedTick {
+        symbol,
+        price: None,
+        size: None,
+        bid,
+        bid_size: bid.map(|_| bid_size),
+        ask,
+        ask_size: ask.map(|_| ask_size),
+        ts: Some(ts),
+        seq: None,
+    })
+}
+
 pub fn size(raw: &RawValue, lot: u64) -> Result<u64, Unmapped> {
     let text = raw.get();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));

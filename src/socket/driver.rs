@@ -23,10 +23,11 @@ use actix_http::ws::{CloseCode, CloseReason, OpCode};
 use actix_web::web::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use super::extension::PerMessageDeflate;
 use super::frame::{self, Frame, Kind, Limits};
+use super::stop::Stop;
 use super::{Io, Transport};
 use crate::deflate::{inflate_message, DeflateStream, InflateError};
 use crate::limits::{AbuseGuard, Verdict};
@@ -163,12 +164,7 @@ pub struct Driver {
     /// The permessage-deflate encoder, when negotiated.
     deflate: Option<Box<DeflateStream>>,
     settings: Arc<DriverSettings>,
-    shutdown: CancellationToken,
-    /// A child of `shutdown`, cancelled alone by a kick.
-    stop: CancellationToken,
-    /// `stop.cancelled()`, created once: re-creating it per wait registers a waiter
-    /// each time.
-    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    stop: Stop,
     /// The housekeeping timer: the earliest of the next ping, the idle deadline and
     /// the expiry.
     timer: Pin<Box<Sleep>>,
@@ -190,7 +186,6 @@ impl Driver {
     ) -> Driver {
         let mut read = BytesMut::with_capacity(READ_RESERVE.max(leftover.len()));
         read.extend_from_slice(leftover);
-        let stop = shutdown.child_token();
         let now = Instant::now();
         let next_ping = now + settings.ping_interval;
         let control = AbuseGuard::new(
@@ -214,9 +209,7 @@ impl Driver {
                     !d.server_no_context_takeover,
                 ))
             }),
-            stopped: Box::pin(stop.clone().cancelled_owned()),
-            stop,
-            shutdown: shutdown.clone(),
+            stop: Stop::new(shutdown),
             timer: Box::pin(sleep_until(next_ping)),
             last_inbound: now,
             next_ping,
@@ -256,14 +249,6 @@ impl Driver {
         self.close(&ending).await;
     }
 
-    fn stop_reason(&self) -> Ending {
-        if self.shutdown.is_cancelled() {
-            Ending::Shutdown
-        } else {
-            Ending::Kicked
-        }
-    }
-
     /// Frames `payload` behind anything still unsent and writes it all out, within the
     /// write deadline, and until stop or the token's expiry.
     async fn send(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
@@ -278,20 +263,17 @@ impl Driver {
         // Biased towards the write: it usually completes at once, and then neither the
         // deadline nor the stop waiter is ever registered.
         let expiry = self.expires_at;
-        let outcome = tokio::select! {
+        let outcome: Ending = tokio::select! {
             biased;
             written = write => match written {
                 Ok(()) => return Ok(()),
                 Err(_) => Ending::Gone,
             },
-            _ = &mut self.stopped => Ending::Shutdown,
+            ending = self.stop.wait() => ending,
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => Ending::Expired,
             _ = sleep(self.settings.write_timeout) => Ending::SlowConsumer,
         };
-        Err(match outcome {
-            Ending::Shutdown => self.stop_reason(),
-            other => other,
-        })
+        Err(outcome)
     }
 
     /// A frame from the client: `Some` when it completes a text message.
@@ -427,7 +409,7 @@ impl Transport for Driver {
 
     /// Cancelling this token closes the connection with 1008 ("kicked by an admin").
     fn kick_handle(&self) -> CancellationToken {
-        self.stop.clone()
+        self.stop.kick_handle()
     }
 
     /// The connection closes with 1008 ("token expired") at `at`.
@@ -452,13 +434,13 @@ impl Transport for Driver {
         loop {
             let step = tokio::select! {
                 biased;
-                _ = &mut self.stopped => Step::Stopped,
+                ending = self.stop.wait() => Step::Stopped(ending),
                 frame = read_frame(&mut self.io, &mut self.read, limits) => Step::Frame(frame),
                 output = &mut wake => return Ok(Event::Wake(output)),
                 _ = &mut self.timer => Step::Timer,
             };
             match step {
-                Step::Stopped => return Err(self.stop_reason()),
+                Step::Stopped(ending) => return Err(ending),
                 Step::Timer => self.on_timer().await?,
                 Step::Frame(frame) => {
                     self.last_inbound = Instant::now();
@@ -522,7 +504,7 @@ thread_local! {
 }
 
 enum Step {
-    Stopped,
+    Stopped(Ending),
     Timer,
     Frame(Result<Frame, Ending>),
 }

@@ -21,6 +21,7 @@ mod extension;
 mod frame;
 mod handshake;
 mod sse;
+mod stop;
 
 pub use driver::{Driver, DriverSettings, Ending, Event, CLOSE_SLOW_CONSUMER};
 pub use extension::PerMessageDeflate;

@@ -20,8 +20,9 @@ use actix_web::web::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
+use super::stop::Stop;
 use super::{DriverSettings, Ending, Event, Transport};
 use crate::deflate::{CodecError, FastDeflate};
 
@@ -35,9 +36,7 @@ pub struct SseDriver {
     body: mpsc::Sender<Bytes>,
     gzip: Option<Box<Gzip>>,
     settings: Arc<DriverSettings>,
-    shutdown: CancellationToken,
-    stop: CancellationToken,
-    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    stop: Stop,
     expiry: Pin<Box<Sleep>>,
     expires_at: Option<Instant>,
 }
@@ -56,7 +55,6 @@ impl SseDriver {
         let body = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (Ok(chunk), rx))
         });
-        let stop = shutdown.child_token();
         let far = Instant::now() + std::time::Duration::from_secs(100 * 365 * 24 * 3600);
         let driver = SseDriver {
             body: tx,
@@ -67,22 +65,12 @@ impl SseDriver {
                     started: false,
                 })
             }),
-            stopped: Box::pin(stop.clone().cancelled_owned()),
-            stop,
-            shutdown: shutdown.clone(),
+            stop: Stop::new(shutdown),
             expiry: Box::pin(sleep_until(far)),
             expires_at: None,
             settings,
         };
         (driver, Box::pin(body))
-    }
-
-    fn stop_reason(&self) -> Ending {
-        if self.shutdown.is_cancelled() {
-            Ending::Shutdown
-        } else {
-            Ending::Kicked
-        }
     }
 
     /// Encodes one event into a chunk of the body.
@@ -98,20 +86,17 @@ impl SseDriver {
     /// Hands a chunk to the body within the write deadline, until stop or expiry.
     async fn hand_over(&mut self, chunk: Bytes) -> Result<(), Ending> {
         let expiry = self.expires_at;
-        let outcome = tokio::select! {
+        let outcome: Ending = tokio::select! {
             biased;
             sent = self.body.send(chunk) => match sent {
                 Ok(()) => return Ok(()),
                 Err(_) => Ending::Gone,
             },
-            _ = &mut self.stopped => Ending::Shutdown,
+            ending = self.stop.wait() => ending,
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => Ending::Expired,
             _ = sleep(self.settings.write_timeout) => Ending::SlowConsumer,
         };
-        Err(match outcome {
-            Ending::Shutdown => self.stop_reason(),
-            other => other,
-        })
+        Err(outcome)
     }
 }
 
@@ -171,7 +156,7 @@ impl Transport for SseDriver {
         let has_expiry = self.expires_at.is_some();
         tokio::select! {
             biased;
-            _ = &mut self.stopped => Err(self.stop_reason()),
+            ending = self.stop.wait() => Err(ending),
             _ = self.body.closed() => Err(Ending::Gone),
             _ = &mut self.expiry, if has_expiry => Err(Ending::Expired),
             output = &mut wake => Ok(Event::Wake(output)),
@@ -230,7 +215,7 @@ impl Transport for SseDriver {
     }
 
     fn kick_handle(&self) -> CancellationToken {
-        self.stop.clone()
+        self.stop.kick_handle()
     }
 
     fn expire_at(&mut self, at: Instant) {
