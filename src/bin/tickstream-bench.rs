@@ -135,6 +135,23 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// One received message: `wire` bytes on the wire, `text` its JSON. A viewer's
+    /// first heartbeat is counted once (`heartbeat_counted`, the viewer's own flag).
+    fn record(&mut self, wire: u64, text: &[u8], now: i64, heartbeat_counted: &mut bool) {
+        self.messages += 1;
+        self.wire_bytes += wire;
+        if text.starts_with(b"{\"type\":\"heartbeat\"") {
+            self.heartbeats += 1;
+            if !*heartbeat_counted {
+                *heartbeat_counted = true;
+                self.viewers_with_heartbeat += 1;
+            }
+        }
+        record_update(text, now, self);
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -261,16 +278,12 @@ async fn viewer(args: Arc<Args>, source: Option<IpAddr>, symbols: Vec<String>, s
         };
         let mut stats = lock(&stats);
         if stats.measuring {
-            stats.messages += 1;
-            stats.wire_bytes += wire as u64 + frame_overhead(wire);
-            if text.starts_with(b"{\"type\":\"heartbeat\"") {
-                stats.heartbeats += 1;
-                if !heartbeat_counted {
-                    heartbeat_counted = true;
-                    stats.viewers_with_heartbeat += 1;
-                }
-            }
-            record_update(text, now, &mut stats);
+            stats.record(
+                wire as u64 + frame_overhead(wire),
+                text,
+                now,
+                &mut heartbeat_counted,
+            );
         }
     }
     let mut stats = lock(&stats);
@@ -463,16 +476,7 @@ async fn raw_viewer(args: Arc<Args>, source: Option<IpAddr>, symbols: Vec<String
         let mut stats = lock(&stats);
         if stats.measuring {
             for (wire, text) in &messages {
-                stats.messages += 1;
-                stats.wire_bytes += *wire as u64;
-                if text.starts_with(b"{\"type\":\"heartbeat\"") {
-                    stats.heartbeats += 1;
-                    if !heartbeat_counted {
-                        heartbeat_counted = true;
-                        stats.viewers_with_heartbeat += 1;
-                    }
-                }
-                record_update(text, now, &mut stats);
+                stats.record(*wire as u64, text, now, &mut heartbeat_counted);
             }
         }
     }

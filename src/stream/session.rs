@@ -403,6 +403,10 @@ impl<T: Transport> Session<T> {
             .stats
             .symbols
             .store(self.subs.len(), std::sync::atomic::Ordering::Relaxed);
+        // A one-way client (SSE) learns its set from snapshots and errors.
+        if self.driver.is_one_way() {
+            return Ok(());
+        }
         let store = &self.ctx.store;
         let mut names: Vec<&str> = if self.subs.is_wildcard() {
             vec!["*"]
@@ -419,10 +423,6 @@ impl<T: Transport> Session<T> {
             symbols: &names,
         }
         .write_to(&mut self.json);
-        // A one-way client (SSE) learns its set from snapshots and errors.
-        if self.driver.is_one_way() {
-            return Ok(());
-        }
         self.send_json("subscriptions", None).await
     }
 
