@@ -665,11 +665,12 @@ fn universe(args: &Args) -> anyhow::Result<Vec<String>> {
     Ok(symbols)
 }
 
-/// CPU seconds (user + system) and RSS in KiB of a process.
-fn process_usage(pid: u32) -> Option<(f64, u64)> {
+/// CPU seconds (user + system), user CPU seconds and RSS in KiB of a process.
+fn process_usage(pid: u32) -> Option<(f64, f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let user = fields.get(11)?.parse::<f64>().ok()?;
+    let ticks = user + fields.get(12)?.parse::<f64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
         .lines()
@@ -679,7 +680,7 @@ fn process_usage(pid: u32) -> Option<(f64, u64)> {
         .trim()
         .parse()
         .ok()?;
-    Some((ticks / 100.0, rss))
+    Some((ticks / 100.0, user / 100.0, rss))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -701,6 +702,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let stats: Shared = Arc::new(Mutex::new(Stats::new()));
     let report = runtime.block_on(async {
+        // The server's RSS before any viewer connects: the baseline of the per-viewer
+        // memory figure (issue 13, target 1).
+        let rss_before_connect = args.server_pid.and_then(process_usage).map(|(_, _, rss)| rss);
         let started = Instant::now();
         // Ramp: spawn viewers at the configured rate.
         let mut rng = rand::rng();
@@ -767,10 +771,21 @@ fn main() -> anyhow::Result<()> {
                 "samples": s.staleness_ms.len(),
             },
             "server_cpu_cores": match (usage_before, usage_after) {
-                (Some((a, _)), Some((b, _))) => serde_json::json!(((b - a) / elapsed * 1000.0).round() / 1000.0),
+                (Some((a, _, _)), Some((b, _, _))) => serde_json::json!(((b - a) / elapsed * 1000.0).round() / 1000.0),
                 _ => serde_json::Value::Null,
             },
-            "server_rss_kib": usage_after.map(|(_, rss)| rss),
+            "server_user_cpu_cores": match (usage_before, usage_after) {
+                (Some((_, a, _)), Some((_, b, _))) => serde_json::json!(((b - a) / elapsed * 1000.0).round() / 1000.0),
+                _ => serde_json::Value::Null,
+            },
+            "server_rss_kib": usage_after.map(|(_, _, rss)| rss),
+            "server_rss_before_connect_kib": rss_before_connect,
+            "rss_per_viewer_kib": match (rss_before_connect, usage_after) {
+                (Some(before), Some((_, _, after))) if s.connected > 0 => serde_json::json!(
+                    ((after.saturating_sub(before)) as f64 / s.connected as f64 * 100.0).round() / 100.0
+                ),
+                _ => serde_json::Value::Null,
+            },
             "measured_seconds": (elapsed * 10.0).round() / 10.0,
         })
     });
@@ -821,8 +836,15 @@ fn print_table(r: &serde_json::Value) {
                 r["staleness_ms"]["max"]
             ),
         ),
-        ("server CPU (cores)", r["server_cpu_cores"].to_string()),
+        (
+            "server CPU (cores, user)",
+            format!("{} ({})", r["server_cpu_cores"], r["server_user_cpu_cores"]),
+        ),
         ("server RSS (KiB)", r["server_rss_kib"].to_string()),
+        (
+            "RSS per viewer (KiB, after minus before connecting)",
+            r["rss_per_viewer_kib"].to_string(),
+        ),
     ];
     println!("| metric | value |\n|---|---|");
     for (name, value) in rows {
