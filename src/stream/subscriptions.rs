@@ -86,6 +86,9 @@ impl Subscriptions {
     /// Adds symbols; returns the ones that were not already subscribed (in id order).
     pub fn add(&mut self, ids: &[SymbolId]) -> Vec<SymbolId> {
         let mut added = Vec::new();
+        // Exactly what may be needed, not the doubling growth of one insert at a time:
+        // an entry is 128 bytes, and 20 symbols would otherwise hold 32 of them.
+        self.entries.reserve_exact(ids.len());
         for &id in ids {
             if let Err(at) = self.position(id) {
                 self.entries.insert(
@@ -138,6 +141,14 @@ impl Subscriptions {
                 self.entries.remove(at);
             }
         }
+        self.release_spare();
+    }
+
+    /// Gives back capacity that removals left unused (memory follows the set).
+    fn release_spare(&mut self) {
+        if self.entries.capacity() > 2 * self.entries.len() + 8 {
+            self.entries.shrink_to_fit();
+        }
     }
 
     /// Drops symbols the store removed from the universe; returns them.
@@ -150,11 +161,12 @@ impl Subscriptions {
             }
             !gone
         });
+        self.release_spare();
         removed
     }
 
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.entries = Vec::new();
         self.wildcard = false;
         self.resend.clear();
     }
