@@ -14,7 +14,7 @@
 //! codes are what zlib's fastest level uses too; for messages of a few hundred bytes a
 //! dynamic table's header would cost more than it saves.
 
-/// Hash table size: 1,024 positions (2 KiB per connection).
+/// Hash table size: 2,048 positions of 16 bits (4 KiB per connection).
 const HASH_BITS: u32 = 11;
 const MIN_MATCH: usize = 4;
 const MAX_MATCH: usize = 258;

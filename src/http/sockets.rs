@@ -63,9 +63,10 @@ async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T,
                 // A full server upgrades, then closes with 1013: browsers cannot read
                 // an HTTP status from a failed handshake, but can act on a close code.
                 match viewer.admission.slot.take() {
-                    Some(slot) => spawn_connection(&state.clone(), async move {
-                        crate::stream::run_viewer(driver, viewer, slot, &state).await
-                    }),
+                    Some(slot) => spawn_connection(
+                        &state,
+                        crate::stream::run_viewer(driver, viewer, slot, &state),
+                    ),
                     None => driver.refuse_full().await,
                 }
             }
@@ -189,9 +190,10 @@ pub async fn sse_route(
     let gzip = accepts_gzip(req.head());
     let (driver, body) = SseDriver::new(state.viewer_socket.clone(), &state.shutdown, gzip);
     let state = state.into_inner();
-    spawn_connection(&state.clone(), async move {
-        crate::stream::run_viewer(driver, viewer, slot, &state).await;
-    });
+    spawn_connection(
+        &state,
+        crate::stream::run_viewer(driver, viewer, slot, &state),
+    );
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))

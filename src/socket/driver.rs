@@ -17,11 +17,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use actix_http::ws::{CloseCode, CloseReason, OpCode};
 use actix_web::web::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -36,9 +37,9 @@ use crate::limits::{AbuseGuard, Verdict};
 /// few dozen bytes, and a larger frame makes the decoder reserve what it needs.
 const READ_RESERVE: usize = 512;
 
-/// Buffer capacity kept between messages. A buffer that grew beyond it (a large
-/// snapshot, a 1 MiB publish batch) is released once it is empty again, so memory
-/// follows what a connection is doing now.
+/// Read buffer capacity kept between messages. A buffer that grew beyond it (a 1 MiB
+/// publish batch) is released once it is empty again, so memory follows what a
+/// connection is doing now. (Output is never kept: see [`Driver::write_now`].)
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// The longest our close frame may take to leave. The connection is ending anyway,
@@ -155,9 +156,12 @@ impl Ending {
 pub struct Driver {
     io: Box<dyn Io>,
     read: BytesMut,
-    /// Frames not yet fully written; `written` bytes of it are on the wire.
+    /// What the socket did not take of the frames started: empty (no allocation)
+    /// unless a write is waiting; `written` bytes of it are on the wire.
     out: Vec<u8>,
     written: usize,
+    /// Bytes were written since the last flush of the stream (TLS buffers records).
+    unflushed: bool,
     /// A fragmented text message being reassembled (compressed, if `partial_deflated`).
     partial: Option<Vec<u8>>,
     partial_deflated: bool,
@@ -199,6 +203,7 @@ impl Driver {
             read,
             out: Vec::new(),
             written: 0,
+            unflushed: false,
             partial: None,
             partial_deflated: false,
             deflate: deflate.map(|d| {
@@ -221,24 +226,68 @@ impl Driver {
         driver
     }
 
-    /// A data message: compressed when permessage-deflate is on (through a per-thread
-    /// scratch buffer, so no connection keeps one), then framed and written.
-    async fn send_message(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
-        if let Some(deflate) = self.deflate.as_mut() {
-            let compressed = COMPRESSED.with_borrow_mut(|scratch| {
-                scratch.clear();
-                deflate.compress(payload, scratch)?;
-                // RFC 7692 §7.2.1: the sync flush's empty block is left off.
-                scratch.truncate(scratch.len().saturating_sub(4));
-                frame::write_compressed(op, scratch, &mut self.out);
-                Ok::<(), crate::deflate::CodecError>(())
-            });
-            if let Err(e) = compressed {
-                return Err(Ending::Close(CloseCode::Error, e.to_string()));
-            }
-            return self.write_out().await;
+    /// Starts a data message: compressed when permessage-deflate is on, framed, and
+    /// written as far as the socket takes it, all through per-worker scratch buffers.
+    fn start_message(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
+        if self.deflate.is_none() {
+            return self.start(op, payload);
         }
-        self.send(op, payload).await
+        COMPRESSED.with_borrow_mut(|scratch| {
+            scratch.clear();
+            if let Some(deflate) = self.deflate.as_mut() {
+                if let Err(e) = deflate.compress(payload, scratch) {
+                    return Err(Ending::Close(CloseCode::Error, e.to_string()));
+                }
+            }
+            // RFC 7692 §7.2.1: the sync flush's empty block is left off.
+            scratch.truncate(scratch.len().saturating_sub(4));
+            FRAME.with_borrow_mut(|frame| {
+                frame.clear();
+                frame::write_compressed(op, scratch, frame);
+                self.write_now(frame)
+            })
+        })
+    }
+
+    /// Starts one uncompressed frame (control frames, and data without compression).
+    fn start(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
+        FRAME.with_borrow_mut(|frame| {
+            frame.clear();
+            frame::write(op, payload, frame);
+            self.write_now(frame)
+        })
+    }
+
+    /// Writes `bytes` as far as the socket takes them without waiting; keeps the rest
+    /// in `out` for [`Driver::drain`]. Behind anything already waiting, it only queues.
+    fn write_now(&mut self, bytes: &[u8]) -> Result<(), Ending> {
+        self.unflushed = true;
+        if !self.out.is_empty() {
+            self.out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        // A no-op waker: `Pending` only means "the rest waits for `drain`", whose
+        // poll registers the task's real waker.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut sent = 0;
+        while sent < bytes.len() {
+            match Pin::new(&mut self.io).poll_write(&mut cx, &bytes[sent..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(Ending::Gone),
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Pending => break,
+            }
+        }
+        if sent < bytes.len() {
+            self.out.extend_from_slice(&bytes[sent..]);
+            self.written = 0;
+            return Ok(());
+        }
+        match Pin::new(&mut self.io).poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => self.unflushed = false,
+            Poll::Ready(Err(_)) => return Err(Ending::Gone),
+            Poll::Pending => {}
+        }
+        Ok(())
     }
 
     /// Closes at once with 1013: the server holds its maximum of connections already.
@@ -249,24 +298,35 @@ impl Driver {
         self.close(&ending).await;
     }
 
-    /// Frames `payload` behind anything still unsent and writes it all out, within the
-    /// write deadline, and until stop or the token's expiry.
+    /// Frames `payload` and writes it out, waiting if the socket does not take it.
     async fn send(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
-        frame::write(op, payload, &mut self.out);
-        self.write_out().await
+        self.start(op, payload)?;
+        self.wait_written().await
     }
 
-    /// Writes out everything framed, within the write deadline, and until stop or the
-    /// token's expiry.
-    async fn write_out(&mut self) -> Result<(), Ending> {
+    /// Waits for whatever [`Driver::write_now`] left. The wait is boxed: it is the
+    /// slow path, so the handler's future does not carry its timers.
+    async fn wait_written(&mut self) -> Result<(), Ending> {
+        if self.out.is_empty() && !self.unflushed {
+            return Ok(());
+        }
+        Box::pin(self.drain()).await
+    }
+
+    /// Writes out everything left, within the write deadline, and until stop or the
+    /// token's expiry; then releases the buffer.
+    async fn drain(&mut self) -> Result<(), Ending> {
         let write = flush(&mut self.io, &mut self.out, &mut self.written);
-        // Biased towards the write: it usually completes at once, and then neither the
-        // deadline nor the stop waiter is ever registered.
+        // Biased towards the write: when it completes at once, neither the deadline
+        // nor the stop waiter is ever registered.
         let expiry = self.expires_at;
         let outcome: Ending = tokio::select! {
             biased;
             written = write => match written {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.unflushed = false;
+                    return Ok(());
+                }
                 Err(_) => Ending::Gone,
             },
             ending = self.stop.wait() => ending,
@@ -452,17 +512,21 @@ impl Transport for Driver {
         }
     }
 
-    async fn send_text(
+    fn start_text(
         &mut self,
         _kind: &'static str,
         _id: Option<u64>,
         json: &[u8],
     ) -> Result<(), Ending> {
-        self.send_message(OpCode::Text, json).await
+        self.start_message(OpCode::Text, json)
     }
 
-    async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.send_message(OpCode::Binary, payload).await
+    fn start_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
+        self.start_message(OpCode::Binary, payload)
+    }
+
+    async fn flush(&mut self) -> Result<(), Ending> {
+        self.wait_written().await
     }
 
     /// Ends the connection: the ending's close frame (behind anything still unsent,
@@ -501,6 +565,9 @@ impl Transport for Driver {
 thread_local! {
     /// The compressed form of the message being sent (one buffer per worker thread).
     static COMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The frame being written (one buffer per worker thread): a connection keeps only
+    /// what its socket did not take.
+    static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 enum Step {
@@ -554,10 +621,86 @@ async fn flush(
     }
     // TLS buffers records until flushed; for TCP this does nothing.
     io.flush().await?;
-    out.clear();
+    // Released, not kept: most writes never wait, so most connections hold nothing.
+    *out = Vec::new();
     *written = 0;
-    if out.capacity() > KEEP_CAPACITY {
-        *out = Vec::new();
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A driver on one end of an in-memory pipe that holds 64 bytes.
+    fn piped(write_timeout: Duration) -> (Driver, tokio::io::DuplexStream) {
+        let (server, client) = tokio::io::duplex(64);
+        let shutdown = CancellationToken::new();
+        let driver = Driver::new(
+            Box::new(server),
+            &[],
+            settings(write_timeout),
+            &shutdown,
+            None,
+        );
+        (driver, client)
+    }
+
+    fn settings(write_timeout: Duration) -> Arc<DriverSettings> {
+        Arc::new(DriverSettings {
+            max_message_bytes: 64 * 1024,
+            write_timeout,
+            idle_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(60),
+            control_frames_per_second: 10.0,
+            control_frame_burst: 10.0,
+            abuse_close_after: 5,
+            abuse_window: Duration::from_secs(10),
+            deflate_level: 1,
+            deflate_dictionary_bytes: 4096,
+        })
+    }
+
+    /// Splits server frames (unmasked, 16-bit lengths here) into their payloads.
+    fn payloads(mut wire: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            assert_eq!(wire[0], 0x81, "a final text frame");
+            assert_eq!(wire[1], 126, "a 16-bit length");
+            let len = usize::from(u16::from_be_bytes([wire[2], wire[3]]));
+            out.push(wire[4..4 + len].to_vec());
+            wire = &wire[4 + len..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_kept_and_written_in_order() {
+        // Every message is a partial write.
+        let (mut driver, mut client) = piped(Duration::from_secs(5));
+        let messages: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 1000]).collect();
+        driver.start_text("update", None, &messages[0]).unwrap();
+        assert_eq!(driver.out.len(), 4 + 1000 - 64, "the rest is kept");
+        // Behind a partial write, the next message only queues.
+        driver.start_text("update", None, &messages[1]).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut wire = vec![0; 3 * (4 + 1000)];
+            client.read_exact(&mut wire).await.unwrap();
+            wire
+        });
+        driver.flush().await.unwrap();
+        assert_eq!(driver.out.capacity(), 0, "released once written");
+        driver
+            .send_text("update", None, &messages[2])
+            .await
+            .unwrap();
+        assert_eq!(payloads(&reader.await.unwrap()), messages);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_ends_at_the_deadline() {
+        let (mut driver, _client) = piped(Duration::from_millis(200));
+        let outcome = driver.send_text("update", None, &[b'x'; 1000]).await;
+        assert!(matches!(outcome, Err(Ending::SlowConsumer)), "{outcome:?}");
+    }
 }

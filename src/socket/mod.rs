@@ -9,9 +9,10 @@
 //! (docs/BENCHMARKS.md). So actix-http hands upgrade requests to the edge's upgrade
 //! service, which runs the gate and calls [`accept`] here: the handshake is answered,
 //! and the connection leaves the dispatcher for a [`Driver`], which reads frames from
-//! a buffer that starts at a few hundred bytes and writes them straight from one
-//! reused output buffer. Awaiting that write is the backpressure: nothing queues
-//! behind the kernel's socket buffer.
+//! a buffer that starts at a few hundred bytes and writes each frame at once from a
+//! per-worker scratch buffer; a connection keeps only what its socket did not take,
+//! and awaiting that rest is the backpressure: nothing queues behind the kernel's
+//! socket buffer.
 //!
 //! This module knows no viewer, publisher or route: the edge picks a handler and
 //! hands it a driver.
@@ -45,16 +46,33 @@ pub trait Transport {
     /// The next client text message, or `wake`'s output (the handler's own timers and
     /// signals; dropped when anything else comes first, so it must be cancel-safe).
     async fn next<W: Future>(&mut self, wake: W) -> Result<Event<W::Output>, Ending>;
-    /// One message of JSON text: `kind` is its `type`, `id` its `seq` when it has
-    /// one (an SSE event's name and id; a WebSocket ignores both).
-    async fn send_text(
+    /// Starts one message of JSON text: `kind` is its `type`, `id` its `seq` when it
+    /// has one (an SSE event's name and id; a WebSocket ignores both). It is written
+    /// at once as far as the connection takes it, from per-worker scratch space; only
+    /// what the connection did not take is kept, until [`Transport::flush`]. Never
+    /// waits, so a handler may build the message in per-worker scratch space too.
+    fn start_text(
         &mut self,
         kind: &'static str,
         id: Option<u64>,
         json: &[u8],
     ) -> Result<(), Ending>;
-    /// One binary message (the app-level DEFLATE mode; WebSocket only).
-    async fn send_binary(&mut self, payload: &[u8]) -> Result<(), Ending>;
+    /// Starts one binary message (the app-level DEFLATE mode; WebSocket only).
+    fn start_binary(&mut self, payload: &[u8]) -> Result<(), Ending>;
+    /// Waits until everything started is written, within the write deadline and
+    /// until stop or expiry. Returns at once when nothing is left, which is the usual
+    /// case; awaiting it is the handler's backpressure.
+    async fn flush(&mut self) -> Result<(), Ending>;
+    /// [`Transport::start_text`], then [`Transport::flush`].
+    async fn send_text(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        json: &[u8],
+    ) -> Result<(), Ending> {
+        self.start_text(kind, id, json)?;
+        self.flush().await
+    }
     /// Ends the connection the way `ending` calls for.
     async fn close(self, ending: &Ending);
     /// Cancelling this token ends the connection ("kicked by an admin").

@@ -39,6 +39,8 @@ pub struct SseDriver {
     stop: Stop,
     expiry: Pin<Box<Sleep>>,
     expires_at: Option<Instant>,
+    /// An event the body did not take at once: [`Transport::flush`] hands it over.
+    pending: Option<Bytes>,
 }
 
 /// The response body: one chunk per event, until the driver is dropped.
@@ -68,6 +70,7 @@ impl SseDriver {
             stop: Stop::new(shutdown),
             expiry: Box::pin(sleep_until(far)),
             expires_at: None,
+            pending: None,
             settings,
         };
         (driver, Box::pin(body))
@@ -163,7 +166,7 @@ impl Transport for SseDriver {
         }
     }
 
-    async fn send_text(
+    fn start_text(
         &mut self,
         kind: &'static str,
         id: Option<u64>,
@@ -172,21 +175,38 @@ impl Transport for SseDriver {
         let chunk = self
             .encode(kind, id, json)
             .map_err(|e| Ending::Close(CloseCode::Error, e.to_string()))?;
-        self.hand_over(chunk).await
+        if let Some(pending) = self.pending.as_mut() {
+            // Only when a handler starts two events without flushing between them.
+            let mut joined = Vec::with_capacity(pending.len() + chunk.len());
+            joined.extend_from_slice(pending);
+            joined.extend_from_slice(&chunk);
+            *pending = Bytes::from(joined);
+            return Ok(());
+        }
+        match self.body.try_send(chunk) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                self.pending = Some(chunk);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Ending::Gone),
+        }
     }
 
-    async fn send_binary(&mut self, _payload: &[u8]) -> Result<(), Ending> {
-        // The gate refuses `compression=deflate` on /sse: nothing sends binary here.
+    fn start_binary(&mut self, _payload: &[u8]) -> Result<(), Ending> {
         Err(Ending::Close(
             CloseCode::Error,
             "binary messages cannot travel as events".into(),
         ))
     }
 
-    /// Ends the response: a last `close` event naming the WebSocket close code the same
-    /// ending would have (so a client knows whether to come back), the end of the gzip
-    /// member, then the end of the body. Within a short deadline: the client may be
-    /// the reason it ends.
+    async fn flush(&mut self) -> Result<(), Ending> {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(chunk) => Box::pin(self.hand_over(chunk)).await,
+        }
+    }
+
     async fn close(mut self, ending: &Ending) {
         let Some(reason) = ending.close_reason() else {
             return;
@@ -210,6 +230,12 @@ impl Transport for SseDriver {
                 chunk.extend_from_slice(&gzip.finish());
                 chunk
             }
+        };
+        // An event the body never took goes first: with gzip, the close continues its
+        // compressed stream.
+        let chunk = match self.pending.take() {
+            None => chunk,
+            Some(pending) => [&pending[..], &chunk].concat(),
         };
         let _ = tokio::time::timeout(deadline, self.body.send(Bytes::from(chunk))).await;
     }

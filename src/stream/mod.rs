@@ -67,14 +67,18 @@ pub struct ViewerRequest {
     pub max_hz: Option<f64>,
 }
 
-/// Runs an admitted viewer's session on its transport (a WebSocket or an SSE
-/// response) until it ends. `slot` is the connection slot the gate took for it.
-pub async fn run_viewer<T: Transport>(
+/// An admitted viewer's session on its transport (a WebSocket or an SSE response):
+/// the future that runs it until it ends. `slot` is the connection slot the gate took
+/// for it.
+///
+/// Not an `async fn`: the session is built here and its own future returned, so the
+/// task holds the session once, not again in each caller's state.
+pub fn run_viewer<T: Transport>(
     driver: T,
     request: ViewerRequest,
     slot: ConnectionSlot,
     state: &AppState,
-) {
+) -> impl std::future::Future<Output = ()> {
     let ctx = state.stream_context();
     let id = format!("{:016x}", rand::random::<u64>());
     let peer = ViewerPeer {
@@ -83,7 +87,7 @@ pub async fn run_viewer<T: Transport>(
         slot,
     };
     let session = Session::new(id, driver, ctx, request.compression, peer, request.max_hz);
-    session.run(request.initial).await;
+    session.run(request.initial)
 }
 
 /// Who is on the other end of a session, as the gate admitted them.

@@ -8,6 +8,7 @@
 //! socket: that await is the backpressure. While it waits nothing queues; the next
 //! flush simply sends the newer values (conflation).
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use super::protocol::{
     begin_quotes_message, end_quotes_message, parse_request, write_heartbeat, ControlMessage,
     ErrorCode, Hz, ReqId, Request, RequestError,
 };
-use super::subscriptions::Subscriptions;
+use super::subscriptions::{FlushStats, Subscriptions};
 use super::CompressionMode;
 use super::{StreamContext, ViewerPeer};
 use crate::deflate::DeflateStream;
@@ -31,6 +32,13 @@ use crate::metrics::Counters;
 use crate::security::{SessionEntry, SessionStats};
 use crate::socket::{Ending, Event, Transport};
 use crate::store::SnapshotStore;
+
+thread_local! {
+    /// The JSON of the message being built, and its app-level compressed form: one
+    /// buffer each per worker thread, not per session.
+    static MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// What woke the session (besides a client message).
 enum Wake {
@@ -52,9 +60,6 @@ pub struct Session<T: Transport> {
     seq: u64,
     max_hz: f64,
     flush_interval: Duration,
-    /// Reused buffers: the JSON of the message being sent, and its compressed form.
-    json: Vec<u8>,
-    wire: Vec<u8>,
     last_sent: Instant,
     last_flush: Instant,
     /// The scheduled flush, if any.
@@ -128,8 +133,6 @@ impl<T: Transport> Session<T> {
             seq: 0,
             max_hz,
             flush_interval: Duration::from_secs_f64(1.0 / max_hz),
-            json: Vec::with_capacity(512),
-            wire: Vec::new(),
             last_sent: now,
             last_flush: now - Duration::from_secs(3600),
             flush_at: None,
@@ -138,40 +141,50 @@ impl<T: Transport> Session<T> {
     }
 
     /// Runs the connection to its end. `initial` is the `symbols=` query parameter.
-    pub async fn run(self, initial: Option<Vec<String>>) {
+    /// (Returns the instrumented future rather than awaiting it, so the session is
+    /// held once per task.)
+    pub fn run(self, initial: Option<Vec<String>>) -> impl std::future::Future<Output = ()> {
         let span = tracing::info_span!("session", session = %self.id);
-        self.run_in_span(initial).instrument(span).await;
+        self.run_in_span(initial).instrument(span)
     }
 
     async fn run_in_span(mut self, initial: Option<Vec<String>>) {
         Counters::add(&self.counters.connections_opened, 1);
         self.ctx.security.sessions.insert(self.entry.clone());
         debug!("connected");
-        let ending = match self.open(initial).await {
+        // Opening, client requests and the close are boxed: they are rare, and their
+        // futures (subscribe with its replies, the close's deadlines) would otherwise
+        // size every idle session's task for its whole life.
+        let ending = match Box::pin(self.open(initial)).await {
             Ok(()) => self.serve().await,
             Err(ending) => ending,
         };
         info!(reason = ?ending, symbols = self.subs.len(), sent = self.seq, "session ended");
-        self.finish(ending).await;
+        Box::pin(self.finish(ending)).await;
     }
 
     async fn open(&mut self, initial: Option<Vec<String>>) -> Result<(), Ending> {
-        self.json.clear();
-        ControlMessage::Welcome {
-            session: &self.id,
-            compression: if self.deflate.is_some() {
-                "deflate"
-            } else {
-                "none"
-            },
-            max_hz: Hz(self.max_hz),
-            heartbeat_ms: self.ctx.settings.heartbeat_ms,
-            t: now_millis(),
-        }
-        .write_to(&mut self.json);
         // The welcome is always a plain text frame, so a client can read it before
         // setting up an inflater.
-        self.send_plain_text("welcome", None).await?;
+        MESSAGE.with_borrow_mut(|json| {
+            json.clear();
+            ControlMessage::Welcome {
+                session: &self.id,
+                compression: if self.deflate.is_some() {
+                    "deflate"
+                } else {
+                    "none"
+                },
+                max_hz: Hz(self.max_hz),
+                heartbeat_ms: self.ctx.settings.heartbeat_ms,
+                t: now_millis(),
+            }
+            .write_to(json);
+            self.driver.start_text("welcome", None, json)?;
+            self.sent(json.len());
+            Ok(())
+        })?;
+        self.driver.flush().await?;
         self.changes.borrow_and_update();
         if let Some(symbols) = initial {
             self.subscribe(None, symbols).await?;
@@ -193,7 +206,7 @@ impl<T: Transport> Session<T> {
                 }
             };
             let step = match self.driver.next(wake).await {
-                Ok(Event::Text(text)) => self.on_text(&text).await,
+                Ok(Event::Text(text)) => Box::pin(self.on_text(&text)).await,
                 Ok(Event::Wake(Wake::Changed(true))) => {
                     let at = Instant::now().max(self.last_flush + self.flush_interval);
                     self.flush_at = Some(at);
@@ -407,7 +420,7 @@ impl<T: Transport> Session<T> {
         if self.driver.is_one_way() {
             return Ok(());
         }
-        let store = &self.ctx.store;
+        let store = self.ctx.store.clone();
         let mut names: Vec<&str> = if self.subs.is_wildcard() {
             vec!["*"]
         } else {
@@ -417,13 +430,11 @@ impl<T: Transport> Session<T> {
                 .collect()
         };
         names.sort_unstable();
-        self.json.clear();
-        ControlMessage::Subscriptions {
+        let message = ControlMessage::Subscriptions {
             req_id,
             symbols: &names,
-        }
-        .write_to(&mut self.json);
-        self.send_json("subscriptions", None).await
+        };
+        self.send_control(&message).await
     }
 
     /// Full quotes of `ids` (or of every subscribed symbol); restarts their diff baseline.
@@ -433,13 +444,15 @@ impl<T: Transport> Session<T> {
         req_id: Option<&ReqId>,
         ids: Option<&[SymbolId]>,
     ) -> Result<(), Ending> {
-        self.json.clear();
-        begin_quotes_message("snapshot", self.seq + 1, req_id, &mut self.json);
-        self.subs
-            .write_snapshot(&self.ctx.store, ids, &mut self.json);
-        end_quotes_message(&mut self.json);
-        self.seq += 1;
-        self.send_json("snapshot", Some(self.seq)).await
+        let seq = self.seq + 1;
+        self.start("snapshot", Some(seq), |session, json| {
+            begin_quotes_message("snapshot", seq, req_id, json);
+            session.subs.write_snapshot(&session.ctx.store, ids, json);
+            end_quotes_message(json);
+            true
+        })?;
+        self.seq = seq;
+        self.driver.flush().await
     }
 
     /// One `update` with every subscribed symbol that changed since it was last sent.
@@ -455,16 +468,20 @@ impl<T: Transport> Session<T> {
             self.drop_removed_symbols().await?;
         }
         self.subs.follow_new_symbols(&self.ctx.store);
-        self.json.clear();
-        begin_quotes_message("update", self.seq + 1, None, &mut self.json);
-        let stats = self.subs.write_update(&self.ctx.store, &mut self.json);
+        let seq = self.seq + 1;
+        let mut stats = FlushStats::default();
+        let sent = self.start("update", Some(seq), |session, json| {
+            begin_quotes_message("update", seq, None, json);
+            stats = session.subs.write_update(&session.ctx.store, json);
+            end_quotes_message(json);
+            stats.quotes > 0
+        })?;
         Counters::add(&self.counters.updates_conflated, stats.conflated);
         Counters::add(&self.entry.stats.updates_conflated, stats.conflated);
-        if stats.quotes > 0 {
-            end_quotes_message(&mut self.json);
-            self.seq += 1;
-            self.send_json("update", Some(self.seq)).await?;
+        if sent {
+            self.seq = seq;
             Counters::add(&self.counters.symbol_updates_sent, stats.quotes as u64);
+            self.driver.flush().await?;
         }
         let resend = self.subs.take_resend();
         if !resend.is_empty() {
@@ -496,10 +513,13 @@ impl<T: Transport> Session<T> {
     }
 
     async fn heartbeat(&mut self) -> Result<(), Ending> {
-        self.json.clear();
-        write_heartbeat(self.seq + 1, now_millis(), &mut self.json);
-        self.seq += 1;
-        self.send_json("heartbeat", Some(self.seq)).await
+        let seq = self.seq + 1;
+        self.start("heartbeat", Some(seq), |_, json| {
+            write_heartbeat(seq, now_millis(), json);
+            true
+        })?;
+        self.seq = seq;
+        self.driver.flush().await
     }
 
     async fn send_error(&mut self, error: &RequestError) -> Result<(), Ending> {
@@ -509,35 +529,48 @@ impl<T: Transport> Session<T> {
     }
 
     async fn send_control(&mut self, message: &ControlMessage<'_>) -> Result<(), Ending> {
-        self.json.clear();
-        message.write_to(&mut self.json);
-        self.send_json(message.kind(), None).await
+        self.start(message.kind(), None, |_, json| {
+            message.write_to(json);
+            true
+        })?;
+        self.driver.flush().await
     }
 
-    /// Sends `self.json` framed for this connection: a text message (the transport
-    /// may compress it), or one app-level compressed binary frame of the JSON plus
-    /// `\n`. `kind` is the message's `type`, `id` its `seq` if it has one.
-    async fn send_json(&mut self, kind: &'static str, id: Option<u64>) -> Result<(), Ending> {
-        let Some(deflate) = self.deflate.as_mut() else {
-            return self.send_plain_text(kind, id).await;
-        };
-        self.json.push(b'\n');
-        self.wire.clear();
-        let compressed = deflate.compress(&self.json, &mut self.wire);
-        if let Err(e) = compressed {
-            return Err(Ending::Close(CloseCode::Error, e.to_string()));
-        }
-        self.driver.send_binary(&self.wire).await?;
-        self.sent(self.wire.len());
-        Ok(())
-    }
-
-    /// Sends `self.json` as a text frame (our JSON writers emit UTF-8 only).
-    async fn send_plain_text(&mut self, kind: &'static str, id: Option<u64>) -> Result<(), Ending> {
-        debug_assert!(std::str::from_utf8(&self.json).is_ok());
-        self.driver.send_text(kind, id, &self.json).await?;
-        self.sent(self.json.len());
-        Ok(())
+    /// Builds one message in this worker's scratch buffer (`build` returns whether
+    /// there is anything to send) and starts it on the transport: a text message (the
+    /// transport may compress it), or one app-level compressed binary frame of the
+    /// JSON plus `\n`. `kind` is the message's `type`, `id` its `seq` if it has one.
+    /// No session keeps a message buffer: the transport keeps only what its socket
+    /// did not take, until the caller's `flush`.
+    fn start(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        build: impl FnOnce(&mut Self, &mut Vec<u8>) -> bool,
+    ) -> Result<bool, Ending> {
+        MESSAGE.with_borrow_mut(|json| {
+            json.clear();
+            if !build(self, json) {
+                return Ok(false);
+            }
+            debug_assert!(std::str::from_utf8(json).is_ok());
+            let Some(deflate) = self.deflate.as_mut() else {
+                self.driver.start_text(kind, id, json)?;
+                self.sent(json.len());
+                return Ok(true);
+            };
+            json.push(b'\n');
+            let len = COMPRESSED.with_borrow_mut(|wire| {
+                wire.clear();
+                deflate
+                    .compress(json, wire)
+                    .map_err(|e| Ending::Close(CloseCode::Error, e.to_string()))?;
+                self.driver.start_binary(wire)?;
+                Ok::<usize, Ending>(wire.len())
+            })?;
+            self.sent(len);
+            Ok(true)
+        })
     }
 
     fn sent(&mut self, len: usize) {
