@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use actix_http::ws::{CloseCode, CloseReason, OpCode};
 use actix_web::web::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -33,14 +33,14 @@ use super::{Io, Transport};
 use crate::deflate::{inflate_message, DeflateStream, InflateError};
 use crate::limits::{AbuseGuard, Verdict};
 
-/// Free read space kept before each read: a client's pings, pongs and requests are a
-/// few dozen bytes, and a larger frame makes the decoder reserve what it needs.
+/// Free space that makes a read go straight into the connection's buffer: the
+/// decoder reserves a frame's size once its header is in. With less, the read goes
+/// through the worker's scratch buffer.
 const READ_RESERVE: usize = 512;
 
-/// Read buffer capacity kept between messages. A buffer that grew beyond it (a 1 MiB
-/// publish batch) is released once it is empty again, so memory follows what a
-/// connection is doing now. (Output is never kept: see [`Driver::write_now`].)
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// The per-worker read scratch: a client's pings, pongs and requests are a few dozen
+/// bytes; a publisher's batch header arrives in the first read.
+const READ_SCRATCH: usize = 16 * 1024;
 
 /// The longest our close frame may take to leave. The connection is ending anyway,
 /// often because the client stopped reading or the server is stopping, so this is
@@ -188,8 +188,7 @@ impl Driver {
         shutdown: &CancellationToken,
         deflate: Option<PerMessageDeflate>,
     ) -> Driver {
-        let mut read = BytesMut::with_capacity(READ_RESERVE.max(leftover.len()));
-        read.extend_from_slice(leftover);
+        let read = BytesMut::from(leftover);
         let now = Instant::now();
         let next_ping = now + settings.ping_interval;
         let control = AbuseGuard::new(
@@ -568,6 +567,9 @@ thread_local! {
     /// The frame being written (one buffer per worker thread): a connection keeps only
     /// what its socket did not take.
     static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// What a read brought in (one buffer per worker thread): a connection keeps only
+    /// an incomplete frame.
+    static READ: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 enum Step {
@@ -589,20 +591,50 @@ async fn read_frame(
     limits: Limits,
 ) -> Result<Frame, Ending> {
     loop {
-        match frame::decode(buf, limits) {
+        let decoded = frame::decode(buf, limits);
+        if buf.is_empty() {
+            // Nothing pending: the connection waits for input with no buffer of its own.
+            *buf = BytesMut::new();
+        }
+        match decoded {
             Ok(Some(frame)) => return Ok(frame),
             Ok(None) => {}
             Err(fault) => return Err(Ending::Fault(fault.code, fault.reason)),
         }
-        if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
-            *buf = BytesMut::new();
-        }
-        buf.reserve(READ_RESERVE);
-        match io.read_buf(buf).await {
+        let read = if buf.capacity() - buf.len() >= READ_RESERVE {
+            // A frame in progress: the decoder reserved its size; read straight in.
+            io.read_buf(buf).await
+        } else {
+            read_via_scratch(io, buf).await
+        };
+        match read {
             Ok(0) | Err(_) => return Err(Ending::Gone),
             Ok(_) => {}
         }
     }
+}
+
+/// Reads what the socket has into this worker's scratch buffer and appends it to
+/// `buf`, so an idle connection (most viewers, most of the time) waits for its next
+/// ping or request without a read buffer. Cancel-safe: a pending read took nothing.
+async fn read_via_scratch(io: &mut Box<dyn Io>, buf: &mut BytesMut) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ.with_borrow_mut(|scratch| {
+            if scratch.len() < READ_SCRATCH {
+                scratch.resize(READ_SCRATCH, 0);
+            }
+            let mut read = ReadBuf::new(scratch);
+            match Pin::new(&mut **io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok(read.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 /// Writes whatever is unsent. Cancel-safe: progress is kept in `written`, so a write
@@ -695,6 +727,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(payloads(&reader.await.unwrap()), messages);
+    }
+
+    /// A masked client text frame.
+    fn client_frame(payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        frame
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_whole_however_they_arrive_and_nothing_is_kept_after() {
+        use tokio::io::AsyncWriteExt;
+        let (mut driver, mut client) = piped(Duration::from_secs(5));
+        let large = "x".repeat(20_000);
+        let sent = ["ping", "{\"type\":\"snapshot\"}", large.as_str()];
+        let wire: Vec<u8> = sent
+            .iter()
+            .flat_map(|m| client_frame(m.as_bytes()))
+            .collect();
+        // Two small frames in one read, then a large one (past the scratch buffer)
+        // in pieces of every size.
+        let writer = tokio::spawn(async move {
+            for piece in wire.chunks(997) {
+                client.write_all(piece).await.unwrap();
+            }
+            client
+        });
+        for expected in sent {
+            match driver.next(std::future::pending::<()>()).await {
+                Ok(Event::Text(text)) => assert_eq!(text, expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(driver.read.capacity(), 0, "no read buffer between messages");
+        drop(writer.await.unwrap());
     }
 
     #[tokio::test]

@@ -8,9 +8,9 @@
 //! thousands of mostly idle viewers that was most of the memory per connection
 //! (docs/BENCHMARKS.md). So actix-http hands upgrade requests to the edge's upgrade
 //! service, which runs the gate and calls [`accept`] here: the handshake is answered,
-//! and the connection leaves the dispatcher for a [`Driver`], which reads frames from
-//! a buffer that starts at a few hundred bytes and writes each frame at once from a
-//! per-worker scratch buffer; a connection keeps only what its socket did not take,
+//! and the connection leaves the dispatcher for a [`Driver`], which reads and writes
+//! through per-worker scratch buffers: a connection keeps only an incomplete frame
+//! it is reading and what its socket did not take of a frame it is writing,
 //! and awaiting that rest is the backpressure: nothing queues behind the kernel's
 //! socket buffer.
 //!
