@@ -120,6 +120,17 @@ pub struct Quote {
 }
 
 impl Quote {
+    /// The raw parts: the bit set of present fields and every field's value (0 when
+    /// absent), for the store's lock-free published copy.
+    pub fn to_parts(&self) -> (u16, [i64; Field::COUNT]) {
+        (self.present, self.values)
+    }
+
+    /// A quote from [`Quote::to_parts`]'s output.
+    pub fn from_parts(present: u16, values: [i64; Field::COUNT]) -> Quote {
+        Quote { present, values }
+    }
+
     /// A quote that knows only its reference price.
     pub fn with_previous_close(pc: Option<Price>) -> Quote {
         let mut quote = Quote::default();

@@ -1,10 +1,11 @@
 //! The in-memory snapshot store: the latest quote of every symbol.
 //!
-//! One slot per symbol, indexed by the dense `SymbolId`. Each slot has its own small
-//! lock (held only to copy or update 112 bytes, never across an `.await`) and an atomic
-//! version, so a session checks "changed since I last looked?" with one atomic load and
-//! two actix workers only ever contend on the same symbol at the same instant. There is
-//! no store-wide lock on the tick or flush path.
+//! One slot per symbol, indexed by the dense `SymbolId`. Writers (ticks, admin, resync)
+//! take the slot's own small lock (never held across an `.await`) and publish the
+//! quote and its version behind a sequence lock; sessions read that without writing
+//! anything shared, so a session checks "changed since I last looked?" with one atomic
+//! load and reading a quote never moves a cache line between workers. There is no
+//! store-wide lock on the tick or flush path.
 //!
 //! Slots are pre-allocated up to a configured capacity: ids stay valid forever and the
 //! hot path indexes a plain slice, at the cost of a fixed limit on the universe size.
@@ -17,7 +18,9 @@ pub(crate) use universe::split_csv_line;
 pub use universe::{load_universe, UniverseEntry, DEFAULT_UNIVERSE_CSV};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use tokio::sync::watch;
@@ -56,11 +59,66 @@ struct Inner {
 
 #[derive(Default)]
 struct Slot {
+    /// The quote and version as sessions read them, without taking the lock.
+    published: Published,
     info: OnceLock<SymbolInfo>,
-    /// Number of changes applied to this symbol; a session's "what I last sent" marker.
-    version: AtomicU64,
     removed: AtomicBool,
     state: Mutex<SlotState>,
+}
+
+/// A slot's quote and version behind a sequence lock: written only by the holder of
+/// the slot's lock, read by sessions without writing anything shared. (With the
+/// mutex, every session's read was a write to the slot's cache line, so the two
+/// workers took turns owning every line a flush touched; the version check that
+/// starts each symbol's diff stalled on it: issue 13's profile.)
+///
+/// Writers make `seq` odd, store the fields and the version, then make it even;
+/// readers retry while it is odd or changed under them. Every field is an atomic, so
+/// a torn read is detected, never undefined.
+#[derive(Default)]
+#[repr(align(64))]
+struct Published {
+    seq: AtomicU64,
+    /// Number of changes applied to this symbol; a session's "what I last sent" marker.
+    version: AtomicU64,
+    present: AtomicU32,
+    values: [AtomicI64; Field::COUNT],
+}
+
+impl Published {
+    /// Publishes `quote` (the slot's lock is held), counting one change if `changed`.
+    fn publish(&self, quote: &Quote, changed: bool) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let (present, values) = quote.to_parts();
+        self.present.store(u32::from(present), Ordering::Relaxed);
+        for (slot, value) in self.values.iter().zip(values) {
+            slot.store(value, Ordering::Relaxed);
+        }
+        if changed {
+            let version = self.version.load(Ordering::Relaxed);
+            self.version.store(version + 1, Ordering::Relaxed);
+        }
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// A consistent copy of the quote and its version.
+    fn read(&self) -> (Quote, u64) {
+        loop {
+            let seq = self.seq.load(Ordering::Acquire);
+            if seq & 1 == 0 {
+                let present = self.present.load(Ordering::Relaxed) as u16;
+                let values = std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed));
+                let version = self.version.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == seq {
+                    return (Quote::from_parts(present, values), version);
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// What changes under the slot lock. Held only for plain memory work, never across
@@ -129,7 +187,7 @@ impl SnapshotStore {
                 if let Some(pc) = previous_close {
                     state.quote.set(Field::Pc, pc.micros());
                     state.quote.derive_change();
-                    slot.version.fetch_add(1, Ordering::Release);
+                    slot.published.publish(&state.quote, true);
                 }
                 drop(state);
                 self.notify_change();
@@ -147,6 +205,7 @@ impl SnapshotStore {
             let mut state = slot.lock();
             state.quote = Quote::with_previous_close(previous_close);
             state.name = Arc::from(name.unwrap_or(symbol.as_str()));
+            slot.published.publish(&state.quote, false);
         }
         // The slot at `len` has never been published, so this is its first and only set.
         let _ = slot.info.set(SymbolInfo {
@@ -235,14 +294,13 @@ impl SnapshotStore {
 
     /// The symbol's version: one atomic load, the flush loop's cheap "changed?" test.
     pub fn version(&self, id: SymbolId) -> u64 {
-        self.slot(id).version.load(Ordering::Acquire)
+        self.slot(id).published.version.load(Ordering::Acquire)
     }
 
-    /// A consistent copy of the quote and the version it corresponds to.
+    /// A consistent copy of the quote and the version it corresponds to, read without
+    /// the slot's lock (see [`Published`]).
     pub fn read(&self, id: SymbolId) -> (Quote, u64) {
-        let slot = self.slot(id);
-        let state = slot.lock();
-        (state.quote, slot.version.load(Ordering::Relaxed))
+        self.slot(id).published.read()
     }
 
     /// The newest `limit` bars of one interval, oldest first.
@@ -269,8 +327,7 @@ impl SnapshotStore {
                     .record_trade(tick.ts, price, tick.size.unwrap_or(0), in_order);
             }
             state.quote.apply(tick);
-            // Bumped under the lock so `read` sees quote and version agree.
-            slot.version.fetch_add(1, Ordering::Release);
+            slot.published.publish(&state.quote, true);
         }
         self.inner
             .ticks_applied
@@ -285,7 +342,7 @@ impl SnapshotStore {
         let mut state = slot.lock();
         if state.quote != quote {
             state.quote = quote;
-            slot.version.fetch_add(1, Ordering::Release);
+            slot.published.publish(&state.quote, true);
             drop(state);
             self.notify_change();
         }
@@ -300,8 +357,9 @@ impl SnapshotStore {
             if slot.removed.load(Ordering::Acquire) {
                 continue;
             }
-            slot.lock().quote.roll_over();
-            slot.version.fetch_add(1, Ordering::Release);
+            let mut state = slot.lock();
+            state.quote.roll_over();
+            slot.published.publish(&state.quote, true);
         }
         self.notify_change();
     }
@@ -375,6 +433,40 @@ mod tests {
         let (quote, version) = store.read(SymbolId(0));
         assert_eq!((quote.get(Field::V), version), (Some(20), 2));
         assert_eq!(store.ticks_applied(), 3);
+    }
+
+    #[test]
+    fn reads_racing_writes_see_a_quote_and_its_version_together() {
+        let store = SnapshotStore::new(1);
+        let id = store
+            .add_symbol(Symbol::parse("AAPL").unwrap(), "Apple", None)
+            .unwrap();
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 1..=20_000i64 {
+                    store.apply_batch(&[Tick {
+                        symbol: id,
+                        price: Price::parse(&(100 + n % 50).to_string()).ok(),
+                        size: Some(1),
+                        ts: n,
+                        ..Tick::default()
+                    }]);
+                }
+            })
+        };
+        // Every tick adds 1 to the volume and 1 to the version, and sets `t` to its
+        // number: a torn read would show them apart.
+        let mut reads = 0;
+        while !writer.is_finished() || reads == 0 {
+            let (quote, version) = store.read(id);
+            let v = quote.get(Field::V).unwrap_or(0);
+            assert_eq!(v as u64, version, "{quote:?}");
+            assert_eq!(quote.get(Field::T).unwrap_or(0), v);
+            reads += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(store.read(id).1, 20_000);
     }
 
     #[test]
