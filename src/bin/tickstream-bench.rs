@@ -191,6 +191,15 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 type Shared = Arc<Mutex<Stats>>;
 
+/// Counts a viewer that could not connect; the first few errors are printed.
+fn connect_failed(stats: &Shared, error: &dyn std::fmt::Display) {
+    let mut stats = lock(stats);
+    stats.connect_errors += 1;
+    if stats.connect_errors <= 3 {
+        eprintln!("viewer: cannot connect: {error}");
+    }
+}
+
 fn lock(stats: &Shared) -> MutexGuard<'_, Stats> {
     stats
         .lock()
@@ -233,14 +242,7 @@ async fn viewer(args: Arc<Args>, source: Option<IpAddr>, symbols: Vec<String>, s
     .await;
     let mut ws = match connected {
         Ok(ws) => ws,
-        Err(e) => {
-            let mut stats = lock(&stats);
-            stats.connect_errors += 1;
-            if stats.connect_errors <= 3 {
-                eprintln!("viewer: cannot connect: {e}");
-            }
-            return;
-        }
+        Err(e) => return connect_failed(&stats, &e),
     };
     lock(&stats).connected += 1;
     let set = format!(r#"{{"op":"set","max_hz":{}}}"#, args.max_hz);
@@ -359,14 +361,7 @@ async fn raw_viewer(args: Arc<Args>, source: Option<IpAddr>, symbols: Vec<String
     .await;
     let (mut stream, mut buf) = match connected {
         Ok(ok) => ok,
-        Err(e) => {
-            let mut stats = lock(&stats);
-            stats.connect_errors += 1;
-            if stats.connect_errors <= 3 {
-                eprintln!("viewer: cannot connect: {e}");
-            }
-            return;
-        }
+        Err(e) => return connect_failed(&stats, &e),
     };
     lock(&stats).connected += 1;
     if !sse {
