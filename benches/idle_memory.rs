@@ -3,7 +3,9 @@
 //!
 //! Run: `cargo bench --bench idle_memory` (optional arg: connections, default 1000).
 //! Reports the server's VmRSS before and after each batch of connections, per variant:
-//! plain with no subscription, plain with 20 symbols, deflate with 20 symbols.
+//! plain with no subscription, plain with 20 symbols, deflate with 20 symbols; and
+//! again once every connection has been quiet for a heartbeat interval (the server's
+//! default 5 s), when a compressing connection has given its encoder state back.
 
 mod support;
 
@@ -13,6 +15,10 @@ use support::{free_port, rss_kib, start_server};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
+
+/// How long the batch stays open after the first reading: more than the server's
+/// default heartbeat interval (`stream.heartbeat_ms`, 5,000) after the last connect.
+const QUIET: Duration = Duration::from_millis(6000);
 
 const SYMBOLS: &str =
     "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,JPM,V,MA,UNH,XOM,JNJ,PG,HD,COST,SPY,QQQ,NFLX,AMD";
@@ -49,8 +55,10 @@ fn main() {
     println!(
         "RSS per idle connection, {count} connections, release server (2 workers), simulator off"
     );
-    println!("| variant | RSS before (KiB) | RSS after (KiB) | per connection (KiB) |");
-    println!("|---|---|---|---|");
+    println!(
+        "| variant | RSS before (KiB) | RSS after (KiB) | per connection (KiB) | after a heartbeat (KiB) | per connection, quiet (KiB) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (name, query, messages) in [
         ("plain, no subscription", String::new(), 1),
         ("plain, 20 symbols", format!("?symbols={SYMBOLS}"), 3),
@@ -70,9 +78,14 @@ fn main() {
         let held = runtime.block_on(open(port, &query, count, messages));
         std::thread::sleep(Duration::from_millis(500));
         let after = rss_kib(pid);
+        // Past the heartbeat interval (5 s by default) for the last connection too.
+        std::thread::sleep(QUIET);
+        let quiet = rss_kib(pid);
+        let per = |rss: u64| (rss as f64 - before as f64) / count as f64;
         println!(
-            "| {name} | {before} | {after} | {:.1} |",
-            (after - before) as f64 / count as f64
+            "| {name} | {before} | {after} | {:.1} | {quiet} | {:.1} |",
+            per(after),
+            per(quiet)
         );
         drop(held);
         drop(warm);

@@ -9,10 +9,13 @@
 //! Why not zlib: a zlib compressor per connection costs ~300 KB; the shared,
 //! primed zlib compressor (codec.rs) costs ~6 µs a message, mostly resetting a fixed
 //! 64 Ki-entry hash table and re-hashing the dictionary (docs/BENCHMARKS.md). Here the
-//! per-connection state is the history plus a 1,024-entry table of absolute positions
-//! that stays valid across messages, so nothing is reset or re-hashed. Fixed Huffman
+//! per-connection state is the history plus a 2,048-entry table of absolute positions
+//! that stays valid across messages, so nothing is reset or re-hashed. Both live in
+//! one block of pages that a quiet connection gives back (`compress_resting`). Fixed Huffman
 //! codes are what zlib's fastest level uses too; for messages of a few hundred bytes a
 //! dynamic table's header would cost more than it saves.
+
+use super::pages::PageBlock;
 
 /// Hash table size: 2,048 positions of 16 bits (4 KiB per connection).
 const HASH_BITS: u32 = 11;
@@ -37,6 +40,9 @@ const DISTANCE_EXTRA: [u8; 30] = [
     13,
 ];
 
+/// The hash table's bytes at the start of the state block: one page.
+const TABLE_BYTES: usize = 2 << HASH_BITS;
+
 /// The encoder state of one connection.
 #[derive(Debug)]
 pub struct FastDeflate {
@@ -44,14 +50,17 @@ pub struct FastDeflate {
     /// The farthest back-reference allowed: 32 KiB, or less when the client limited
     /// the server's window (RFC 7692 `server_max_window_bits`).
     max_distance: usize,
-    /// The last `window` bytes of plaintext sent.
-    history: Vec<u8>,
-    /// Hash of 4 bytes -> the low 16 bits of the absolute stream position last seen
-    /// with that hash. Allocated on the first message. 16 bits halve the table (2 KiB,
-    /// 32 cache lines): at 10,000 connections every message starts with the table cold
-    /// in cache, and its misses were the encoder's largest cost (docs/BENCHMARKS.md).
-    /// A candidate is only a hint: its bytes are always compared.
-    head: Box<[u16]>,
+    /// The hash table, then the last `history_len` bytes of plaintext sent (at most
+    /// `window`), in one block of pages taken on the first message and given back by
+    /// [`FastDeflate::compress_resting`] (`None` until then and after).
+    ///
+    /// The table maps the hash of 4 bytes to the low 16 bits of the absolute stream
+    /// position last seen with that hash. 16 bits halve it (4 KiB, 64 cache lines):
+    /// at 10,000 connections every message starts with the table cold in cache, and
+    /// its misses were the encoder's largest cost (docs/BENCHMARKS.md). A candidate is
+    /// only a hint: its bytes are always compared.
+    state: Option<PageBlock>,
+    history_len: usize,
     /// Bytes of plaintext sent so far (absolute position of the next byte).
     total: u32,
 }
@@ -69,15 +78,15 @@ impl FastDeflate {
         FastDeflate {
             window: window.min(max_distance),
             max_distance,
-            history: Vec::new(),
-            head: Box::new([]),
+            state: None,
+            history_len: 0,
             total: 0,
         }
     }
 
     /// Bytes of per-connection state.
     pub fn state_bytes(&self) -> usize {
-        self.history.capacity() + self.head.len() * 2
+        self.state.as_ref().map_or(0, PageBlock::bytes)
     }
 
     /// Appends the compressed form of `message` to `out`, ending with a sync flush.
@@ -85,25 +94,44 @@ impl FastDeflate {
         SCRATCH.with_borrow_mut(|scratch| self.compress_with(message, out, scratch));
     }
 
+    /// For a message sent because the connection has been quiet (a heartbeat): gives
+    /// the table and history back, then appends `message` as literals, keeping
+    /// nothing. The stream stays valid because a back-reference is only ever a choice:
+    /// the client's inflater keeps its window, and the next [`FastDeflate::compress`]
+    /// starts with an empty history (fresh state, one message less well compressed).
+    pub fn compress_resting(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        self.state = None;
+        self.history_len = 0;
+        let mut bits = BitWriter::new(out, message.len() + 16);
+        bits.put(0b010, 3);
+        for &byte in message {
+            bits.put_literal(byte);
+        }
+        finish_block(&mut bits);
+        self.total = self.total.wrapping_add(message.len() as u32);
+    }
+
     /// `scratch` holds history + message while encoding (one buffer per thread), so
     /// the connection keeps exactly `window` bytes between messages.
     fn compress_with(&mut self, message: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-        if self.head.is_empty() {
-            self.head = vec![0u16; 1 << HASH_BITS].into_boxed_slice();
-            self.history.reserve_exact(self.window);
-        }
-        prefetch_table(&self.head);
+        let window = self.window;
+        let block = self
+            .state
+            .get_or_insert_with(|| PageBlock::new(TABLE_BYTES + window))
+            .as_mut_slice();
+        let (head, history) = block.split_at_mut(TABLE_BYTES);
+        prefetch_table(head);
         // Positions wrap after 4 GiB of plaintext: start the table afresh then (the
         // history bytes stay valid; they are just not indexed).
-        let history_len = self.history.len();
+        let history_len = self.history_len;
         if self.total.checked_add(message.len() as u32 + 1).is_none() {
-            self.head.fill(0);
+            head.fill(0);
             self.total = history_len as u32;
         }
         // Absolute position of history[0].
         let base = self.total - history_len as u32;
         scratch.clear();
-        scratch.extend_from_slice(&self.history);
+        scratch.extend_from_slice(&history[..history_len]);
         scratch.extend_from_slice(message);
         let buf = scratch.as_slice();
         let mut bits = BitWriter::new(out, message.len() / 2 + 16);
@@ -114,8 +142,8 @@ impl FastDeflate {
             if i + MIN_MATCH <= buf.len() {
                 let h = hash(&buf[i..i + MIN_MATCH]);
                 let position = base.wrapping_add(i as u32);
-                let back = position.wrapping_sub(u32::from(self.head[h])) & 0xffff;
-                self.head[h] = position as u16;
+                let back = position.wrapping_sub(u32::from(table_get(head, h))) & 0xffff;
+                table_set(head, h, position as u16);
                 if let Some(length) = match_at(buf, i, back as usize, self.max_distance) {
                     bits.put_match(length, back as usize);
                     i += length;
@@ -123,8 +151,8 @@ impl FastDeflate {
                     // skips the inside of matches): hashing every covered byte cost
                     // more than the few matches it found.
                     if i - 1 + MIN_MATCH <= buf.len() {
-                        self.head[hash(&buf[i - 1..i - 1 + MIN_MATCH])] =
-                            base.wrapping_add(i as u32 - 1) as u16;
+                        let h = hash(&buf[i - 1..i - 1 + MIN_MATCH]);
+                        table_set(head, h, base.wrapping_add(i as u32 - 1) as u16);
                     }
                     continue;
                 }
@@ -132,16 +160,33 @@ impl FastDeflate {
             bits.put_literal(buf[i]);
             i += 1;
         }
-        // End of block, then the sync flush: an empty stored block, byte-aligned.
-        bits.put(0, 7);
-        bits.put(0, 3);
-        bits.align();
-        bits.out.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+        finish_block(&mut bits);
         self.total += message.len() as u32;
-        let keep = buf.len().min(self.window);
-        self.history.clear();
-        self.history.extend_from_slice(&buf[buf.len() - keep..]);
+        let keep = buf.len().min(window);
+        history[..keep].copy_from_slice(&buf[buf.len() - keep..]);
+        self.history_len = keep;
     }
+}
+
+/// Ends the fixed-Huffman block, then the sync flush: an empty stored block,
+/// byte-aligned, so the message decodes on its own.
+fn finish_block(bits: &mut BitWriter<'_>) {
+    bits.put(0, 7);
+    bits.put(0, 3);
+    bits.align();
+    bits.out.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+}
+
+/// Table entries are 16-bit positions stored in the state block's bytes (native
+/// order: they never leave this process).
+#[inline]
+fn table_get(table: &[u8], h: usize) -> u16 {
+    u16::from_ne_bytes([table[2 * h], table[2 * h + 1]])
+}
+
+#[inline]
+fn table_set(table: &mut [u8], h: usize, position: u16) {
+    table[2 * h..2 * h + 2].copy_from_slice(&position.to_ne_bytes());
 }
 
 thread_local! {
@@ -153,9 +198,9 @@ thread_local! {
 /// line, before the encoding loop needs its entries one dependent step at a time
 /// (plain loads: the CPU overlaps their misses; no `unsafe` prefetch intrinsic).
 #[inline]
-fn prefetch_table(head: &[u16]) {
-    let mut touched = 0u16;
-    for line in head.chunks(32) {
+fn prefetch_table(head: &[u8]) {
+    let mut touched = 0u8;
+    for line in head.chunks(64) {
         touched ^= line[0];
     }
     std::hint::black_box(touched);
@@ -422,6 +467,35 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_connection_gives_its_state_back_and_its_stream_goes_on() {
+        let mut encoder = FastDeflate::new(4096);
+        let mut inflater = Decompress::new(false);
+        let update = |i: u32| {
+            format!("{{\"type\":\"update\",\"seq\":{i},\"quotes\":[{{\"s\":\"AAPL\",\"p\":189.{i:02}}}]}}\n")
+        };
+        for round in 0..3u32 {
+            for i in 0..20 {
+                let message = update(round * 100 + i);
+                let mut out = Vec::new();
+                encoder.compress(message.as_bytes(), &mut out);
+                assert_eq!(inflate(&mut inflater, &out), message.as_bytes());
+            }
+            assert_eq!(
+                encoder.state_bytes(),
+                8192,
+                "one page of table, one of history"
+            );
+            let heartbeat =
+                format!("{{\"type\":\"heartbeat\",\"seq\":{round},\"ts\":1764072000000}}\n");
+            let mut out = Vec::new();
+            encoder.compress_resting(heartbeat.as_bytes(), &mut out);
+            assert_eq!(encoder.state_bytes(), 0, "nothing kept while quiet");
+            assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+            assert_eq!(inflate(&mut inflater, &out), heartbeat.as_bytes());
+        }
+    }
+
+    #[test]
     fn long_runs_high_bytes_and_empty_messages() {
         let mut encoder = FastDeflate::new(32 * 1024);
         let mut inflater = Decompress::new(false);
@@ -465,12 +539,20 @@ mod tests {
                 1..20,
             ),
             window in prop::sample::select(vec![0usize, 1, 64, 4096, 32768]),
+            rest_at in 0usize..4,
         ) {
             let mut encoder = FastDeflate::new(window);
             let mut inflater = Decompress::new(false);
-            for message in &messages {
+            for (i, message) in messages.iter().enumerate() {
                 let mut out = Vec::new();
-                encoder.compress(message, &mut out);
+                // Every third message as a quiet connection's, which gives the state
+                // back: the stream must stay one valid stream through it.
+                if i % 3 == rest_at {
+                    encoder.compress_resting(message, &mut out);
+                    prop_assert_eq!(encoder.state_bytes(), 0);
+                } else {
+                    encoder.compress(message, &mut out);
+                }
                 prop_assert_eq!(&inflate(&mut inflater, &out), message);
             }
         }

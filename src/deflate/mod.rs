@@ -18,6 +18,7 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 
 mod fast;
 mod inflate;
+mod pages;
 
 pub use fast::FastDeflate;
 pub use inflate::{inflate_message, InflateError};
@@ -105,6 +106,29 @@ impl DeflateStream {
                 Ok(())
             }
             Engine::Primed(primed) => primed.compress(plaintext, out),
+        }
+    }
+
+    /// Compresses a message sent because the connection has been quiet (a
+    /// heartbeat): the per-connection state is given back first and the message is
+    /// encoded without it, keeping nothing, so an idle connection holds no encoder
+    /// state. The next [`DeflateStream::compress`] starts with an empty history.
+    pub fn compress_resting(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        match &mut self.engine {
+            Engine::Fast(fast) => {
+                fast.compress_resting(plaintext, out);
+                Ok(())
+            }
+            Engine::Primed(primed) => {
+                primed.history = Vec::new();
+                primed.compress(plaintext, out)?;
+                primed.history = Vec::new();
+                Ok(())
+            }
         }
     }
 

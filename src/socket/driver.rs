@@ -227,14 +227,21 @@ impl Driver {
 
     /// Starts a data message: compressed when permessage-deflate is on, framed, and
     /// written as far as the socket takes it, all through per-worker scratch buffers.
-    fn start_message(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Ending> {
+    /// `quiet`: sent because the connection was quiet; the encoder rests
+    /// ([`DeflateStream::compress_resting`]).
+    fn start_message(&mut self, op: OpCode, payload: &[u8], quiet: bool) -> Result<(), Ending> {
         if self.deflate.is_none() {
             return self.start(op, payload);
         }
         COMPRESSED.with_borrow_mut(|scratch| {
             scratch.clear();
             if let Some(deflate) = self.deflate.as_mut() {
-                if let Err(e) = deflate.compress(payload, scratch) {
+                let compressed = if quiet {
+                    deflate.compress_resting(payload, scratch)
+                } else {
+                    deflate.compress(payload, scratch)
+                };
+                if let Err(e) = compressed {
                     return Err(Ending::Close(CloseCode::Error, e.to_string()));
                 }
             }
@@ -517,11 +524,20 @@ impl Transport for Driver {
         _id: Option<u64>,
         json: &[u8],
     ) -> Result<(), Ending> {
-        self.start_message(OpCode::Text, json)
+        self.start_message(OpCode::Text, json, false)
+    }
+
+    fn start_quiet_text(
+        &mut self,
+        _kind: &'static str,
+        _id: Option<u64>,
+        json: &[u8],
+    ) -> Result<(), Ending> {
+        self.start_message(OpCode::Text, json, true)
     }
 
     fn start_binary(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.start_message(OpCode::Binary, payload)
+        self.start_message(OpCode::Binary, payload, false)
     }
 
     async fn flush(&mut self) -> Result<(), Ending> {

@@ -57,6 +57,18 @@ pub trait Transport {
         id: Option<u64>,
         json: &[u8],
     ) -> Result<(), Ending>;
+    /// [`Transport::start_text`] for a message sent because the connection has been
+    /// quiet for a while (a heartbeat). A transport that compresses gives its
+    /// per-connection encoder state back first and sends this message without it, so
+    /// an idle connection holds no compressor memory; its stream stays valid.
+    fn start_quiet_text(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        json: &[u8],
+    ) -> Result<(), Ending> {
+        self.start_text(kind, id, json)
+    }
     /// Starts one binary message (the app-level DEFLATE mode; WebSocket only).
     fn start_binary(&mut self, payload: &[u8]) -> Result<(), Ending>;
     /// Waits until everything started is written, within the write deadline and

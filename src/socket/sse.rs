@@ -76,13 +76,50 @@ impl SseDriver {
         (driver, Box::pin(body))
     }
 
-    /// Encodes one event into a chunk of the body.
-    fn encode(&mut self, kind: &str, id: Option<u64>, json: &[u8]) -> Result<Bytes, CodecError> {
+    /// Encodes one event into a chunk of the body (`quiet`: see
+    /// [`Transport::start_quiet_text`]).
+    fn encode(
+        &mut self,
+        kind: &str,
+        id: Option<u64>,
+        json: &[u8],
+        quiet: bool,
+    ) -> Result<Bytes, CodecError> {
         let mut event = Vec::with_capacity(json.len() + 40);
         write_event(kind, id, json, &mut event);
         match self.gzip.as_mut() {
             None => Ok(Bytes::from(event)),
-            Some(gzip) => Ok(Bytes::from(gzip.compress(&event))),
+            Some(gzip) => Ok(Bytes::from(gzip.compress(&event, quiet))),
+        }
+    }
+
+    /// Encodes one event and hands it to the body without waiting; a chunk the body
+    /// has no room for is kept until `flush`.
+    fn start_event(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        json: &[u8],
+        quiet: bool,
+    ) -> Result<(), Ending> {
+        let chunk = self
+            .encode(kind, id, json, quiet)
+            .map_err(|e| Ending::Close(CloseCode::Error, e.to_string()))?;
+        if let Some(pending) = self.pending.as_mut() {
+            // Only when a handler starts two events without flushing between them.
+            let mut joined = Vec::with_capacity(pending.len() + chunk.len());
+            joined.extend_from_slice(pending);
+            joined.extend_from_slice(&chunk);
+            *pending = Bytes::from(joined);
+            return Ok(());
+        }
+        match self.body.try_send(chunk) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                self.pending = Some(chunk);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Ending::Gone),
         }
     }
 
@@ -129,13 +166,17 @@ struct Gzip {
 }
 
 impl Gzip {
-    fn compress(&mut self, plain: &[u8]) -> Vec<u8> {
+    fn compress(&mut self, plain: &[u8], quiet: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(plain.len() / 2 + 32);
         if !self.started {
             out.extend_from_slice(&GZIP_HEADER);
             self.started = true;
         }
-        self.deflate.compress(plain, &mut out);
+        if quiet {
+            self.deflate.compress_resting(plain, &mut out);
+        } else {
+            self.deflate.compress(plain, &mut out);
+        }
         self.crc.update(plain);
         out
     }
@@ -172,25 +213,16 @@ impl Transport for SseDriver {
         id: Option<u64>,
         json: &[u8],
     ) -> Result<(), Ending> {
-        let chunk = self
-            .encode(kind, id, json)
-            .map_err(|e| Ending::Close(CloseCode::Error, e.to_string()))?;
-        if let Some(pending) = self.pending.as_mut() {
-            // Only when a handler starts two events without flushing between them.
-            let mut joined = Vec::with_capacity(pending.len() + chunk.len());
-            joined.extend_from_slice(pending);
-            joined.extend_from_slice(&chunk);
-            *pending = Bytes::from(joined);
-            return Ok(());
-        }
-        match self.body.try_send(chunk) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(chunk)) => {
-                self.pending = Some(chunk);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Ending::Gone),
-        }
+        self.start_event(kind, id, json, false)
+    }
+
+    fn start_quiet_text(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        json: &[u8],
+    ) -> Result<(), Ending> {
+        self.start_event(kind, id, json, true)
     }
 
     fn start_binary(&mut self, _payload: &[u8]) -> Result<(), Ending> {
@@ -226,7 +258,7 @@ impl Transport for SseDriver {
         let chunk = match self.gzip.as_mut() {
             None => event,
             Some(gzip) => {
-                let mut chunk = gzip.compress(&event);
+                let mut chunk = gzip.compress(&event, false);
                 chunk.extend_from_slice(&gzip.finish());
                 chunk
             }
@@ -292,7 +324,7 @@ mod tests {
         let mut wire = Vec::new();
         let mut inflater = flate2::Decompress::new(false);
         for (i, event) in events.iter().enumerate() {
-            let chunk = gzip.compress(event);
+            let chunk = gzip.compress(event, false);
             // Each chunk inflates at once (after the 10-byte header of the first).
             let body = if i == 0 { &chunk[10..] } else { &chunk[..] };
             let mut out = Vec::with_capacity(4096);

@@ -40,6 +40,14 @@ thread_local! {
     static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Why a message is sent: the session's own traffic, or a heartbeat because the
+/// connection was quiet (compressors then give their state back).
+#[derive(Clone, Copy)]
+enum Traffic {
+    Active,
+    Quiet,
+}
+
 /// What woke the session (besides a client message).
 enum Wake {
     /// The store changed (`false`: the store is gone).
@@ -512,9 +520,11 @@ impl<T: Transport> Session<T> {
         self.send_error(&error).await
     }
 
+    /// Sent when nothing else was for a heartbeat interval: a quiet connection, whose
+    /// compressor (app-level or the transport's) gives its state back here.
     async fn heartbeat(&mut self) -> Result<(), Ending> {
         let seq = self.seq + 1;
-        self.start("heartbeat", Some(seq), |_, json| {
+        self.start_as("heartbeat", Some(seq), Traffic::Quiet, |_, json| {
             write_heartbeat(seq, now_millis(), json);
             true
         })?;
@@ -548,6 +558,18 @@ impl<T: Transport> Session<T> {
         id: Option<u64>,
         build: impl FnOnce(&mut Self, &mut Vec<u8>) -> bool,
     ) -> Result<bool, Ending> {
+        self.start_as(kind, id, Traffic::Active, build)
+    }
+
+    /// [`Session::start`], saying whether the message is sent because the connection
+    /// was quiet ([`Transport::start_quiet_text`]).
+    fn start_as(
+        &mut self,
+        kind: &'static str,
+        id: Option<u64>,
+        traffic: Traffic,
+        build: impl FnOnce(&mut Self, &mut Vec<u8>) -> bool,
+    ) -> Result<bool, Ending> {
         MESSAGE.with_borrow_mut(|json| {
             json.clear();
             if !build(self, json) {
@@ -555,16 +577,21 @@ impl<T: Transport> Session<T> {
             }
             debug_assert!(std::str::from_utf8(json).is_ok());
             let Some(deflate) = self.deflate.as_mut() else {
-                self.driver.start_text(kind, id, json)?;
+                match traffic {
+                    Traffic::Active => self.driver.start_text(kind, id, json)?,
+                    Traffic::Quiet => self.driver.start_quiet_text(kind, id, json)?,
+                }
                 self.sent(json.len());
                 return Ok(true);
             };
             json.push(b'\n');
             let len = COMPRESSED.with_borrow_mut(|wire| {
                 wire.clear();
-                deflate
-                    .compress(json, wire)
-                    .map_err(|e| Ending::Close(CloseCode::Error, e.to_string()))?;
+                let compressed = match traffic {
+                    Traffic::Active => deflate.compress(json, wire),
+                    Traffic::Quiet => deflate.compress_resting(json, wire),
+                };
+                compressed.map_err(|e| Ending::Close(CloseCode::Error, e.to_string()))?;
                 self.driver.start_binary(wire)?;
                 Ok::<usize, Ending>(wire.len())
             })?;

@@ -294,3 +294,35 @@ async fn publishers_negotiate_it_too_and_their_compressed_batches_are_acked() {
     assert_eq!(ack["accepted"], 1);
     assert_eq!(app.rest_quote("AAPL").await["p"].to_string(), "191.25");
 }
+
+#[actix_web::test]
+async fn a_quiet_connection_gives_its_encoder_back_and_its_stream_stays_whole() {
+    // Heartbeats every 100 ms: each one rests the encoder (its history is gone), and
+    // the updates after it must still inflate on the client's one inflater.
+    let app = spawn_app_with(|s| s.stream.heartbeat_ms = 100).await;
+    let (mut client, _) = Client::connect(&app, "/ws?symbols=AAPL", "permessage-deflate", "").await;
+    assert_eq!(client.recv().await["type"], "welcome");
+    assert_eq!(client.recv().await["type"], "subscriptions");
+    assert_eq!(client.recv().await["type"], "snapshot");
+    for round in 0..3i64 {
+        let mut heartbeats = 0;
+        while heartbeats < 2 {
+            let message = client.recv().await;
+            assert_eq!(message["type"], "heartbeat", "{message}");
+            heartbeats += 1;
+        }
+        for i in 0..3 {
+            // No trailing zero: the contract writes 190.1, not 190.10.
+            let price = format!("190.{}{}", round + 1, i + 1);
+            app.apply(&[app.trade("AAPL", &price, 10, 1_700_000_000_000 + round * 10 + i)]);
+            let update = loop {
+                let message = client.recv().await;
+                if message["type"] != "heartbeat" {
+                    break message;
+                }
+            };
+            assert_eq!(update["type"], "update");
+            assert_eq!(update["quotes"][0]["p"].to_string(), price);
+        }
+    }
+}

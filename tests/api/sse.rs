@@ -221,6 +221,24 @@ async fn gzip_is_used_when_accepted_and_each_event_inflates_on_arrival() {
 }
 
 #[actix_web::test]
+async fn a_quiet_gzip_stream_gives_its_encoder_back_and_inflates_on() {
+    // Each heartbeat (100 ms) rests the gzip stream's encoder; the events after it
+    // must still inflate in the one gzip member.
+    let app = spawn_app_with(|s| s.stream.heartbeat_ms = 100).await;
+    let mut sse = SseClient::open(&app, "?symbols=AAPL", "Accept-Encoding: gzip\r\n").await;
+    assert!(sse.head.contains("content-encoding: gzip"), "{}", sse.head);
+    assert_eq!(sse.event().await.unwrap().0, "welcome");
+    assert_eq!(sse.event().await.unwrap().0, "snapshot");
+    for (i, price) in ["191.25", "191.5", "190.125"].iter().enumerate() {
+        sse.until("heartbeat").await;
+        sse.until("heartbeat").await;
+        app.apply(&[app.trade("AAPL", price, 5, 1_700_000_000_000 + i as i64)]);
+        let (_, _, update) = sse.until("update").await;
+        assert_eq!(update["quotes"][0]["p"].to_string(), *price);
+    }
+}
+
+#[actix_web::test]
 async fn max_hz_and_last_event_id_work_and_bad_parameters_get_400() {
     let app = spawn_app().await;
     let mut sse = SseClient::open(&app, "?symbols=AAPL&max_hz=2", "Last-Event-ID: 41\r\n").await;

@@ -335,3 +335,33 @@ async fn deflate_stream_decodes_with_one_inflater_and_saves_bytes() {
     assert_eq!(views.0, views.1, "both encodings deliver the same quotes");
     assert_eq!(views.1["AAPL"], app.rest_quote("AAPL").await);
 }
+
+#[actix_web::test]
+async fn a_quiet_deflate_connection_gives_its_encoder_back_and_streams_on() {
+    // Every heartbeat (100 ms here) follows a quiet interval, so the app-level encoder
+    // gives its state back each time; one inflater must read the whole stream.
+    let app = spawn_app_with(|s| s.stream.heartbeat_ms = 100).await;
+    let mut client = WsClient::connect(&app, "?symbols=AAPL,MSFT&compression=deflate").await;
+    let mut view = BTreeMap::new();
+    merge(&mut view, &client.recv_type("snapshot").await);
+    for round in 0..4 {
+        client.recv_type("heartbeat").await;
+        client.recv_type("heartbeat").await;
+        let ticks = [
+            app.trade("AAPL", &format!("{}.{:02}", 180 + round, round), 10, round),
+            app.trade("MSFT", &format!("{}.5", 400 + round), 3, round),
+        ];
+        app.apply(&ticks);
+        let mut updates = 0;
+        while view.get("AAPL") != Some(&app.rest_quote("AAPL").await)
+            || view.get("MSFT") != Some(&app.rest_quote("MSFT").await)
+        {
+            let message = client.recv().await;
+            if message["type"] == "update" {
+                updates += 1;
+            }
+            merge(&mut view, &message);
+        }
+        assert!(updates >= 1, "round {round}: the ticks came as updates");
+    }
+}
