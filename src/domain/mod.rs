@@ -6,6 +6,6 @@ mod symbol;
 mod tick;
 
 pub use price::{Percent, Price, PriceError};
-pub use quote::{Field, FieldSet, Quote};
+pub use quote::{write_json_start, Field, FieldSet, Quote};
 pub use symbol::{Symbol, SymbolError, SymbolId};
 pub use tick::{now_millis, Tick};

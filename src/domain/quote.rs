@@ -110,6 +110,28 @@ impl FieldSet {
     pub fn len(self) -> usize {
         self.0.count_ones() as usize
     }
+
+    /// This set plus `field`.
+    pub fn with(self, field: Field) -> FieldSet {
+        FieldSet(self.0 | field.bit())
+    }
+
+    /// The fields in both sets.
+    pub fn and(self, other: FieldSet) -> FieldSet {
+        FieldSet(self.0 & other.0)
+    }
+
+    /// The fields' indexes (`Field as usize`), in wire order.
+    pub fn indexes(self) -> impl Iterator<Item = usize> {
+        let mut mask = self.0;
+        std::iter::from_fn(move || {
+            (mask != 0).then(|| {
+                let index = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                index
+            })
+        })
+    }
 }
 
 /// The current state of one symbol. `None` fields have no value yet and are never sent.
@@ -250,29 +272,35 @@ impl Quote {
 
     /// Appends `{"s":"SYM",...}` with the fields in `fields` that have a value.
     pub fn write_json(&self, symbol: &str, fields: FieldSet, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"s\":\"");
-        // Symbols are validated to [A-Z0-9.-]: nothing to escape.
-        out.extend_from_slice(symbol.as_bytes());
-        out.push(b'"');
-        let mut mask = fields.0 & self.present;
-        while mask != 0 {
-            let index = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            let field = Field::ALL[index];
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(field.key().as_bytes());
-            out.extend_from_slice(b"\":");
-            let value = self.values[index];
-            match field.kind() {
-                Kind::Price => write_fixed(value, PRICE_SCALE, out),
-                Kind::Percent => write_fixed(value, 100, out),
-                Kind::Integer => {
-                    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes())
-                }
-            }
+        write_json_start(symbol, out);
+        for index in fields.and(self.present()).indexes() {
+            self.write_json_field(index, out);
         }
         out.push(b'}');
     }
+
+    /// Appends `,"key":value` for the field at `index` (`Field as usize`), which must
+    /// have a value: one piece of [`Quote::write_json`]'s output.
+    pub fn write_json_field(&self, index: usize, out: &mut Vec<u8>) {
+        let field = Field::ALL[index];
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(field.key().as_bytes());
+        out.extend_from_slice(b"\":");
+        let value = self.values[index];
+        match field.kind() {
+            Kind::Price => write_fixed(value, PRICE_SCALE, out),
+            Kind::Percent => write_fixed(value, 100, out),
+            Kind::Integer => out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes()),
+        }
+    }
+}
+
+/// Appends `{"s":"SYM"`, the start of [`Quote::write_json`]'s output.
+pub fn write_json_start(symbol: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"s\":\"");
+    // Symbols are validated to [A-Z0-9.-]: nothing to escape.
+    out.extend_from_slice(symbol.as_bytes());
+    out.push(b'"');
 }
 
 impl std::fmt::Debug for Quote {

@@ -45,6 +45,8 @@ pub struct SnapshotStore {
 }
 
 struct Inner {
+    /// Tells this store from any other in the process (see [`SnapshotStore::serial`]).
+    serial: u64,
     slots: Box<[Slot]>,
     /// Number of slots in use; ids below it were issued (some may be removed).
     len: AtomicUsize,
@@ -140,8 +142,10 @@ impl SnapshotStore {
     pub fn new(capacity: usize) -> SnapshotStore {
         let slots = (0..capacity).map(|_| Slot::default()).collect();
         let (changes, _) = watch::channel(0);
+        static STORES: AtomicU64 = AtomicU64::new(0);
         SnapshotStore {
             inner: Arc::new(Inner {
+                serial: STORES.fetch_add(1, Ordering::Relaxed),
                 slots,
                 len: AtomicUsize::new(0),
                 registry: RwLock::new(HashMap::new()),
@@ -290,6 +294,13 @@ impl SnapshotStore {
             .map(|index| SymbolId(index as u32))
             .filter(|&id| !self.is_removed(id))
             .map(|id| self.info(id))
+    }
+
+    /// A number no other store of this process has: with a symbol's id and version
+    /// it names one quote for ever (ids are never reused, and every change of a
+    /// published quote counts a version), so caches of encoded quotes can key on it.
+    pub fn serial(&self) -> u64 {
+        self.inner.serial
     }
 
     /// The symbol's version: one atomic load, the flush loop's cheap "changed?" test.

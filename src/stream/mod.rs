@@ -1,5 +1,6 @@
 //! `GET /ws`: the viewer stream (contract §2).
 
+mod fragments;
 mod protocol;
 mod session;
 mod subscriptions;

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::fragments::{with_fragments, Fragments};
 use crate::domain::{FieldSet, Quote, Symbol, SymbolId};
 use crate::store::SnapshotStore;
 
@@ -179,13 +180,33 @@ impl Subscriptions {
         ids: Option<&[SymbolId]>,
         out: &mut Vec<u8>,
     ) -> usize {
+        with_fragments(|fragments| self.write_snapshot_from(fragments, store, ids, out))
+    }
+
+    fn write_snapshot_from(
+        &mut self,
+        fragments: &mut Fragments,
+        store: &SnapshotStore,
+        ids: Option<&[SymbolId]>,
+        out: &mut Vec<u8>,
+    ) -> usize {
         let mut written = 0;
+        let serial = store.serial();
         let mut write = |entry: &mut Entry, out: &mut Vec<u8>| {
             let (quote, version) = store.read(entry.id);
             if written > 0 {
                 out.push(b',');
             }
-            quote.write_json(store.info(entry.id).symbol.as_str(), FieldSet::ALL, out);
+            let symbol = store.info(entry.id).symbol.as_str();
+            fragments.write_json(
+                serial,
+                entry.id,
+                version,
+                symbol,
+                &quote,
+                FieldSet::ALL,
+                out,
+            );
             entry.sent = quote;
             entry.seen_version = version;
             written += 1;
@@ -211,6 +232,16 @@ impl Subscriptions {
     /// last sent, and records them as sent. Symbols that lost a field are queued for
     /// [`Subscriptions::take_resend`] instead.
     pub fn write_update(&mut self, store: &SnapshotStore, out: &mut Vec<u8>) -> FlushStats {
+        with_fragments(|fragments| self.write_update_from(fragments, store, out))
+    }
+
+    fn write_update_from(
+        &mut self,
+        fragments: &mut Fragments,
+        store: &SnapshotStore,
+        out: &mut Vec<u8>,
+    ) -> FlushStats {
+        let serial = store.serial();
         let mut stats = FlushStats::default();
         for entry in &mut self.entries {
             if store.version(entry.id) == entry.seen_version {
@@ -235,7 +266,8 @@ impl Subscriptions {
             if stats.quotes > 0 {
                 out.push(b',');
             }
-            quote.write_json(store.info(entry.id).symbol.as_str(), changed, out);
+            let symbol = store.info(entry.id).symbol.as_str();
+            fragments.write_json(serial, entry.id, version, symbol, &quote, changed, out);
             entry.sent = quote;
             stats.quotes += 1;
         }
