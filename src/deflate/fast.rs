@@ -120,6 +120,8 @@ impl FastDeflate {
             .get_or_insert_with(|| PageBlock::new(TABLE_BYTES + window))
             .as_mut_slice();
         let (head, history) = block.split_at_mut(TABLE_BYTES);
+        // A fixed-size array: with the hash below 2,048, indexing needs no bounds check.
+        let head: &mut [u8; TABLE_BYTES] = head.try_into().expect("the table's bytes");
         prefetch_table(head);
         // Positions wrap after 4 GiB of plaintext: start the table afresh then (the
         // history bytes stay valid; they are just not indexed).
@@ -180,12 +182,12 @@ fn finish_block(bits: &mut BitWriter<'_>) {
 /// Table entries are 16-bit positions stored in the state block's bytes (native
 /// order: they never leave this process).
 #[inline]
-fn table_get(table: &[u8], h: usize) -> u16 {
+fn table_get(table: &[u8; TABLE_BYTES], h: usize) -> u16 {
     u16::from_ne_bytes([table[2 * h], table[2 * h + 1]])
 }
 
 #[inline]
-fn table_set(table: &mut [u8], h: usize, position: u16) {
+fn table_set(table: &mut [u8; TABLE_BYTES], h: usize, position: u16) {
     table[2 * h..2 * h + 2].copy_from_slice(&position.to_ne_bytes());
 }
 
@@ -313,6 +315,46 @@ const LITERAL_CODES: [(u16, u8); 256] = {
     table
 };
 
+/// `bits` of a Huffman code given MSB-first as the RFC lists it, reversed for the
+/// LSB-first stream.
+const fn reversed(code: u32, bits: u32) -> u32 {
+    code.reverse_bits() >> (32 - bits)
+}
+
+/// For every match length 3..=258: its fixed-Huffman length symbol (257-285, 7 or 8
+/// bits), reversed, followed by its extra bits, and the total bit count.
+const LENGTH_BITS: [(u32, u8); MAX_MATCH + 1] = {
+    let mut table = [(0u32, 0u8); MAX_MATCH + 1];
+    let mut length = 3;
+    while length <= MAX_MATCH {
+        let code = LENGTH_CODE[length] as usize;
+        let symbol = 257 + code as u32;
+        let (huffman, bits) = if symbol < 280 {
+            (reversed(symbol - 256, 7), 7)
+        } else {
+            (reversed(0xc0 + (symbol - 280), 8), 8)
+        };
+        let extra = (length - LENGTH_BASE[code] as usize) as u32;
+        table[length] = (
+            huffman | extra << bits,
+            (bits + LENGTH_EXTRA[code] as u32) as u8,
+        );
+        length += 1;
+    }
+    table
+};
+
+/// The 30 distance codes (fixed 5 bits), reversed.
+const DISTANCE_CODES: [u8; 30] = {
+    let mut table = [0u8; 30];
+    let mut code = 0;
+    while code < 30 {
+        table[code] = reversed(code as u32, 5) as u8;
+        code += 1;
+    }
+    table
+};
+
 /// Writes bits least-significant first, as DEFLATE packs them.
 struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
@@ -342,43 +384,22 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// A Huffman code, given MSB-first as the RFC lists it.
-    fn put_code(&mut self, code: u32, bits: u32) {
-        self.put(code.reverse_bits() >> (32 - bits), bits);
-    }
-
     fn put_literal(&mut self, byte: u8) {
         let (code, bits) = LITERAL_CODES[usize::from(byte)];
         self.put(u32::from(code), u32::from(bits));
     }
 
-    fn put_length_symbol(&mut self, symbol: u32) {
-        if symbol < 280 {
-            self.put_code(symbol - 256, 7);
-        } else {
-            self.put_code(0xc0 + (symbol - 280), 8);
-        }
-    }
-
+    /// A match: its length's code and extra bits, then its distance's, each from a
+    /// table of codes already bit-reversed (no reversal per match).
     fn put_match(&mut self, length: usize, distance: usize) {
-        let code = usize::from(LENGTH_CODE[length]);
-        self.put_length_symbol(257 + code as u32);
-        let extra = LENGTH_EXTRA[code];
-        if extra > 0 {
-            self.put(
-                (length - usize::from(LENGTH_BASE[code])) as u32,
-                u32::from(extra),
-            );
-        }
+        let (bits, count) = LENGTH_BITS[length];
+        self.put(bits, u32::from(count));
         let code = distance_code(distance);
-        self.put_code(code as u32, 5);
-        let extra = DISTANCE_EXTRA[code];
-        if extra > 0 {
-            self.put(
-                (distance - usize::from(DISTANCE_BASE[code])) as u32,
-                u32::from(extra),
-            );
-        }
+        let extra = (distance - usize::from(DISTANCE_BASE[code])) as u32;
+        self.put(
+            u32::from(DISTANCE_CODES[code]) | extra << 5,
+            5 + u32::from(DISTANCE_EXTRA[code]),
+        );
     }
 
     /// Pads to a byte boundary with zero bits, writing out everything pending.
