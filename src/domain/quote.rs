@@ -111,6 +111,11 @@ impl FieldSet {
         self.0.count_ones() as usize
     }
 
+    /// The set as a bit mask: bit `Field as usize` for each field.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
     /// This set plus `field`.
     pub fn with(self, field: Field) -> FieldSet {
         FieldSet(self.0 | field.bit())

@@ -100,11 +100,24 @@ impl Encoded {
         }
     }
 
+    /// Copies the symbol's piece and those of `fields`. Pieces next to each other in
+    /// `bytes` go in one copy: a run of changed fields (a price moves `p`, `h`, `d`,
+    /// `dp` and `t` together) is one `memcpy` rather than one per field of a dozen
+    /// bytes each.
     fn write(&self, fields: FieldSet, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.bytes[..usize::from(self.ends[0])]);
-        for index in fields.indexes() {
-            let piece = usize::from(self.ends[index])..usize::from(self.ends[index + 1]);
-            out.extend_from_slice(&self.bytes[piece]);
+        // Piece 0 is `{"s":"SYM"`, piece k + 1 field k; piece k ends at `ends[k]`.
+        let mut wanted = 1 | u32::from(fields.bits()) << 1;
+        while wanted != 0 {
+            let first = wanted.trailing_zeros() as usize;
+            let run = (wanted >> first).trailing_ones() as usize;
+            let start = if first == 0 {
+                0
+            } else {
+                usize::from(self.ends[first - 1])
+            };
+            let end = usize::from(self.ends[first + run - 1]);
+            out.extend_from_slice(&self.bytes[start..end]);
+            wanted &= !(((1u32 << run) - 1) << first);
         }
         out.push(b'}');
     }
