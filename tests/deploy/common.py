@@ -13,8 +13,9 @@ IMAGE_UID = 10001
 IMAGE_PORT = 8080
 IMAGE_WORKDIR = "/app"
 
-# docs/BENCHMARKS.md, W1 with 10,000 deflate viewers: about 400 MB RSS, i.e. 40 KiB per
-# connection with everything included, and about 9 MiB for a server at rest.
+# The sizing figure of docs/DEPLOYMENT.md: 40 KiB per connection with everything
+# included (an SSE viewer measures ~43 KiB; a deflate W1 viewer 14.5 KiB since issue
+# 13, docs/BENCHMARKS.md), and about 9 MiB for a server at rest.
 RSS_PER_CONNECTION_BYTES = 40 * 1024
 RSS_AT_REST_BYTES = 9 * 1024 * 1024
 
