@@ -125,9 +125,7 @@ impl DeflateStream {
             }
             Engine::Primed(primed) => {
                 primed.history = Vec::new();
-                primed.compress(plaintext, out)?;
-                primed.history = Vec::new();
-                Ok(())
+                primed.deflate(plaintext, out)
             }
         }
     }
@@ -143,6 +141,13 @@ impl DeflateStream {
 
 impl PrimedZlib {
     fn compress(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        self.deflate(plaintext, out)?;
+        self.remember(plaintext);
+        Ok(())
+    }
+
+    /// Compresses `plaintext` against the history, without remembering it.
+    fn deflate(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
         SHARED_COMPRESSOR.with_borrow_mut(|slot| {
             let compressor = match slot {
                 Some((level, compressor)) if *level == self.level => compressor,
@@ -159,9 +164,7 @@ impl PrimedZlib {
                     .map_err(|e| CodecError(e.to_string()))?;
             }
             deflate_sync(compressor, plaintext, out)
-        })?;
-        self.remember(plaintext);
-        Ok(())
+        })
     }
 
     fn remember(&mut self, plaintext: &[u8]) {
@@ -256,6 +259,29 @@ mod tests {
             total_wire * 2 < total_plain,
             "priming should compress repetitive messages: {total_wire} vs {total_plain}"
         );
+    }
+
+    #[test]
+    fn both_engines_rest_and_their_streams_read_on() {
+        for level in [1, 6] {
+            let mut stream = DeflateStream::new(level, 4096);
+            let mut inflater = Decompress::new(false);
+            for i in 0..30 {
+                let msg = format!("{{\"type\":\"update\",\"seq\":{i},\"p\":189.{i:02}}}\n");
+                let mut wire = Vec::new();
+                if i % 7 == 6 {
+                    stream.compress_resting(msg.as_bytes(), &mut wire).unwrap();
+                    assert_eq!(stream.state_bytes(), 0, "level {level}: nothing kept");
+                } else {
+                    stream.compress(msg.as_bytes(), &mut wire).unwrap();
+                }
+                assert_eq!(
+                    inflate_all(&mut inflater, &wire),
+                    msg.as_bytes(),
+                    "level {level}, {i}"
+                );
+            }
+        }
     }
 
     #[test]
