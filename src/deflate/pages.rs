@@ -179,6 +179,33 @@ mod tests {
     }
 
     #[test]
+    fn blocks_taken_and_given_back_on_several_threads_stay_whole() {
+        // Connections start and go quiet on every worker at once: the pool is shared.
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut held: Vec<PageBlock> = Vec::new();
+                    for round in 0..300usize {
+                        let mut block = PageBlock::new(8192);
+                        assert!(block.as_mut_slice().iter().all(|&b| b == 0));
+                        block.as_mut_slice().fill(t + 1);
+                        held.push(block);
+                        if round % 3 == 2 {
+                            held.remove(round % held.len());
+                        }
+                    }
+                    for block in &mut held {
+                        assert!(block.as_mut_slice().iter().all(|&b| b == t + 1));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no thread saw another's bytes");
+        }
+    }
+
+    #[test]
     fn blocks_do_not_overlap() {
         let mut blocks: Vec<PageBlock> =
             (0..600).map(|i| PageBlock::new(1 + i % 3 * 5000)).collect();
