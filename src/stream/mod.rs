@@ -2,6 +2,7 @@
 
 mod fragments;
 mod protocol;
+mod sent;
 mod session;
 mod subscriptions;
 

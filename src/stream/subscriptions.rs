@@ -1,27 +1,33 @@
 //! One connection's subscriptions and what it was last sent: the diff that gives
 //! conflation, batching and minimal payloads in one mechanism.
 //!
-//! For every subscribed symbol the session remembers the store version and the quote
-//! it last sent. On a flush it compares versions (one atomic load per symbol), copies
-//! only the quotes that moved, and writes only the fields that differ. However many
-//! ticks arrived in between, the client gets one entry per symbol with the latest
-//! values, so memory is proportional to subscriptions, never to the tick rate.
+//! For every subscribed symbol the session remembers the store version it last sent
+//! and holds that quote in its worker's table of sent quotes (`super::sent`), which
+//! keeps one copy per version for all the worker's sessions. On a flush it compares
+//! versions (one atomic load per symbol), and for the symbols that moved writes only
+//! the fields that differ between the quote it holds and the current one. However
+//! many ticks arrived in between, the client gets one entry per symbol with the
+//! latest values, so memory is proportional to subscriptions, never to the tick rate.
 
 use std::collections::HashSet;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::fragments::{with_fragments, Fragments};
-use crate::domain::{FieldSet, Quote, Symbol, SymbolId};
+use super::sent::{self, with_sent, Held, SentQuotes};
+use crate::domain::{FieldSet, Symbol, SymbolId};
 use crate::store::SnapshotStore;
 
 /// Marks a symbol whose quote was never sent: everything it has is new to the client.
 const NEVER_SENT: u64 = u64::MAX;
 
-#[derive(Debug, Clone)]
+/// 16 bytes: the quote itself is the worker's, shared ([`super::sent`]).
+#[derive(Debug)]
 struct Entry {
     id: SymbolId,
+    /// The quote last sent, in the worker's table (`Held::NONE`: never sent).
+    sent: Held,
     seen_version: u64,
-    sent: Quote,
 }
 
 /// What one flush wrote.
@@ -45,6 +51,15 @@ pub struct Subscriptions {
     resend: Vec<SymbolId>,
     /// The viewer's entitlements (from its token); `None` = every symbol.
     entitled: Option<Arc<HashSet<Symbol>>>,
+    /// Not `Send`: the entries hold quotes in this thread's table of sent quotes, and
+    /// give them back there when dropped.
+    _worker: PhantomData<*const ()>,
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        sent::release_all(self.entries.iter().map(|entry| (entry.id, entry.sent)));
+    }
 }
 
 impl Subscriptions {
@@ -88,7 +103,7 @@ impl Subscriptions {
     pub fn add(&mut self, ids: &[SymbolId]) -> Vec<SymbolId> {
         let mut added = Vec::new();
         // Exactly what may be needed, not the doubling growth of one insert at a time:
-        // an entry is 128 bytes, and 20 symbols would otherwise hold 32 of them.
+        // 20 symbols would otherwise hold 32 entries.
         self.entries.reserve_exact(ids.len());
         for &id in ids {
             if let Err(at) = self.position(id) {
@@ -96,8 +111,8 @@ impl Subscriptions {
                     at,
                     Entry {
                         id,
+                        sent: Held::NONE,
                         seen_version: NEVER_SENT,
-                        sent: Quote::default(),
                     },
                 );
                 added.push(id);
@@ -139,7 +154,8 @@ impl Subscriptions {
         }
         for &id in ids {
             if let Ok(at) = self.position(id) {
-                self.entries.remove(at);
+                let entry = self.entries.remove(at);
+                sent::release_all(std::iter::once((entry.id, entry.sent)));
             }
         }
         self.release_spare();
@@ -159,6 +175,7 @@ impl Subscriptions {
             let gone = store.is_removed(entry.id);
             if gone {
                 removed.push(entry.id);
+                sent::release_all(std::iter::once((entry.id, entry.sent)));
             }
             !gone
         });
@@ -167,7 +184,8 @@ impl Subscriptions {
     }
 
     pub fn clear(&mut self) {
-        self.entries = Vec::new();
+        let entries = std::mem::take(&mut self.entries);
+        sent::release_all(entries.iter().map(|entry| (entry.id, entry.sent)));
         self.wildcard = false;
         self.resend.clear();
     }
@@ -180,11 +198,14 @@ impl Subscriptions {
         ids: Option<&[SymbolId]>,
         out: &mut Vec<u8>,
     ) -> usize {
-        with_fragments(|fragments| self.write_snapshot_from(fragments, store, ids, out))
+        with_sent(|sent| {
+            with_fragments(|fragments| self.write_snapshot_from(sent, fragments, store, ids, out))
+        })
     }
 
     fn write_snapshot_from(
         &mut self,
+        sent: &mut SentQuotes,
         fragments: &mut Fragments,
         store: &SnapshotStore,
         ids: Option<&[SymbolId]>,
@@ -193,21 +214,16 @@ impl Subscriptions {
         let mut written = 0;
         let serial = store.serial();
         let mut write = |entry: &mut Entry, out: &mut Vec<u8>| {
-            let (quote, version) = store.read(entry.id);
+            let now = sent.current(store, entry.id, store.version(entry.id));
             if written > 0 {
                 out.push(b',');
             }
             let symbol = store.info(entry.id).symbol.as_str();
-            fragments.write_json(
-                serial,
-                entry.id,
-                version,
-                symbol,
-                &quote,
-                FieldSet::ALL,
-                out,
-            );
-            entry.sent = quote;
+            let version = sent.version(now);
+            let quote = sent.quote(now);
+            fragments.write_json(serial, entry.id, version, symbol, quote, FieldSet::ALL, out);
+            sent.advance(entry.id, entry.sent, now);
+            entry.sent = now;
             entry.seen_version = version;
             written += 1;
         };
@@ -232,11 +248,14 @@ impl Subscriptions {
     /// last sent, and records them as sent. Symbols that lost a field are queued for
     /// [`Subscriptions::take_resend`] instead.
     pub fn write_update(&mut self, store: &SnapshotStore, out: &mut Vec<u8>) -> FlushStats {
-        with_fragments(|fragments| self.write_update_from(fragments, store, out))
+        with_sent(|sent| {
+            with_fragments(|fragments| self.write_update_from(sent, fragments, store, out))
+        })
     }
 
     fn write_update_from(
         &mut self,
+        sent: &mut SentQuotes,
         fragments: &mut Fragments,
         store: &SnapshotStore,
         out: &mut Vec<u8>,
@@ -244,32 +263,39 @@ impl Subscriptions {
         let serial = store.serial();
         let mut stats = FlushStats::default();
         for entry in &mut self.entries {
-            if store.version(entry.id) == entry.seen_version {
+            let version = store.version(entry.id);
+            if version == entry.seen_version {
                 continue;
             }
-            let (quote, version) = store.read(entry.id);
-            let first_time = entry.seen_version == NEVER_SENT;
-            if !first_time {
+            let now = sent.current(store, entry.id, version);
+            let version = sent.version(now);
+            let quote = sent.quote(now);
+            let first_time = entry.sent.is_none();
+            let changed = if first_time {
+                quote.present()
+            } else {
+                let before = sent.quote(entry.sent);
                 stats.conflated += version.saturating_sub(entry.seen_version).saturating_sub(1);
-            }
-            if quote.lost_fields_since(&entry.sent) {
-                self.resend.push(entry.id);
-                continue;
-            }
-            entry.seen_version = version;
-            let changed = quote.changed_since(&entry.sent);
+                if quote.lost_fields_since(before) {
+                    sent.forget_unheld(entry.id, now);
+                    self.resend.push(entry.id);
+                    continue;
+                }
+                quote.changed_since(before)
+            };
             // A symbol the client has never been sent goes out even with no fields, so a
             // wildcard subscriber learns that it exists.
-            if changed.is_empty() && !first_time {
-                continue;
+            if !changed.is_empty() || first_time {
+                if stats.quotes > 0 {
+                    out.push(b',');
+                }
+                let symbol = store.info(entry.id).symbol.as_str();
+                fragments.write_json(serial, entry.id, version, symbol, quote, changed, out);
+                stats.quotes += 1;
             }
-            if stats.quotes > 0 {
-                out.push(b',');
-            }
-            let symbol = store.info(entry.id).symbol.as_str();
-            fragments.write_json(serial, entry.id, version, symbol, &quote, changed, out);
-            entry.sent = quote;
-            stats.quotes += 1;
+            sent.advance(entry.id, entry.sent, now);
+            entry.sent = now;
+            entry.seen_version = version;
         }
         stats
     }
@@ -283,7 +309,7 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Price, Symbol, Tick};
+    use crate::domain::{Field, Price, Quote, Symbol, Tick};
 
     fn store() -> SnapshotStore {
         let store = SnapshotStore::new(16);
@@ -358,6 +384,165 @@ mod tests {
         subs.remove(&[SymbolId(0)]);
         assert!(!subs.is_wildcard());
         assert_eq!(subs.len(), 3);
+    }
+
+    /// Many subscriptions on one thread share its table of sent quotes. Whatever the
+    /// order of ticks, rollovers (which remove fields), flushes, snapshots and
+    /// unsubscribes, every update must be exactly the diff against a private copy of
+    /// what that subscription was sent (the design before the table), and once every
+    /// subscription is gone the table must hold nothing.
+    #[test]
+    fn shared_sent_quotes_give_each_subscription_exactly_its_own_diff() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        use std::collections::HashMap;
+
+        let store = SnapshotStore::new(16);
+        let names = ["AAPL", "MSFT", "NVDA", "TSLA", "BRK.B", "IBM"];
+        for s in names {
+            store
+                .add_symbol(Symbol::parse(s).unwrap(), s, Price::parse("100").ok())
+                .unwrap();
+        }
+        let mut rng = StdRng::seed_from_u64(13);
+        let mut subs: Vec<(Subscriptions, HashMap<SymbolId, Quote>)> = Vec::new();
+        let mut ts = 0;
+        let (mut updates, mut resends) = (0, 0);
+        for step in 0..6_000 {
+            match rng.random_range(0..100) {
+                0..=44 => {
+                    ts += rng.random_range(0..3);
+                    let tick = Tick {
+                        symbol: SymbolId(rng.random_range(0..names.len() as u32)),
+                        price: rng
+                            .random_bool(0.6)
+                            .then(|| Price::from_micros(rng.random_range(99..102) * 1_000_000)),
+                        size: Some(rng.random_range(0..3)),
+                        bid: rng
+                            .random_bool(0.3)
+                            .then(|| Price::from_micros(rng.random_range(98..100) * 1_000_000)),
+                        bid_size: rng.random_bool(0.3).then(|| rng.random_range(1..3)),
+                        ts,
+                        ..Tick::default()
+                    };
+                    store.apply_batch(&[tick]);
+                }
+                45 => store.roll_over(),
+                46..=50 if subs.len() < 8 => {
+                    let mut sub = Subscriptions::default();
+                    let ids: Vec<SymbolId> = (0..names.len() as u32)
+                        .filter(|_| rng.random_bool(0.6))
+                        .map(SymbolId)
+                        .collect();
+                    sub.add(&ids);
+                    subs.push((sub, HashMap::new()));
+                }
+                51..=53 if !subs.is_empty() => {
+                    let at = rng.random_range(0..subs.len());
+                    let (sub, sent) = &mut subs[at];
+                    let id = SymbolId(rng.random_range(0..names.len() as u32));
+                    if rng.random_bool(0.5) {
+                        sub.remove(&[id]);
+                        sent.remove(&id);
+                    } else {
+                        sub.add(&[id]);
+                    }
+                }
+                54 if !subs.is_empty() => {
+                    subs.swap_remove(rng.random_range(0..subs.len()));
+                }
+                55..=59 if !subs.is_empty() => {
+                    let at = rng.random_range(0..subs.len());
+                    let (sub, sent) = &mut subs[at];
+                    let mut out = Vec::new();
+                    sub.write_snapshot(&store, None, &mut out);
+                    for id in sub.ids() {
+                        sent.insert(id, store.read(id).0);
+                    }
+                }
+                _ if !subs.is_empty() => {
+                    let at = rng.random_range(0..subs.len());
+                    let (sub, sent) = &mut subs[at];
+                    let mut expected = Vec::new();
+                    let mut expected_resend = Vec::new();
+                    for id in sub.ids().collect::<Vec<_>>() {
+                        let quote = store.read(id).0;
+                        let fields = match sent.get(&id) {
+                            None => quote.present(),
+                            Some(before) if quote.lost_fields_since(before) => {
+                                expected_resend.push(id);
+                                continue;
+                            }
+                            // Field by field, not through `Quote::changed_since`.
+                            Some(before) => Field::ALL
+                                .into_iter()
+                                .filter(|&f| {
+                                    quote.get(f).is_some() && quote.get(f) != before.get(f)
+                                })
+                                .fold(FieldSet::EMPTY, FieldSet::with),
+                        };
+                        if fields.is_empty() && sent.contains_key(&id) {
+                            continue;
+                        }
+                        if !expected.is_empty() {
+                            expected.push(b',');
+                        }
+                        quote.write_json(store.info(id).symbol.as_str(), fields, &mut expected);
+                        sent.insert(id, quote);
+                    }
+                    let mut out = Vec::new();
+                    sub.write_update(&store, &mut out);
+                    assert_eq!(text(&out), text(&expected), "step {step}");
+                    let resend = sub.take_resend();
+                    assert_eq!(resend, expected_resend, "step {step}");
+                    updates += usize::from(!out.is_empty());
+                    resends += resend.len();
+                    out.clear();
+                    sub.write_snapshot(&store, Some(&resend), &mut out);
+                    for id in resend {
+                        sent.insert(id, store.read(id).0);
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            updates > 300 && resends > 10,
+            "{updates} updates, {resends} resends"
+        );
+        assert!(with_sent(|sent| sent.in_use()) > 0);
+        drop(subs);
+        assert_eq!(with_sent(|sent| sent.in_use()), 0, "holds left behind");
+    }
+
+    #[test]
+    fn subscriptions_at_one_version_share_one_quote_and_give_it_back() {
+        let store = store();
+        let mut a = Subscriptions::default();
+        let mut b = Subscriptions::default();
+        a.add(&[SymbolId(0), SymbolId(1)]);
+        b.add(&[SymbolId(0), SymbolId(2)]);
+        let mut out = Vec::new();
+        a.write_snapshot(&store, None, &mut out);
+        b.write_snapshot(&store, None, &mut out);
+        assert_eq!(
+            with_sent(|sent| sent.in_use()),
+            3,
+            "AAPL is held once for both"
+        );
+
+        store.apply_batch(&[trade(0, "101", 1)]);
+        a.write_update(&store, &mut out);
+        assert_eq!(with_sent(|sent| sent.in_use()), 4, "AAPL at two versions");
+        b.write_update(&store, &mut out);
+        assert_eq!(with_sent(|sent| sent.in_use()), 3, "the old AAPL is let go");
+
+        b.remove(&[SymbolId(2)]);
+        assert_eq!(with_sent(|sent| sent.in_use()), 2);
+        a.clear();
+        assert_eq!(with_sent(|sent| sent.in_use()), 1);
+        drop(b);
+        assert_eq!(with_sent(|sent| sent.in_use()), 0);
     }
 
     #[test]
