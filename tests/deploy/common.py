@@ -24,9 +24,12 @@ SECRET_ENV = (
     "TICKSTREAM__INGEST__PUBLISHER_KEYS",
     "TICKSTREAM__ADMIN__API_KEY",
     "TICKSTREAM__AUTH__JWT_SECRET",
+    "TICKSTREAM__FEED__API_KEY",
+    "TICKSTREAM__FEED__API_SECRET",
 )
 # The ones a scaled-out deployment cannot do without (ingest and admin stay shut
-# without them); the JWT secret is optional (auth.mode = "jwt" only).
+# without them); the JWT secret (auth.mode = "jwt") and the feed connector's
+# credentials (feed.kind) are optional.
 REQUIRED_SECRET_ENV = SECRET_ENV[:2]
 
 
