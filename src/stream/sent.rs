@@ -35,9 +35,9 @@ pub fn with_sent<R>(f: impl FnOnce(&mut SentQuotes) -> R) -> R {
 
 /// Gives back holds from a drop, which may run while the thread is being torn down
 /// (its table already gone: then there is nothing left to give back to).
-pub fn release_all(holds: impl Iterator<Item = (SymbolId, Held)>) {
+pub fn release_all(holds: impl Iterator<Item = Held>) {
     let _ = SENT.try_with(|sent| match sent.try_borrow_mut() {
-        Ok(mut sent) => holds.for_each(|(id, held)| sent.release(id, held)),
+        Ok(mut sent) => holds.for_each(|held| sent.release(held)),
         Err(_) => debug_assert!(false, "a subscription dropped inside the table's own use"),
     });
 }
@@ -73,7 +73,8 @@ struct Node {
     store: u64,
     id: SymbolId,
     version: u64,
-    /// Subscriptions on this worker whose client was last sent this quote; 0 = free.
+    /// Subscriptions on this worker whose client was last sent this quote (0: just
+    /// added by [`SentQuotes::current`], or free).
     holders: u32,
     quote: Quote,
 }
@@ -134,41 +135,40 @@ impl SentQuotes {
 
     /// Moves one subscription's hold from `from` (`NONE`: it held nothing) to `to`, and
     /// frees `from` if that was its last holder.
-    pub fn advance(&mut self, id: SymbolId, from: Held, to: Held) {
+    pub fn advance(&mut self, from: Held, to: Held) {
         self.slab[to.0 as usize].holders += 1;
-        self.release(id, from);
+        self.release(from);
     }
 
     /// Frees `held` if nobody holds it: a node [`SentQuotes::current`] added for a
     /// quote that was then not sent.
-    pub fn forget_unheld(&mut self, id: SymbolId, held: Held) {
+    pub fn forget_unheld(&mut self, held: Held) {
         if self.slab[held.0 as usize].holders == 0 {
-            self.free_node(id, held);
+            self.free_node(held);
         }
     }
 
     /// Gives back one hold on `held` (`NONE`: nothing).
-    pub fn release(&mut self, id: SymbolId, held: Held) {
+    pub fn release(&mut self, held: Held) {
         if held.is_none() {
             return;
         }
         let node = &mut self.slab[held.0 as usize];
-        debug_assert!(
-            node.holders > 0 && node.id == id,
-            "released a hold never taken"
-        );
+        debug_assert!(node.holders > 0, "released a hold never taken");
         node.holders = node.holders.saturating_sub(1);
         if node.holders == 0 {
-            self.free_node(id, held);
+            self.free_node(held);
         }
     }
 
-    fn free_node(&mut self, id: SymbolId, held: Held) {
+    fn free_node(&mut self, held: Held) {
+        let node = &mut self.slab[held.0 as usize];
         // No quote has this version: a freed node never matches a lookup.
-        self.slab[held.0 as usize].version = FREED;
+        node.version = FREED;
+        let index = node.id.index();
         self.free.push(held.0);
-        if self.newest.get(id.index()) == Some(&held) {
-            self.newest[id.index()] = Held::NONE;
+        if self.newest.get(index) == Some(&held) {
+            self.newest[index] = Held::NONE;
         }
     }
 

@@ -1,9 +1,9 @@
 //! One connection's subscriptions and what it was last sent: the diff that gives
 //! conflation, batching and minimal payloads in one mechanism.
 //!
-//! For every subscribed symbol the session remembers the store version it last sent
-//! and holds that quote in its worker's table of sent quotes (`super::sent`), which
-//! keeps one copy per version for all the worker's sessions. On a flush it compares
+//! For every subscribed symbol the session holds the quote it last sent, with its
+//! store version, in its worker's table of sent quotes (`super::sent`), which keeps
+//! one copy per version for all the worker's sessions. On a flush it compares
 //! versions (one atomic load per symbol), and for the symbols that moved writes only
 //! the fields that differ between the quote it holds and the current one. However
 //! many ticks arrived in between, the client gets one entry per symbol with the
@@ -18,16 +18,13 @@ use super::sent::{self, with_sent, Held, SentQuotes};
 use crate::domain::{FieldSet, Symbol, SymbolId};
 use crate::store::SnapshotStore;
 
-/// Marks a symbol whose quote was never sent: everything it has is new to the client.
-const NEVER_SENT: u64 = u64::MAX;
-
-/// 16 bytes: the quote itself is the worker's, shared ([`super::sent`]).
+/// 8 bytes: the quote last sent, and its version, are the worker's ([`super::sent`]).
 #[derive(Debug)]
 struct Entry {
     id: SymbolId,
-    /// The quote last sent, in the worker's table (`Held::NONE`: never sent).
+    /// The quote last sent, in the worker's table; `Held::NONE`: never sent, so
+    /// everything the symbol has is new to the client.
     sent: Held,
-    seen_version: u64,
 }
 
 /// What one flush wrote.
@@ -58,7 +55,7 @@ pub struct Subscriptions {
 
 impl Drop for Subscriptions {
     fn drop(&mut self) {
-        sent::release_all(self.entries.iter().map(|entry| (entry.id, entry.sent)));
+        sent::release_all(self.entries.iter().map(|entry| entry.sent));
     }
 }
 
@@ -112,7 +109,6 @@ impl Subscriptions {
                     Entry {
                         id,
                         sent: Held::NONE,
-                        seen_version: NEVER_SENT,
                     },
                 );
                 added.push(id);
@@ -155,7 +151,7 @@ impl Subscriptions {
         for &id in ids {
             if let Ok(at) = self.position(id) {
                 let entry = self.entries.remove(at);
-                sent::release_all(std::iter::once((entry.id, entry.sent)));
+                sent::release_all(std::iter::once(entry.sent));
             }
         }
         self.release_spare();
@@ -175,7 +171,7 @@ impl Subscriptions {
             let gone = store.is_removed(entry.id);
             if gone {
                 removed.push(entry.id);
-                sent::release_all(std::iter::once((entry.id, entry.sent)));
+                sent::release_all(std::iter::once(entry.sent));
             }
             !gone
         });
@@ -185,7 +181,7 @@ impl Subscriptions {
 
     pub fn clear(&mut self) {
         let entries = std::mem::take(&mut self.entries);
-        sent::release_all(entries.iter().map(|entry| (entry.id, entry.sent)));
+        sent::release_all(entries.iter().map(|entry| entry.sent));
         self.wildcard = false;
         self.resend.clear();
     }
@@ -222,9 +218,8 @@ impl Subscriptions {
             let version = sent.version(now);
             let quote = sent.quote(now);
             fragments.write_json(serial, entry.id, version, symbol, quote, FieldSet::ALL, out);
-            sent.advance(entry.id, entry.sent, now);
+            sent.advance(entry.sent, now);
             entry.sent = now;
-            entry.seen_version = version;
             written += 1;
         };
         match ids {
@@ -264,20 +259,21 @@ impl Subscriptions {
         let mut stats = FlushStats::default();
         for entry in &mut self.entries {
             let version = store.version(entry.id);
-            if version == entry.seen_version {
+            let first_time = entry.sent.is_none();
+            if !first_time && sent.version(entry.sent) == version {
                 continue;
             }
             let now = sent.current(store, entry.id, version);
             let version = sent.version(now);
             let quote = sent.quote(now);
-            let first_time = entry.sent.is_none();
             let changed = if first_time {
                 quote.present()
             } else {
                 let before = sent.quote(entry.sent);
-                stats.conflated += version.saturating_sub(entry.seen_version).saturating_sub(1);
+                let seen = sent.version(entry.sent);
+                stats.conflated += version.saturating_sub(seen).saturating_sub(1);
                 if quote.lost_fields_since(before) {
-                    sent.forget_unheld(entry.id, now);
+                    sent.forget_unheld(now);
                     self.resend.push(entry.id);
                     continue;
                 }
@@ -293,9 +289,8 @@ impl Subscriptions {
                 fragments.write_json(serial, entry.id, version, symbol, quote, changed, out);
                 stats.quotes += 1;
             }
-            sent.advance(entry.id, entry.sent, now);
+            sent.advance(entry.sent, now);
             entry.sent = now;
-            entry.seen_version = version;
         }
         stats
     }
