@@ -14,7 +14,7 @@ IMAGE_PORT = 8080
 IMAGE_WORKDIR = "/app"
 
 # The sizing figure of docs/DEPLOYMENT.md: 40 KiB per connection with everything
-# included (an SSE viewer measures 31.5 KiB, a deflate W1 viewer 11.7 KiB since issue
+# included (an SSE viewer measures 31.5 KiB, a deflate W1 viewer 11.5 KiB since issue
 # 13, docs/BENCHMARKS.md), and about 9 MiB for a server at rest.
 RSS_PER_CONNECTION_BYTES = 40 * 1024
 RSS_AT_REST_BYTES = 9 * 1024 * 1024
