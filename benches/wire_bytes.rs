@@ -109,7 +109,7 @@ async fn measure(level: u32, dictionary: usize, seconds: u64, clients: usize) ->
     settings.stream.deflate_dictionary_bytes = dictionary;
     let app = Application::build(settings).await.expect("app");
     let port = app.port();
-    let state = app.state().clone();
+    let shutdown = app.shutdown_token().clone();
     let server = actix_web::rt::spawn(app.run_until_stopped());
     let mut tasks = Vec::new();
     for i in 0..clients * 2 {
@@ -124,7 +124,7 @@ async fn measure(level: u32, dictionary: usize, seconds: u64, clients: usize) ->
         into.full_quote_bytes += t.full_quote_bytes;
         into.messages += t.messages;
     }
-    state.shutdown.cancel();
+    shutdown.cancel();
     let _ = server.await;
     (plain, deflate)
 }

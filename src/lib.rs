@@ -1,27 +1,29 @@
 //! tickstream: a live stock-ticker backend.
 //!
-//! Ticks flow from feed sources (`ingest`) into the snapshot store (`store`); one
-//! session task per WebSocket viewer (`stream`) diffs the store against what its
-//! client last saw and sends conflated, minimal, optionally compressed updates.
+//! The data's way: sources (`sources`: simulator, replay, vendor feeds; `ingest`:
+//! publishers) hand batches of ticks to the `broker`, the only writer of the
+//! snapshot `store`; one task per viewer (`stream`) diffs the store against what its
+//! client last saw and hands one message per flush to its `transport` (WebSocket or
+//! SSE). The imports point the other way, downwards: `startup` (the wiring) →
+//! `http` (routes and gates) and `listener` → features (`stream`, `ingest`,
+//! `sources`) → `broker` → `store` → `domain` and `wire`.
 
 pub mod broker;
 pub mod config;
 pub mod deflate;
 pub mod domain;
-pub mod feed;
 pub mod healthcheck;
 pub mod http;
 pub mod ingest;
 pub mod limits;
-pub mod market_session;
+pub mod listener;
 pub mod metrics;
 pub mod security;
 pub mod shutdown;
-pub mod socket;
+pub mod sources;
 pub mod startup;
-pub mod state;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
-pub mod tls;
+pub mod transport;
 pub mod wire;

@@ -172,7 +172,7 @@ pub enum Refusal {
     TooManyFromAddress,
 }
 
-/// Releases its connection slot when dropped (the session ends, however it ends).
+/// Releases its connection slot when dropped (the viewer ends, however it ends).
 pub struct ConnectionSlot {
     limits: Arc<ConnectionLimits>,
     /// The address counted against the per-address cap; `None` for an exempt one.

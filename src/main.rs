@@ -71,7 +71,7 @@ fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
-        actix_web::rt::spawn(cancel_on_signal(app.state().shutdown.clone()));
+        actix_web::rt::spawn(cancel_on_signal(app.shutdown_token().clone()));
         app.run_until_stopped().await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -1,8 +1,8 @@
 //! Counters for `/metrics`, sharded per thread.
 //!
-//! Sessions run on several actix workers; a single set of atomics would bounce one
+//! Viewers run on several actix workers; a single set of atomics would bounce one
 //! cache line between the cores on every message. Each thread gets its own shard
-//! (looked up once when a session starts) and `/metrics` adds the shards up.
+//! (looked up once when a viewer starts) and `/metrics` adds the shards up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,7 +46,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The calling thread's shard. Called when a session starts, not per message.
+    /// The calling thread's shard. Called when a viewer starts, not per message.
     pub fn shard(&self) -> Arc<Counters> {
         let me = std::thread::current().id();
         let mut shards = self.shards.lock().unwrap_or_else(PoisonError::into_inner);

@@ -22,22 +22,34 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::info;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
-use crate::feed::{FeedMonitor, Vendor};
 use crate::http::{
-    close_on_unread_body, refuse, routes, upgrade_service, wait_until_writable, GuardedIo,
-    HttpConnections,
+    close_on_unread_body, routes, upgrade_service, AdminKey, BodyDeadline, HealthSources,
+    MetricSources, Readiness, SocketRoutes,
 };
-use crate::ingest::{parse_replay, run_replay, Simulator};
-use crate::market_session::{run_rollovers, Clock, SystemClock};
-use crate::state::AppState;
+use crate::ingest::Ingestor;
+use crate::listener::{refuse, wait_until_writable, GuardedIo, HttpGuard};
+use crate::metrics::Metrics;
+use crate::security::Security;
+use crate::sources::feed::{FeedMonitor, Vendor};
+use crate::sources::trading_day::{run_rollovers, Clock, SystemClock};
+use crate::sources::{parse_replay, run_replay, Simulator};
 use crate::store::{load_universe, SnapshotStore, DEFAULT_UNIVERSE_CSV};
+use crate::stream::StreamContext;
+use crate::transport::DriverSettings;
 
 pub struct Application {
     port: u16,
     server: Server,
-    state: AppState,
+    store: SnapshotStore,
+    broker: Broker,
+    shutdown: CancellationToken,
+    open_streams: TaskTracker,
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -63,19 +75,78 @@ impl Application {
         };
         let rollover_time = settings.session.rollover_time()?;
         let time_zone = settings.session.time_zone()?;
-        let shutdown = tokio_util::sync::CancellationToken::new();
+        let shutdown = CancellationToken::new();
         let broker = Broker::start(store.clone(), &settings.broker, shutdown.clone()).await?;
         let vendor = Vendor::from_settings(&settings.feed).context("feed")?;
         let feed_monitor = vendor
             .as_ref()
             .map(|_| Arc::new(FeedMonitor::new(settings.feed.kind)));
-        let mut state = AppState::new(
+        let security = Arc::new(Security::new(&settings)?);
+        let http_guard = Arc::new(HttpGuard::new(
+            &settings.http,
+            security.trusted_proxies.clone(),
+        ));
+        let ingestor = Arc::new(Ingestor::new(
             store.clone(),
             broker.clone(),
-            settings.clone(),
-            shutdown.clone(),
-        )?;
-        state.feed = feed_monitor.clone();
+            &settings.ingest,
+        ));
+        let viewer_metrics = Arc::new(Metrics::default());
+        let readiness = Readiness::new(shutdown.clone());
+        let open_streams = TaskTracker::new();
+        let sockets = web::Data::new(SocketRoutes {
+            viewers: StreamContext {
+                store: store.clone(),
+                settings: Arc::new(settings.stream.clone()),
+                metrics: viewer_metrics.clone(),
+                shutdown: shutdown.clone(),
+                security: security.clone(),
+                limits: Arc::new(settings.limits.clone()),
+            },
+            ingestor: ingestor.clone(),
+            security: security.clone(),
+            viewer_socket: Arc::new(socket_settings(
+                &settings,
+                settings.stream.max_message_bytes,
+                settings.stream.slow_consumer_timeout_ms,
+                settings.stream.idle_timeout_ms,
+                settings.stream.ping_interval_ms,
+            )),
+            publisher_socket: Arc::new(socket_settings(
+                &settings,
+                settings.ingest.max_body_bytes,
+                settings.ingest.write_timeout_ms,
+                settings.ingest.idle_timeout_ms,
+                settings.ingest.ping_interval_ms,
+            )),
+            shutdown: shutdown.clone(),
+            open_streams: open_streams.clone(),
+        });
+        // The application data: one handle per dependency a handler names.
+        let store_data = web::Data::new(store.clone());
+        let broker_data = web::Data::new(broker.clone());
+        let ingestor_data = web::Data::from(ingestor.clone());
+        let security_data = web::Data::from(security.clone());
+        let admin_key = web::Data::new(AdminKey(settings.admin.api_key.clone()));
+        let body_deadline = web::Data::new(BodyDeadline {
+            timeout: settings.http.body_timeout(),
+            guard: http_guard.clone(),
+        });
+        let health = web::Data::new(HealthSources {
+            readiness: readiness.clone(),
+            store: store.clone(),
+            broker: broker.clone(),
+            feed: feed_monitor.clone(),
+        });
+        let metric_sources = web::Data::new(MetricSources {
+            viewers: viewer_metrics,
+            store: store.clone(),
+            broker: broker.clone(),
+            ingestor,
+            security,
+            http: http_guard.clone(),
+            feed: feed_monitor.clone(),
+        });
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address)
@@ -94,9 +165,8 @@ impl Application {
                     .as_secs()
                     .max(1),
             );
-        let tls = crate::tls::server_config(&settings.tls)?;
+        let tls = crate::listener::tls::server_config(&settings.tls)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let data = web::Data::new(state.clone());
         let http_settings = settings.http.clone();
         // One HTTP service per worker: actix-web's application for every request,
         // except upgrade requests, which actix-http hands to `upgrade_service` with the
@@ -104,9 +174,16 @@ impl Application {
         // `$io` is the stream under the guard (TCP, or TLS over TCP).
         macro_rules! http_service {
             ($io:ty) => {{
-                let data = data.clone();
                 let app = App::new()
-                    .app_data(data.clone())
+                    .app_data(store_data.clone())
+                    .app_data(broker_data.clone())
+                    .app_data(ingestor_data.clone())
+                    .app_data(security_data.clone())
+                    .app_data(admin_key.clone())
+                    .app_data(body_deadline.clone())
+                    .app_data(health.clone())
+                    .app_data(metric_sources.clone())
+                    .app_data(sockets.clone())
                     .wrap(actix_web::middleware::from_fn(close_on_unread_body))
                     .wrap(actix_web::middleware::from_fn(wait_until_writable))
                     .configure(routes);
@@ -118,7 +195,7 @@ impl Application {
                     .on_connect_ext(|io: &GuardedIo<$io>, data: &mut Extensions| {
                         data.insert(io.write_gate());
                     })
-                    .upgrade(release_on_upgrade::<$io>(data.get_ref().clone()))
+                    .upgrade(release_on_upgrade::<$io>(sockets.clone().into_inner()))
                     .finish(map_config(
                         app.into_factory()
                             .map_err(|err: actix_web::Error| err.error_response()),
@@ -126,7 +203,7 @@ impl Application {
                     ))
             }};
         }
-        let connections = state.http.clone();
+        let connections = http_guard;
         let builder = match tls {
             Some(config) => {
                 let config = tls_config_for_http1(config);
@@ -167,8 +244,8 @@ impl Application {
         let server = builder.run();
 
         if let (Some(vendor), Some(monitor)) = (vendor, feed_monitor) {
-            crate::feed::add_symbols(&settings.feed, &store, &broker).await?;
-            tokio::spawn(crate::feed::run(
+            crate::sources::feed::add_symbols(&settings.feed, &store, &broker).await?;
+            tokio::spawn(crate::sources::feed::run(
                 vendor,
                 settings.feed.clone(),
                 store.clone(),
@@ -196,14 +273,14 @@ impl Application {
             rollover_time,
             time_zone,
             clock,
-            shutdown,
+            shutdown.clone(),
         ));
-        state.set_ready(true);
+        readiness.set_ready();
         info!(
             host = %settings.server.host,
             port,
             workers,
-            symbols = state.store.len(),
+            symbols = store.len(),
             simulator = settings.simulator.enabled && settings.feed.kind == crate::config::FeedKind::None,
             feed = settings.feed.kind.as_str(),
             replay = %settings.replay.file,
@@ -217,7 +294,11 @@ impl Application {
         Ok(Application {
             port,
             server,
-            state,
+            store,
+            broker,
+            shutdown,
+            open_streams,
+            shutdown_grace: Duration::from_millis(settings.server.shutdown_timeout_ms),
         })
     }
 
@@ -225,24 +306,34 @@ impl Application {
         self.port
     }
 
-    /// The shared handles (tests use the store as a feed and the token to stop).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The snapshot store (tests read it, and feed it directly as a fake source).
+    pub fn store(&self) -> &SnapshotStore {
+        &self.store
+    }
+
+    /// The broker every change goes through.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Cancel it to stop the application (a signal handler does; so do tests).
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     /// Serves until the shutdown token is cancelled (by a signal or a caller), then
     /// lets sessions send 1001 and stops the server gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let shutdown = self.state.shutdown.clone();
-        let connections = self.state.connections.clone();
-        let grace = Duration::from_millis(self.state.settings.server.shutdown_timeout_ms);
+        let shutdown = self.shutdown.clone();
+        let open_streams = self.open_streams.clone();
+        let grace = self.shutdown_grace;
         tokio::spawn(async move {
             shutdown.cancelled().await;
             // Sockets and SSE responses run as their own tasks: let them send their
             // close (each bounded by its close deadline) before the workers stop.
-            connections.close();
-            let _ = tokio::time::timeout(grace, connections.wait()).await;
+            open_streams.close();
+            let _ = tokio::time::timeout(grace, open_streams.wait()).await;
             handle.stop(true).await;
         });
         self.server.await.context("HTTP server failed")?;
@@ -271,7 +362,7 @@ fn tls_config_for_http1(mut config: ServerConfig) -> ServerConfig {
 /// Admits a new connection under the HTTP caps and hands it to the HTTP service, or
 /// answers the refusal (429 / 503) itself and closes it.
 fn govern<T, S>(
-    connections: &Arc<HttpConnections>,
+    connections: &Arc<HttpGuard>,
     io: T,
     peer: Option<SocketAddr>,
     http: &S,
@@ -293,7 +384,7 @@ where
 /// its writes are no longer bounded by `http.write_timeout_ms`) before the WebSocket
 /// code gets it, since an upgraded socket has its own caps and write deadline.
 fn release_on_upgrade<T>(
-    state: AppState,
+    sockets: Arc<SocketRoutes>,
 ) -> impl ServiceFactory<
     (Request, Framed<GuardedIo<T>, h1::Codec>),
     Config = (),
@@ -305,7 +396,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     apply_fn_factory(
-        upgrade_service::<T>(state),
+        upgrade_service::<T>(sockets),
         |(req, framed): (Request, Framed<GuardedIo<T>, h1::Codec>), upgrade: &_| {
             upgrade.call((req, framed.into_map_io(GuardedIo::into_inner)))
         },
@@ -331,4 +422,28 @@ fn build_store(settings: &StoreSettings) -> anyhow::Result<SnapshotStore> {
             .context("store.max_symbols is smaller than the universe")?;
     }
     Ok(store)
+}
+
+/// A socket's bounds: its own message limit and timers, and the shared control-frame
+/// budget.
+fn socket_settings(
+    settings: &Settings,
+    max_message_bytes: usize,
+    write_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    ping_interval_ms: u64,
+) -> DriverSettings {
+    let l = &settings.limits;
+    DriverSettings {
+        max_message_bytes,
+        write_timeout: Duration::from_millis(write_timeout_ms),
+        idle_timeout: Duration::from_millis(idle_timeout_ms),
+        ping_interval: Duration::from_millis(ping_interval_ms),
+        control_frames_per_second: l.control_frames_per_second,
+        control_frame_burst: l.control_frame_burst,
+        abuse_close_after: l.abuse_close_after,
+        abuse_window: Duration::from_millis(l.abuse_window_ms),
+        deflate_level: settings.stream.deflate_level,
+        deflate_dictionary_bytes: settings.stream.deflate_dictionary_bytes,
+    }
 }

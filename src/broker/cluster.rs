@@ -39,9 +39,9 @@ use super::record::{
     decode_message, decode_record, decode_tick, decode_upsert, encode_record, encode_tick,
     encode_upsert, Message, Op,
 };
-use super::BrokerStatus;
+use super::{BrokerStatus, TickBatch};
 use crate::config::BrokerSettings;
-use crate::domain::{Price, Symbol, SymbolId, Tick};
+use crate::domain::{Price, Symbol, SymbolId};
 use crate::store::{SnapshotStore, StoreFull};
 
 /// Totals for `/metrics`.
@@ -59,7 +59,8 @@ struct Keys {
     quotes: String,
     seq: String,
     publishers: String,
-    session: String,
+    /// The trading day last rolled over (each rolls over once cluster-wide).
+    trading_day: String,
     epoch: String,
     channel: String,
     source_lock: String,
@@ -72,7 +73,7 @@ impl Keys {
             quotes: format!("{prefix}:quotes"),
             seq: format!("{prefix}:seq"),
             publishers: format!("{prefix}:publisher-seq"),
-            session: format!("{prefix}:session"),
+            trading_day: format!("{prefix}:trading_day"),
             epoch: format!("{prefix}:epoch"),
             channel: format!("{prefix}:changes"),
             source_lock: format!("{prefix}:source-lock"),
@@ -223,28 +224,21 @@ impl Cluster {
 
     // ---- publishing -------------------------------------------------------------
 
-    pub async fn publish_ticks(
-        &self,
-        publisher: Option<&str>,
-        ticks: &[Tick],
-        seqs: &[Option<u64>],
-    ) -> usize {
-        let items = ticks
+    pub async fn publish_ticks(&self, batch: &TickBatch) -> usize {
+        let items = batch
+            .ticks
             .iter()
-            .enumerate()
-            .map(|(i, tick)| {
-                let symbol = &self.store.info(tick.symbol).symbol;
-                encode_tick(symbol.as_str(), tick, seqs.get(i).copied().flatten())
-            })
+            .map(|tick| encode_tick(tick, batch.received_at))
             .collect();
-        self.publish(Op::Ticks, publisher.unwrap_or(""), items, || {
-            self.store.apply_batch(ticks)
+        let publisher = batch.publisher.as_deref().unwrap_or("");
+        self.publish(Op::Ticks, publisher, items, || {
+            super::apply_resolved(&self.store, batch)
         })
         .await
     }
 
-    pub async fn roll_over(&self, session: &str) {
-        self.publish(Op::RollOver, "", vec![session.to_owned()], || {
+    pub async fn roll_over(&self, day: &str) {
+        self.publish(Op::RollOver, "", vec![day.to_owned()], || {
             self.store.roll_over()
         })
         .await;
@@ -355,7 +349,7 @@ impl Cluster {
             .key(&self.keys.seq)
             .key(&self.keys.publishers)
             .key(batch)
-            .key(&self.keys.session)
+            .key(&self.keys.trading_day)
             .key(&self.keys.epoch)
             .arg(&self.instance)
             .arg(&self.keys.channel)
@@ -647,7 +641,7 @@ impl Cluster {
             }
             Op::RollOver => {
                 self.store.roll_over();
-                info!(session = ?message.items.first(), "trading session rolled over (cluster-wide)");
+                info!(day = ?message.items.first(), "trading day rolled over (cluster-wide)");
             }
             Op::Upsert => {
                 for item in &message.items {

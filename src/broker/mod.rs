@@ -1,23 +1,29 @@
 //! Where accepted changes go: straight into this instance's store (`memory`), or
 //! through Redis to every instance of a cluster (`redis`).
 //!
-//! Every producer of changes (ingest, the simulator, replay, session rollovers, admin
-//! symbol changes) hands them to the [`Broker`] instead of the store, so one switch
-//! decides between a single instance and a cluster. Sessions never see the broker:
-//! they keep reading the local store, which the broker keeps in step.
+//! Every producer of changes (publishers, the simulator, replay, vendor feeds, the
+//! trading day's rollover, admin and auto-created symbols) hands them to the
+//! [`Broker`], never to the store: the broker is the store's only writer, so one switch
+//! decides between a single instance and a cluster. Viewers never see the broker:
+//! they read the local store, which the broker keeps in step.
+//!
+//! Ticks arrive as a [`TickBatch`] of [`ParsedTick`]s that still name their symbol:
+//! each instance resolves a symbol to its own id once, where it applies the tick
+//! (here for `memory`; on every instance from the cluster's channel for `redis`).
 
 mod cluster;
 mod record;
 
 pub use cluster::{Cluster, ClusterCounters};
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerKind, BrokerSettings};
-use crate::domain::{Price, Symbol, SymbolId, Tick};
+use crate::domain::{ParsedTick, Price, Symbol, SymbolId, Tick};
 use crate::store::{SnapshotStore, StoreFull};
 
 /// How the instance stands towards the rest of the cluster (`/readyz`).
@@ -92,33 +98,28 @@ impl Broker {
         self.cluster.as_ref()
     }
 
-    /// Applies accepted ticks everywhere. `seqs` (parallel to `ticks`, may be empty)
-    /// carries publisher sequence numbers for cluster-wide de-duplication; returns how
-    /// many ticks the cluster had already seen and therefore dropped.
-    pub async fn publish_ticks(
-        &self,
-        publisher: Option<&str>,
-        ticks: &[Tick],
-        seqs: &[Option<u64>],
-    ) -> usize {
-        if ticks.is_empty() {
+    /// Applies an accepted batch everywhere, in order. Returns how many of its ticks
+    /// the cluster had already accepted from the same publisher (by `seq`) and so
+    /// dropped; always 0 for `memory`, where the ingestor alone de-duplicates.
+    pub async fn publish(&self, batch: &TickBatch) -> usize {
+        if batch.ticks.is_empty() {
             return 0;
         }
         match &self.cluster {
             None => {
-                self.store.apply_batch(ticks);
+                apply_resolved(&self.store, batch);
                 0
             }
-            Some(cluster) => cluster.publish_ticks(publisher, ticks, seqs).await,
+            Some(cluster) => cluster.publish_ticks(batch).await,
         }
     }
 
-    /// Starts a new trading session (`session` names it, e.g. the date), once per
-    /// cluster however many instances ask.
-    pub async fn roll_over(&self, session: &str) {
+    /// Starts a new trading day (`day` names it, e.g. the date), once per cluster
+    /// however many instances ask.
+    pub async fn roll_over(&self, day: &str) {
         match &self.cluster {
             None => self.store.roll_over(),
-            Some(cluster) => cluster.roll_over(session).await,
+            Some(cluster) => cluster.roll_over(day).await,
         }
     }
 
@@ -150,4 +151,44 @@ impl Broker {
             Some(cluster) => cluster.source_leadership(),
         }
     }
+}
+
+/// One source's ticks, accepted together and applied in order.
+#[derive(Debug, Clone, Default)]
+pub struct TickBatch {
+    /// The publisher whose `seq`s the ticks carry (a digest of its key, the same on
+    /// every instance), for cluster-wide de-duplication; `None` for built-in sources.
+    pub publisher: Option<Arc<str>>,
+    /// This instance's clock when the batch arrived: the `ts` of ticks without one.
+    pub received_at: i64,
+    pub ticks: Vec<ParsedTick>,
+}
+
+impl TickBatch {
+    /// An empty batch from a built-in source, stamped `received_at`.
+    pub fn new(received_at: i64) -> TickBatch {
+        TickBatch {
+            publisher: None,
+            received_at,
+            ticks: Vec::new(),
+        }
+    }
+}
+
+thread_local! {
+    /// The resolved ticks of the batch being applied: one buffer per thread, reused.
+    static RESOLVED: RefCell<Vec<Tick>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Resolves each tick's symbol to this store's id (once) and applies the batch. A tick
+/// whose symbol is not here (removed since the source checked) is dropped.
+pub(crate) fn apply_resolved(store: &SnapshotStore, batch: &TickBatch) {
+    RESOLVED.with_borrow_mut(|resolved| {
+        resolved.clear();
+        resolved.extend(batch.ticks.iter().filter_map(|parsed| {
+            let id = store.lookup(&parsed.symbol)?;
+            Some(parsed.to_tick(id, batch.received_at))
+        }));
+        store.apply_batch(resolved);
+    });
 }

@@ -5,7 +5,7 @@
 //! splits them without a JSON library's 14-digit number formatting, and both sides
 //! stay exact. The formats are internal to a cluster of one tickstream version.
 
-use crate::domain::{Field, Price, Quote, Tick};
+use crate::domain::{Field, ParsedTick, Price, Quote, Tick};
 
 /// Quote fields kept in a record, in record order (`d`/`dp` are derived on read).
 const RECORD_FIELDS: [Field; 11] = [
@@ -63,18 +63,20 @@ fn clamp(size: Option<u64>) -> Option<i64> {
     size.map(|s| s.min(i64::MAX as u64) as i64)
 }
 
-/// `SYMBOL,price,size,bid,bid_size,ask,ask_size,ts,seq` (empty = absent).
-pub fn encode_tick(symbol: &str, tick: &Tick, seq: Option<u64>) -> String {
+/// `SYMBOL,price,size,bid,bid_size,ask,ask_size,ts,seq` (empty = absent). The symbol
+/// goes as the source named it: each instance resolves it to its own id on apply.
+/// A tick without its own `ts` is stamped `received_at`.
+pub fn encode_tick(tick: &ParsedTick, received_at: i64) -> String {
     let mut out = String::with_capacity(64);
-    out.push_str(symbol);
+    out.push_str(tick.symbol.as_str());
     push_opt(&mut out, tick.price.map(Price::micros));
     push_opt(&mut out, clamp(tick.size));
     push_opt(&mut out, tick.bid.map(Price::micros));
     push_opt(&mut out, clamp(tick.bid_size));
     push_opt(&mut out, tick.ask.map(Price::micros));
     push_opt(&mut out, clamp(tick.ask_size));
-    push_opt(&mut out, Some(tick.ts));
-    push_opt(&mut out, seq.map(|s| s.min(i64::MAX as u64) as i64));
+    push_opt(&mut out, Some(tick.ts.unwrap_or(received_at)));
+    push_opt(&mut out, tick.seq.map(|s| s.min(i64::MAX as u64) as i64));
     out
 }
 
@@ -201,6 +203,7 @@ pub fn decode_message(payload: &str) -> Option<Message<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Symbol, SymbolId};
 
     fn price(text: &str) -> Option<Price> {
         Price::parse(text).ok()
@@ -208,17 +211,19 @@ mod tests {
 
     #[test]
     fn ticks_round_trip_exactly() {
-        let tick = Tick {
+        let parsed = ParsedTick {
+            symbol: Symbol::parse("brk.a").unwrap(),
             price: price("189.123456"),
             size: Some(100),
             bid: price("189.12"),
             bid_size: None,
             ask: price("999999999.999999"),
             ask_size: Some(7),
-            ts: 1_764_072_000_123,
-            ..Tick::default()
+            ts: None,
+            seq: Some(42),
         };
-        let item = encode_tick("BRK.A", &tick, Some(42));
+        let item = encode_tick(&parsed, 1_764_072_000_123);
+        let tick = parsed.to_tick(SymbolId::default(), 1_764_072_000_123);
         assert_eq!(
             item,
             "BRK.A,189123456,100,189120000,,999999999999999,7,1764072000123,42"

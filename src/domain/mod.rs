@@ -8,4 +8,4 @@ mod tick;
 pub use price::{Percent, Price, PriceError};
 pub use quote::{write_json_start, Field, FieldSet, Quote};
 pub use symbol::{Symbol, SymbolError, SymbolId};
-pub use tick::{now_millis, Tick};
+pub use tick::{now_millis, ParsedTick, Tick, MAX_SIZE};

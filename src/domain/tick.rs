@@ -1,4 +1,4 @@
-use super::{Price, SymbolId};
+use super::{Price, Symbol, SymbolId};
 
 /// One market event for one symbol, validated: prices are exact and positive.
 ///
@@ -15,6 +15,43 @@ pub struct Tick {
     pub ask_size: Option<u64>,
     /// Event time, milliseconds since the Unix epoch.
     pub ts: i64,
+}
+
+/// Largest size a tick may carry: 2^53 - 1, the largest integer a JavaScript (or any
+/// `f64`) client reads exactly, so a dashboard's merge equals the server's volume.
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
+
+/// A tick as a source produced it, validated, before its symbol is resolved to this
+/// instance's id: what every source hands the broker. `seq` is the publisher's
+/// sequence number (publishers only), carried with the tick so it can never drift
+/// from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedTick {
+    pub symbol: Symbol,
+    pub price: Option<Price>,
+    pub size: Option<u64>,
+    pub bid: Option<Price>,
+    pub bid_size: Option<u64>,
+    pub ask: Option<Price>,
+    pub ask_size: Option<u64>,
+    pub ts: Option<i64>,
+    pub seq: Option<u64>,
+}
+
+impl ParsedTick {
+    /// The store's tick for symbol `id`, stamped `now` unless it carries its own `ts`.
+    pub fn to_tick(&self, id: SymbolId, now: i64) -> Tick {
+        Tick {
+            symbol: id,
+            price: self.price,
+            size: self.size,
+            bid: self.bid,
+            bid_size: self.bid_size,
+            ask: self.ask,
+            ask_size: self.ask_size,
+            ts: self.ts.unwrap_or(now),
+        }
+    }
 }
 
 /// The server clock in contract units (milliseconds since the Unix epoch, UTC).

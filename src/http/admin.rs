@@ -5,11 +5,17 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::require_admin;
-use super::body::read_body;
+use super::body::{read_body, BodyDeadline};
 use super::ApiError;
+use crate::broker::Broker;
+use crate::config::Secret;
 use crate::domain::{Field, Price, Symbol};
-use crate::state::AppState;
+use crate::security::Security;
+use crate::store::SnapshotStore;
 use crate::wire::ErrorCode;
+
+/// The admin key (`admin.api_key`), as application data of the admin routes.
+pub struct AdminKey(pub Secret);
 
 /// Optional body of `PUT /api/v1/admin/symbols/{symbol}`.
 #[derive(Debug, Default, Deserialize)]
@@ -27,11 +33,14 @@ pub async fn put_symbol(
     req: HttpRequest,
     path: web::Path<String>,
     mut payload: web::Payload,
-    state: web::Data<AppState>,
+    key: web::Data<AdminKey>,
+    broker: web::Data<Broker>,
+    store: web::Data<SnapshotStore>,
+    deadline: web::Data<BodyDeadline>,
 ) -> Result<HttpResponse, ApiError> {
     // The key before the body: an unauthenticated client gets 401 at once, whatever
     // it claims to send, and cannot hold the connection with a slow body.
-    require_admin(&req, &state.admin_key)?;
+    require_admin(&req, &key.0)?;
     let symbol = Symbol::parse(&path)
         .map_err(|e| ApiError::from_code(ErrorCode::InvalidSymbol, e.to_string()))?;
     let body = read_body(
@@ -39,7 +48,7 @@ pub async fn put_symbol(
         &mut payload,
         MAX_SYMBOL_BODY_BYTES,
         "the symbol body limit",
-        &state,
+        &deadline,
     )
     .await?;
     let body: SymbolBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -54,19 +63,18 @@ pub async fn put_symbol(
         .map(Price::positive_from_json)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("pc: {e}")))?;
-    let (id, created) = state
-        .broker
+    let (id, created) = broker
         .upsert_symbol(symbol.clone(), body.name.as_deref(), pc)
         .await
         .map_err(|e| ApiError::from_code(ErrorCode::Internal, e.to_string()))?;
     tracing::info!(symbol = %symbol, created, "symbol upserted");
     // The reply is written like `/api/v1/symbols`: `pc` as its shortest exact decimal.
-    let (quote, _) = state.store.read(id);
+    let (quote, _) = store.read(id);
     let mut reply = Vec::with_capacity(96);
     reply.extend_from_slice(b"{\"s\":\"");
     reply.extend_from_slice(symbol.as_str().as_bytes());
     reply.extend_from_slice(b"\",\"name\":");
-    super::write_json_string(&state.store.name(id), &mut reply);
+    super::write_json_string(&store.name(id), &mut reply);
     if let Some(pc) = quote.price(Field::Pc) {
         reply.extend_from_slice(b",\"pc\":");
         pc.write_to(&mut reply);
@@ -86,12 +94,13 @@ pub async fn put_symbol(
 pub async fn delete_symbol(
     req: HttpRequest,
     path: web::Path<String>,
-    state: web::Data<AppState>,
+    key: web::Data<AdminKey>,
+    broker: web::Data<Broker>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state.admin_key)?;
+    require_admin(&req, &key.0)?;
     let symbol = Symbol::parse(&path)
         .map_err(|e| ApiError::from_code(ErrorCode::InvalidSymbol, e.to_string()))?;
-    state.broker.remove_symbol(&symbol).await.ok_or_else(|| {
+    broker.remove_symbol(&symbol).await.ok_or_else(|| {
         ApiError::from_code(
             ErrorCode::UnknownSymbol,
             format!("no such symbol: {symbol}"),
@@ -101,29 +110,31 @@ pub async fn delete_symbol(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /api/v1/admin/sessions`: every live viewer session.
-pub async fn sessions(
+/// `GET /api/v1/admin/sessions`: every live viewer (the wire calls them sessions).
+pub async fn list_viewers(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    key: web::Data<AdminKey>,
+    security: web::Data<Security>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state.admin_key)?;
-    Ok(HttpResponse::Ok().json(state.security.sessions.to_json()))
+    require_admin(&req, &key.0)?;
+    Ok(HttpResponse::Ok().json(security.viewers.to_json()))
 }
 
-/// `DELETE /api/v1/admin/sessions/{id}`: closes that session with 1008.
-pub async fn kick_session(
+/// `DELETE /api/v1/admin/sessions/{id}`: closes that viewer's connection with 1008.
+pub async fn kick_viewer(
     req: HttpRequest,
     path: web::Path<String>,
-    state: web::Data<AppState>,
+    key: web::Data<AdminKey>,
+    security: web::Data<Security>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &state.admin_key)?;
-    if !state.security.sessions.kick(&path) {
+    require_admin(&req, &key.0)?;
+    if !security.viewers.kick(&path) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no live session {:?}", path.as_str()),
         ));
     }
-    tracing::info!(session = %path, "session kicked by an admin");
+    tracing::info!(viewer = %path, "viewer kicked by an admin");
     Ok(HttpResponse::NoContent().finish())
 }

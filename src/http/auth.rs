@@ -1,21 +1,13 @@
 //! Bearer keys for publishers and the admin. Keys are compared in constant time and
 //! never logged.
 
-use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::config::Secret;
-
-/// The token of `Authorization: Bearer <token>`, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    // The scheme is case-insensitive (RFC 9110); the token is not.
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
+use crate::security::bearer;
 
 pub fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)

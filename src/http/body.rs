@@ -24,20 +24,26 @@ use actix_web::{Error, HttpMessage};
 use futures_util::{Stream, StreamExt};
 
 use super::ApiError;
-use crate::state::AppState;
+
+/// How long a request body may take to arrive (`http.body_timeout_ms`), and where a
+/// late one is counted: given to the routes that read bodies as application data.
+pub struct BodyDeadline {
+    pub timeout: std::time::Duration,
+    pub guard: std::sync::Arc<crate::listener::HttpGuard>,
+}
 
 /// Reads the whole body: 413 beyond `limit` bytes (`limit_key` names the setting in
 /// the message; a declared `Content-Length` over it is refused before reading), 408
-/// `request_timeout` when it has not arrived within `http.body_timeout_ms`. Routes
+/// `request_timeout` when it has not arrived within `deadline` (`http.body_timeout_ms`). Routes
 /// check their keys before calling this, so no body is read for a refused request.
 pub async fn read_body(
     req: &actix_web::HttpRequest,
     payload: &mut web::Payload,
     limit: usize,
     limit_key: &str,
-    state: &AppState,
+    deadline: &BodyDeadline,
 ) -> Result<Bytes, ApiError> {
-    let deadline = state.settings.http.body_timeout();
+    let timeout = deadline.timeout;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -64,11 +70,11 @@ pub async fn read_body(
         }
         Ok(body.freeze())
     };
-    match tokio::time::timeout(deadline, read).await {
+    match tokio::time::timeout(timeout, read).await {
         Ok(result) => result,
         Err(_) => {
-            state
-                .http
+            deadline
+                .guard
                 .counters
                 .body_timeouts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -78,7 +84,7 @@ pub async fn read_body(
                 "request_timeout",
                 format!(
                     "the request body did not arrive within {} ms (http.body_timeout_ms)",
-                    deadline.as_millis()
+                    timeout.as_millis()
                 ),
             ))
         }

@@ -3,8 +3,49 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::broker::BrokerStatus;
-use crate::state::AppState;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, BrokerStatus};
+use crate::sources::feed::FeedMonitor;
+use crate::store::SnapshotStore;
+
+/// Whether the instance is ready for new viewers: start-up finished and shutdown has
+/// not begun. The wiring marks it ready once every part is running.
+#[derive(Clone)]
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+}
+
+impl Readiness {
+    /// Not ready until [`Readiness::set_ready`]; never ready once `shutdown` is cancelled.
+    pub fn new(shutdown: CancellationToken) -> Readiness {
+        Readiness {
+            ready: Arc::new(AtomicBool::new(false)),
+            shutdown,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.shutdown.is_cancelled()
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+/// What `/readyz` reads.
+pub struct HealthSources {
+    pub readiness: Readiness,
+    pub store: SnapshotStore,
+    pub broker: Broker,
+    /// The built-in feed connector's health, when `feed.kind` is set.
+    pub feed: Option<Arc<FeedMonitor>>,
+}
 
 /// Liveness: the process answers HTTP.
 pub async fn healthz() -> HttpResponse {
@@ -21,9 +62,9 @@ pub async fn healthz() -> HttpResponse {
 /// With a built-in feed (`feed.kind`), every answer carries a `feed` object with the
 /// connector's status; feed trouble never changes the status code (the instance still
 /// serves its last quotes, and a restart would not fix a refused key).
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(state: web::Data<HealthSources>) -> HttpResponse {
     let symbols = state.store.symbols().count();
-    let (ready, mut body) = if state.is_ready() {
+    let (ready, mut body) = if state.readiness.is_ready() {
         match state.broker.status() {
             BrokerStatus::Ready => (true, json!({"status": "ready", "symbols": symbols})),
             BrokerStatus::Degraded => (
@@ -36,13 +77,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             ),
             BrokerStatus::Syncing => (false, json!({"status": "syncing"})),
         }
-    } else if state.shutdown.is_cancelled() {
+    } else if state.readiness.shutdown.is_cancelled() {
         (false, json!({"status": "shutting_down"}))
     } else {
         (false, json!({"status": "starting"}))
     };
     if let Some(monitor) = &state.feed {
-        body["feed"] = crate::feed::readiness(monitor);
+        body["feed"] = crate::sources::feed::readiness(monitor);
     }
     if ready {
         HttpResponse::Ok().json(body)

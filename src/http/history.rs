@@ -6,16 +6,15 @@ use actix_web::{web, HttpResponse};
 
 use super::quotes::resolve;
 use super::ApiError;
-use crate::state::AppState;
 use crate::store::Interval;
+use crate::store::SnapshotStore;
 
 pub async fn history(
-    state: web::Data<AppState>,
+    store: web::Data<SnapshotStore>,
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = &state.store;
-    let id = resolve(store, &[path.as_str()])?[0];
+    let id = resolve(&store, &[path.as_str()])?[0];
     let interval = match query.get("interval") {
         None => Interval::OneMinute,
         Some(raw) => Interval::parse(raw).ok_or_else(|| {

@@ -5,26 +5,26 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::value::RawValue;
 
-use super::auth::{bearer, unauthorized};
-use super::body::read_body;
+use super::auth::unauthorized;
+use super::body::{read_body, BodyDeadline};
 use super::ApiError;
-use crate::ingest::PublisherId;
-use crate::state::AppState;
+use crate::ingest::{Ingestor, PublisherId};
+use crate::security::bearer;
 
 pub async fn post_ticks(
     req: HttpRequest,
     mut payload: web::Payload,
-    state: web::Data<AppState>,
+    ingestor: web::Data<Ingestor>,
+    deadline: web::Data<BodyDeadline>,
 ) -> Result<HttpResponse, ApiError> {
-    let ingestor = &state.ingestor;
     // The key first: a refused publisher's body is never read.
-    let publisher = authenticate(req.headers(), &state)?;
+    let publisher = authenticate(req.headers(), &ingestor)?;
     let body = read_body(
         &req,
         &mut payload,
         ingestor.max_body_bytes,
         "ingest.max_body_bytes",
-        &state,
+        &deadline,
     )
     .await?;
 
@@ -52,11 +52,10 @@ pub async fn post_ticks(
 }
 
 /// Resolves the publisher from `Authorization: Bearer <key>` (401 otherwise).
-pub fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<PublisherId, ApiError> {
+pub fn authenticate(headers: &HeaderMap, ingestor: &Ingestor) -> Result<PublisherId, ApiError> {
     let key = bearer(headers)
         .ok_or_else(|| unauthorized("missing `Authorization: Bearer <publisher key>`"))?;
-    state
-        .ingestor
+    ingestor
         .authenticate(key)
         .ok_or_else(|| unauthorized("invalid publisher key"))
 }

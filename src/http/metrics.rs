@@ -4,10 +4,31 @@ use std::fmt::Write;
 
 use actix_web::{web, HttpResponse};
 
-use crate::state::AppState;
+use std::sync::Arc;
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let t = state.metrics.totals();
+use crate::broker::Broker;
+use crate::ingest::Ingestor;
+use crate::listener::HttpGuard;
+use crate::metrics::Metrics;
+use crate::security::Security;
+use crate::sources::feed::FeedMonitor;
+use crate::store::SnapshotStore;
+
+/// Every component whose counters `/metrics` reads. (Each component will register and
+/// own its metrics once they come from a metrics crate; until then this route reads
+/// them.)
+pub struct MetricSources {
+    pub viewers: Arc<Metrics>,
+    pub store: SnapshotStore,
+    pub broker: Broker,
+    pub ingestor: Arc<Ingestor>,
+    pub security: Arc<Security>,
+    pub http: Arc<HttpGuard>,
+    pub feed: Option<Arc<FeedMonitor>>,
+}
+
+pub async fn metrics(state: web::Data<MetricSources>) -> HttpResponse {
+    let t = state.viewers.totals();
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
@@ -213,7 +234,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.store.symbols().count() as u64,
     );
     if let Some(monitor) = &state.feed {
-        crate::feed::write_metrics(monitor, &mut out);
+        crate::sources::feed::write_metrics(monitor, &mut out);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

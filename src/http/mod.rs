@@ -1,9 +1,11 @@
-//! REST routes, health, metrics and the static dashboard.
+//! Routes and gates: REST, ingest, admin, health, metrics, the socket routes and the
+//! static dashboard. Each handler takes exactly the handles it uses as application
+//! data (`web::Data<T>`, one per dependency, or a small context per feature); the
+//! wiring (`crate::startup`) registers them.
 
 mod admin;
 mod auth;
 mod body;
-mod connection;
 mod frontend;
 mod health;
 mod history;
@@ -13,15 +15,13 @@ mod quotes;
 mod rate_limit;
 mod sockets;
 
-pub use auth::bearer;
-pub use ingest::authenticate as authenticate_publisher;
-pub use sockets::upgrade_service;
+pub use admin::AdminKey;
+pub use body::{close_on_unread_body, BodyDeadline};
+pub use health::{HealthSources, Readiness};
+pub use metrics::MetricSources;
+pub use sockets::{upgrade_service, SocketRoutes};
 
 pub use crate::wire::ApiError;
-pub use body::close_on_unread_body;
-pub use connection::{
-    refuse, wait_until_writable, GuardedIo, HttpConnections, HttpCounters, WriteGate,
-};
 
 use std::collections::HashMap;
 
@@ -55,10 +55,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/api/v1/admin/symbols/{symbol}",
         web::delete().to(admin::delete_symbol),
     )
-    .route("/api/v1/admin/sessions", get_or_head().to(admin::sessions))
+    .route(
+        "/api/v1/admin/sessions",
+        get_or_head().to(admin::list_viewers),
+    )
     .route(
         "/api/v1/admin/sessions/{id}",
-        web::delete().to(admin::kick_session),
+        web::delete().to(admin::kick_viewer),
     )
     .service(
         // The anonymous read routes are rate limited per client address; probes,

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 
 use super::{write_json_string, ApiError};
 use crate::domain::{Field, FieldSet, Symbol, SymbolId};
-use crate::state::AppState;
+use crate::store::SnapshotStore;
 use crate::wire::ErrorCode;
 
 fn json_response(body: Vec<u8>) -> HttpResponse {
@@ -16,18 +16,18 @@ fn json_response(body: Vec<u8>) -> HttpResponse {
 }
 
 /// `{"symbols":[{"s":"AAPL","name":"Apple Inc.","pc":…},…]}`
-pub async fn symbols(state: web::Data<AppState>) -> HttpResponse {
-    let mut out = Vec::with_capacity(64 * state.store.len() + 16);
+pub async fn symbols(store: web::Data<SnapshotStore>) -> HttpResponse {
+    let mut out = Vec::with_capacity(64 * store.len() + 16);
     out.extend_from_slice(b"{\"symbols\":[");
-    for (i, info) in state.store.symbols().enumerate() {
+    for (i, info) in store.symbols().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"s\":\"");
         out.extend_from_slice(info.symbol.as_str().as_bytes());
         out.extend_from_slice(b"\",\"name\":");
-        write_json_string(&state.store.name(info.id), &mut out);
-        let (quote, _) = state.store.read(info.id);
+        write_json_string(&store.name(info.id), &mut out);
+        let (quote, _) = store.read(info.id);
         if let Some(pc) = quote.price(Field::Pc) {
             out.extend_from_slice(b",\"pc\":");
             pc.write_to(&mut out);
@@ -40,10 +40,9 @@ pub async fn symbols(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /api/v1/quotes?symbols=A,B`: full quotes, every symbol without `symbols`.
 pub async fn quotes(
-    state: web::Data<AppState>,
+    store: web::Data<SnapshotStore>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = &state.store;
     let ids: Vec<SymbolId> = match query.get("symbols") {
         None => store.symbols().map(|info| info.id).collect(),
         Some(raw) => {
@@ -55,7 +54,7 @@ pub async fn quotes(
             if names.is_empty() {
                 return Err(ApiError::bad_request("symbols= names no symbol"));
             }
-            resolve(store, &names)?
+            resolve(&store, &names)?
         }
     };
     let mut out = Vec::with_capacity(160 * ids.len() + 16);
@@ -73,11 +72,10 @@ pub async fn quotes(
 
 /// `GET /api/v1/quotes/{symbol}`: one full quote.
 pub async fn quote(
-    state: web::Data<AppState>,
+    store: web::Data<SnapshotStore>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = &state.store;
-    let id = resolve(store, &[path.as_str()])?[0];
+    let id = resolve(&store, &[path.as_str()])?[0];
     let mut out = Vec::with_capacity(192);
     let (quote, _) = store.read(id);
     quote.write_json(store.info(id).symbol.as_str(), FieldSet::ALL, &mut out);

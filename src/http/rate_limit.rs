@@ -6,15 +6,13 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error};
 
 use super::ApiError;
-use crate::security::client_ip;
-use crate::state::AppState;
+use crate::security::{client_ip, Security};
 
 pub async fn per_ip(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        let security = &state.security;
+    if let Some(security) = req.app_data::<web::Data<Security>>() {
         let ip = client_ip(req.request().head(), &security.trusted_proxies);
         if let Err(wait) = security.rest_rate.check(ip) {
             security

@@ -4,8 +4,10 @@
 //! (which then gets 400), so a client learns about a bad token or parameter whichever
 //! way it asks. With an upgrade service set, actix-http sends every request that asks
 //! for an upgrade to [`upgrade_service`] with its connection instead of to the
-//! application: the gate runs, `crate::socket` answers the handshake, and the admitted
+//! application: the gate runs, `crate::transport` answers the handshake, and the admitted
 //! handler gets a driver for the connection, on this worker.
+//!
+//! Everything the socket routes touch is in one [`SocketRoutes`], built by the wiring.
 
 use actix_codec::Framed;
 use actix_http::{h1, Request, RequestHead};
@@ -13,16 +15,36 @@ use actix_service::{fn_service, ServiceFactory};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::ingest::PublisherId;
-use crate::security::Admission;
-use crate::socket::{self, Driver, Io, SseDriver};
-use crate::state::AppState;
-use crate::stream::{CompressionMode, ViewerRequest};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ingest::{Ingestor, PublisherId};
+use crate::security::{Admission, Security};
+use crate::stream::{CompressionMode, StreamContext, ViewerRequest};
+use crate::transport::{self, Driver, DriverSettings, Io, SseDriver};
 use crate::wire::ApiError;
+
+/// What the socket routes (`/ws`, `/ws/ingest`, `/sse`) need: the viewers' stream
+/// context, the publishers' ingestor, each kind of socket's bounds, and the tracker
+/// shutdown waits on.
+pub struct SocketRoutes {
+    pub viewers: StreamContext,
+    pub ingestor: Arc<Ingestor>,
+    pub security: Arc<Security>,
+    /// The bounds of viewers' and publishers' sockets.
+    pub viewer_socket: Arc<DriverSettings>,
+    pub publisher_socket: Arc<DriverSettings>,
+    pub shutdown: CancellationToken,
+    /// Every upgraded socket's and SSE response's task: shutdown waits (bounded) for
+    /// them to send their close before the workers stop.
+    pub open_streams: TaskTracker,
+}
 
 /// The service actix-http calls with each upgrade request and its connection.
 pub fn upgrade_service<T>(
-    state: AppState,
+    state: Arc<SocketRoutes>,
 ) -> impl ServiceFactory<
     (Request, Framed<T, h1::Codec>),
     Config = (),
@@ -45,10 +67,14 @@ where
 /// Routes one upgrade request. Once upgraded, the connection runs as a task of its own
 /// (tracked, so shutdown waits for its close): this future lives inside actix-http's
 /// per-connection dispatcher, whose allocation is sized for its largest state, so
-/// running the session here kept the dispatcher's ~6.5 KB alive beside the session's
+/// running the viewer here kept the dispatcher's ~6.5 KB alive beside the viewer's
 /// state machine for the connection's whole life (idle RSS per connection 19.0 KiB
 /// with it, docs/BENCHMARKS.md).
-async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T, h1::Codec>) {
+async fn serve<T: Io + 'static>(
+    state: Arc<SocketRoutes>,
+    req: Request,
+    framed: Framed<T, h1::Codec>,
+) {
     match req.head().uri.path() {
         "/ws" => match admit_viewer(req.head(), &state) {
             Ok(mut viewer) => {
@@ -65,35 +91,39 @@ async fn serve<T: Io + 'static>(state: AppState, req: Request, framed: Framed<T,
                 match viewer.admission.slot.take() {
                     Some(slot) => spawn_connection(
                         &state,
-                        crate::stream::run_viewer(driver, viewer, slot, &state),
+                        crate::stream::run_viewer(driver, viewer, slot, &state.viewers),
                     ),
                     None => driver.refuse_full().await,
                 }
             }
-            Err(error) => socket::refuse(framed, &error).await,
+            Err(error) => transport::refuse(framed, &error).await,
         },
         "/ws/ingest" => match admit_publisher(req.head(), &state) {
             Ok((admission, publisher)) => {
                 if let Some(driver) = upgrade(req, framed, &state, Kind::Publisher).await {
-                    spawn_connection(&state.clone(), async move {
-                        crate::ingest::run_publisher(driver, admission, publisher, &state).await
+                    let ingestor = state.ingestor.clone();
+                    spawn_connection(&state, async move {
+                        crate::ingest::run_publisher(driver, admission, publisher, &ingestor).await
                     });
                 }
             }
-            Err(error) => socket::refuse(framed, &error).await,
+            Err(error) => transport::refuse(framed, &error).await,
         },
         path => {
             let message = format!("no WebSocket at {path}; use /ws or /ws/ingest");
             let error = ApiError::new(StatusCode::NOT_FOUND, "not_found", message);
-            socket::refuse(framed, &error).await
+            transport::refuse(framed, &error).await
         }
     }
 }
 
 /// Runs a connection's handler as a task of its own on this worker, tracked by the
 /// application so that shutdown waits for it to send its close.
-fn spawn_connection(state: &AppState, handler: impl std::future::Future<Output = ()> + 'static) {
-    actix_web::rt::spawn(state.connections.track_future(handler));
+fn spawn_connection(
+    state: &SocketRoutes,
+    handler: impl std::future::Future<Output = ()> + 'static,
+) {
+    actix_web::rt::spawn(state.open_streams.track_future(handler));
 }
 
 enum Kind {
@@ -106,14 +136,14 @@ enum Kind {
 async fn upgrade<T: Io + 'static>(
     req: Request,
     framed: Framed<T, h1::Codec>,
-    state: &AppState,
+    state: &SocketRoutes,
     kind: Kind,
 ) -> Option<Driver> {
     let (settings, offer_deflate) = match kind {
         Kind::Viewer { app_level_deflate } => (state.viewer_socket.clone(), !app_level_deflate),
         Kind::Publisher => (state.publisher_socket.clone(), true),
     };
-    let accepted = socket::accept(req, framed, offer_deflate).await?;
+    let accepted = transport::accept(req, framed, offer_deflate).await?;
     Some(Driver::new(
         Box::new(accepted.io),
         &accepted.leftover,
@@ -125,7 +155,7 @@ async fn upgrade<T: Io + 'static>(
 
 /// The gate for `/ws`, before any upgrade: query parameters, origin, rates, caps and
 /// token. A refusal is the HTTP error the handshake gets instead of 101.
-pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerRequest, ApiError> {
+pub fn admit_viewer(head: &RequestHead, state: &SocketRoutes) -> Result<ViewerRequest, ApiError> {
     let query = super::query_map(head)?;
     let compression = match query.get("compression") {
         None => CompressionMode::None,
@@ -170,7 +200,7 @@ pub fn admit_viewer(head: &RequestHead, state: &AppState) -> Result<ViewerReques
 /// answers 503 here, since an HTTP response can say so.
 pub async fn sse_route(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<SocketRoutes>,
 ) -> Result<HttpResponse, ApiError> {
     let mut viewer = admit_viewer(req.head(), &state)?;
     if viewer.compression == CompressionMode::Deflate {
@@ -189,10 +219,9 @@ pub async fn sse_route(
     };
     let gzip = accepts_gzip(req.head());
     let (driver, body) = SseDriver::new(state.viewer_socket.clone(), &state.shutdown, gzip);
-    let state = state.into_inner();
     spawn_connection(
         &state,
-        crate::stream::run_viewer(driver, viewer, slot, &state),
+        crate::stream::run_viewer(driver, viewer, slot, &state.viewers),
     );
     let mut response = HttpResponse::Ok();
     response
@@ -241,12 +270,12 @@ fn accepts_gzip(head: &RequestHead) -> bool {
 /// headers). A bad key gets 401 and no socket.
 pub fn admit_publisher(
     head: &RequestHead,
-    state: &AppState,
+    state: &SocketRoutes,
 ) -> Result<(Admission, PublisherId), ApiError> {
     let query = super::query_map(head)?;
     let admission = state.security.admit_socket(head)?;
     let publisher = match query.get("key") {
-        Some(key) if super::bearer(&head.headers).is_none() => {
+        Some(key) if crate::security::bearer(&head.headers).is_none() => {
             state.ingestor.authenticate(key).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -255,7 +284,7 @@ pub fn admit_publisher(
                 )
             })?
         }
-        _ => super::authenticate_publisher(&head.headers, state)?,
+        _ => super::ingest::authenticate(&head.headers, &state.ingestor)?,
     };
     Ok((admission, publisher))
 }
@@ -264,7 +293,7 @@ pub fn admit_publisher(
 /// speak).
 pub async fn ws_route(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<SocketRoutes>,
 ) -> Result<HttpResponse, ApiError> {
     admit_viewer(req.head(), &state)?;
     Err(not_an_upgrade(req.head()))
@@ -273,7 +302,7 @@ pub async fn ws_route(
 /// `GET /ws/ingest` without an upgrade: the gate, then 400.
 pub async fn ws_ingest_route(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<SocketRoutes>,
 ) -> Result<HttpResponse, ApiError> {
     admit_publisher(req.head(), &state)?;
     Err(not_an_upgrade(req.head()))
@@ -281,6 +310,6 @@ pub async fn ws_ingest_route(
 
 /// The error for a plain request to a socket route, after its gate has passed.
 fn not_an_upgrade(head: &RequestHead) -> ApiError {
-    socket::handshake_error(head)
+    transport::handshake_error(head)
         .unwrap_or_else(|| ApiError::bad_request("expected a WebSocket upgrade"))
 }

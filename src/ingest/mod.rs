@@ -1,15 +1,11 @@
-//! Feed sources that produce ticks into the snapshot store: adapters over HTTP and
-//! WebSocket (`publisher`, `wire`, `routes`), the simulator, and CSV replay.
+//! The push API for publishers (contract §3): `POST /api/v1/ticks` and `/ws/ingest`
+//! parse ticks (`tick_json`), check the key, de-duplicate by `seq` and hand each batch
+//! to the broker (`publisher`).
 
 mod publisher;
-mod replay;
-mod simulator;
-mod socket;
-mod wire;
+mod publisher_socket;
+mod tick_json;
 
 pub use publisher::{IngestReport, Ingestor, PublisherId, Rejected};
-pub use replay::{parse_replay, run_replay, ReplayRow, SAMPLE_CSV};
-pub use simulator::Simulator;
-pub use socket::run_publisher;
-pub use wire::MAX_SIZE;
-pub use wire::{parse_tick, ParsedTick, TickError};
+pub use publisher_socket::run_publisher;
+pub use tick_json::{parse_tick, TickError};

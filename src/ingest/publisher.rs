@@ -1,16 +1,17 @@
-//! Accepting ticks from feed adapters: authentication, per-item validation,
-//! per-publisher `seq` de-duplication, and one apply per batch.
+//! Accepting ticks from publishers: authentication, per-item validation,
+//! per-publisher `seq` de-duplication, and one batch to the broker per request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
-use super::wire::{parse_tick, TickError};
-use crate::broker::Broker;
+use super::tick_json::{parse_tick, TickError};
+use crate::broker::{Broker, TickBatch};
 use crate::config::{IngestSettings, Secret};
-use crate::domain::{now_millis, Tick};
+use crate::domain::{now_millis, ParsedTick};
 use crate::store::SnapshotStore;
 use crate::wire::ErrorCode;
 
@@ -47,7 +48,7 @@ pub struct Ingestor {
     keys: Vec<Secret>,
     /// A stable name for each publisher in the cluster's seq table: a digest of its
     /// key, so instances agree without sharing the key's position or the key itself.
-    fingerprints: Vec<String>,
+    fingerprints: Vec<Arc<str>>,
     /// Highest `seq` accepted per publisher. The lock is held for a whole batch,
     /// publishing included, so one publisher's concurrent batches apply in `seq` order.
     last_seq: Vec<Mutex<Option<u64>>>,
@@ -63,7 +64,7 @@ impl Ingestor {
         Ingestor {
             store,
             broker,
-            fingerprints: keys.iter().map(fingerprint).collect(),
+            fingerprints: keys.iter().map(|key| Arc::from(fingerprint(key))).collect(),
             last_seq: keys.iter().map(|_| Mutex::new(None)).collect(),
             keys,
             auto_create_symbols: settings.auto_create_symbols,
@@ -85,20 +86,23 @@ impl Ingestor {
         found
     }
 
-    /// Validates, de-duplicates and applies one batch of ticks given as JSON texts.
+    /// Validates, de-duplicates and publishes one batch of ticks given as JSON texts.
+    /// Returns once the broker has applied the batch.
     pub async fn ingest<'a>(
         &self,
         publisher: PublisherId,
         items: impl IntoIterator<Item = &'a str>,
     ) -> IngestReport {
-        let now = now_millis();
         let mut report = IngestReport::default();
-        let mut batch: Vec<Tick> = Vec::new();
-        let mut seqs: Vec<Option<u64>> = Vec::new();
+        let mut batch = TickBatch {
+            publisher: Some(self.fingerprints[publisher.0].clone()),
+            received_at: now_millis(),
+            ticks: Vec::new(),
+        };
         let mut last_seq = self.last_seq[publisher.0].lock().await;
         for (index, item) in items.into_iter().enumerate() {
-            let (tick, seq) = match self.resolve(item, now) {
-                Ok(resolved) => resolved,
+            let tick = match self.check(item).await {
+                Ok(tick) => tick,
                 Err(e) => {
                     report.rejected.push(Rejected {
                         index,
@@ -108,24 +112,20 @@ impl Ingestor {
                     continue;
                 }
             };
-            if let Some(seq) = seq {
+            if let Some(seq) = tick.seq {
                 if last_seq.is_some_and(|last| seq <= last) {
                     report.duplicates += 1;
                     continue;
                 }
                 *last_seq = Some(seq);
             }
-            batch.push(tick);
-            seqs.push(seq);
+            batch.ticks.push(tick);
         }
         // Another instance may have accepted some of these already (a retry that
         // went elsewhere): the cluster drops those and says how many.
-        let seen_elsewhere = self
-            .broker
-            .publish_ticks(Some(&self.fingerprints[publisher.0]), &batch, &seqs)
-            .await;
+        let seen_elsewhere = self.broker.publish(&batch).await;
         drop(last_seq);
-        report.accepted = batch.len() - seen_elsewhere;
+        report.accepted = batch.ticks.len() - seen_elsewhere;
         report.duplicates += seen_elsewhere;
         let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
         add(&self.counters.accepted, report.accepted);
@@ -134,23 +134,25 @@ impl Ingestor {
         report
     }
 
-    /// Parses one tick and resolves its symbol (creating it when configured to).
-    fn resolve(&self, json: &str, now: i64) -> Result<(Tick, Option<u64>), TickError> {
+    /// Parses one tick and checks that its symbol exists, first creating it through
+    /// the broker (so on every instance, before its ticks) when configured to.
+    async fn check(&self, json: &str) -> Result<ParsedTick, TickError> {
         let parsed = parse_tick(json)?;
-        let id = match self.store.lookup(&parsed.symbol) {
-            Some(id) => id,
-            None if self.auto_create_symbols => self
-                .store
-                .add_symbol(parsed.symbol.clone(), parsed.symbol.as_str(), None)
-                .map_err(|e| TickError::new(ErrorCode::Internal, e.to_string()))?,
-            None => {
-                return Err(TickError::new(
-                    ErrorCode::UnknownSymbol,
-                    format!("unknown symbol {}", parsed.symbol),
-                ))
-            }
-        };
-        Ok((parsed.to_tick(id, now), parsed.seq))
+        if self.store.lookup(&parsed.symbol).is_some() {
+            return Ok(parsed);
+        }
+        if !self.auto_create_symbols {
+            return Err(TickError::new(
+                ErrorCode::UnknownSymbol,
+                format!("unknown symbol {}", parsed.symbol),
+            ));
+        }
+        let name = parsed.symbol.as_str().to_owned();
+        self.broker
+            .upsert_symbol(parsed.symbol.clone(), Some(&name), None)
+            .await
+            .map_err(|e| TickError::new(ErrorCode::Internal, e.to_string()))?;
+        Ok(parsed)
     }
 }
 

@@ -4,8 +4,7 @@ use std::sync::atomic::Ordering;
 use actix_web::dev::RequestHead;
 use actix_web::http::StatusCode;
 
-use super::{client_ip, origin_allowed, Claims, Security};
-use crate::http::bearer;
+use super::{bearer, client_ip, origin_allowed, Claims, Security};
 use crate::limits::{ConnectionSlot, Refusal};
 use crate::wire::ApiError;
 
@@ -36,7 +35,7 @@ impl Security {
                 wait,
             ));
         }
-        let slot = match self.connections.acquire(ip) {
+        let slot = match self.socket_caps.acquire(ip) {
             Ok(slot) => Some(slot),
             Err(Refusal::ServerFull) => {
                 self.counters

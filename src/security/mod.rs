@@ -1,5 +1,5 @@
 //! Who may connect and how much: viewer tokens, origins, client addresses, connection
-//! and rate limits, and the registry of live sessions that admins can see and kick.
+//! and rate limits, and the registry of live viewers that admins can see and kick.
 //! The threat model behind each piece is in docs/SECURITY.md.
 
 mod address;
@@ -12,12 +12,13 @@ pub use address::client_ip;
 pub use gate::Admission;
 pub use jwt::{Claims, JwtVerifier};
 pub use origin::origin_allowed;
-pub use registry::{SessionEntry, SessionRegistry, SessionStats};
+pub use registry::{ViewerEntry, ViewerRegistry, ViewerStats};
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use actix_web::http::header::{self, HeaderMap};
 use anyhow::Context;
 
 use crate::config::{AuthMode, Settings};
@@ -39,10 +40,12 @@ pub struct Security {
     pub verifier: Option<JwtVerifier>,
     pub allowed_origins: Vec<String>,
     pub trusted_proxies: Vec<IpAddr>,
-    pub connections: Arc<ConnectionLimits>,
+    /// The caps on open sockets (viewers and publishers), per address and in total.
+    pub socket_caps: Arc<ConnectionLimits>,
     pub connect_rate: PerIpRate,
     pub rest_rate: PerIpRate,
-    pub sessions: SessionRegistry,
+    /// The live viewers, which admins can list and kick.
+    pub viewers: ViewerRegistry,
     pub counters: SecurityCounters,
 }
 
@@ -57,7 +60,7 @@ impl Security {
             verifier,
             allowed_origins: settings.security.allowed_origins(),
             trusted_proxies: settings.security.trusted_proxies()?,
-            connections: Arc::new(ConnectionLimits::new(
+            socket_caps: Arc::new(ConnectionLimits::new(
                 limits.max_connections_per_ip,
                 limits.max_connections,
             )),
@@ -69,8 +72,16 @@ impl Security {
                 limits.rest_requests_per_second_per_ip,
                 limits.rest_burst_per_ip,
             ),
-            sessions: SessionRegistry::default(),
+            viewers: ViewerRegistry::default(),
             counters: SecurityCounters::default(),
         })
     }
+}
+
+/// The token of `Authorization: Bearer <token>`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -5,19 +5,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-/// Live figures of one session, written only by that session (relaxed atomics, no
+/// Live figures of one viewer, written only by that viewer's task (relaxed atomics, no
 /// contention) and read by the admin route.
 #[derive(Debug, Default)]
-pub struct SessionStats {
+pub struct ViewerStats {
     pub symbols: AtomicUsize,
     pub messages_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub updates_conflated: AtomicU64,
 }
 
-/// What admins see of a session, and the handle to kick it.
+/// What admins see of a viewer, and the handle to kick it.
 #[derive(Debug)]
-pub struct SessionEntry {
+pub struct ViewerEntry {
     pub id: String,
     pub peer: String,
     pub user: Option<String>,
@@ -25,12 +25,12 @@ pub struct SessionEntry {
     pub since: i64,
     /// `deflate` (app-level), `permessage-deflate`, or `none`.
     pub compression: &'static str,
-    pub stats: SessionStats,
+    pub stats: ViewerStats,
     pub kick: CancellationToken,
 }
 
 #[derive(Serialize)]
-struct SessionView<'a> {
+struct ViewerView<'a> {
     id: &'a str,
     peer: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,14 +43,15 @@ struct SessionView<'a> {
     compression: &'static str,
 }
 
-/// Sessions by id. Touched when a session starts and ends and by admin requests.
+/// Viewers by id (the wire calls it `session`). Touched when a viewer connects and
+/// leaves and by admin requests.
 #[derive(Default)]
-pub struct SessionRegistry {
-    sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
+pub struct ViewerRegistry {
+    viewers: Mutex<HashMap<String, Arc<ViewerEntry>>>,
 }
 
-impl SessionRegistry {
-    pub fn insert(&self, entry: Arc<SessionEntry>) {
+impl ViewerRegistry {
+    pub fn insert(&self, entry: Arc<ViewerEntry>) {
         self.lock().insert(entry.id.clone(), entry);
     }
 
@@ -58,7 +59,7 @@ impl SessionRegistry {
         self.lock().remove(id);
     }
 
-    /// Asks a session to close with 1008; false when there is no such session.
+    /// Asks a viewer to close with 1008; false when there is no such viewer.
     pub fn kick(&self, id: &str) -> bool {
         match self.lock().get(id) {
             Some(entry) => {
@@ -79,13 +80,13 @@ impl SessionRegistry {
 
     /// `{"sessions":[…]}`, oldest first.
     pub fn to_json(&self) -> serde_json::Value {
-        let sessions = self.lock();
-        let mut entries: Vec<&Arc<SessionEntry>> = sessions.values().collect();
+        let viewers = self.lock();
+        let mut entries: Vec<&Arc<ViewerEntry>> = viewers.values().collect();
         entries.sort_by_key(|e| (e.since, e.id.clone()));
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let views: Vec<SessionView> = entries
+        let views: Vec<ViewerView> = entries
             .iter()
-            .map(|e| SessionView {
+            .map(|e| ViewerView {
                 id: &e.id,
                 peer: &e.peer,
                 user: e.user.as_deref(),
@@ -100,7 +101,7 @@ impl SessionRegistry {
         serde_json::json!({ "sessions": views })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionEntry>>> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ViewerEntry>>> {
+        self.viewers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

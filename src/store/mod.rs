@@ -2,8 +2,8 @@
 //!
 //! One slot per symbol, indexed by the dense `SymbolId`. Writers (ticks, admin, resync)
 //! take the slot's own small lock (never held across an `.await`) and publish the
-//! quote and its version behind a sequence lock; sessions read that without writing
-//! anything shared, so a session checks "changed since I last looked?" with one atomic
+//! quote and its version behind a sequence lock; viewers read that without writing
+//! anything shared, so a viewer checks "changed since I last looked?" with one atomic
 //! load and reading a quote never moves a cache line between workers. There is no
 //! store-wide lock on the tick or flush path.
 //!
@@ -52,16 +52,16 @@ struct Inner {
     len: AtomicUsize,
     /// Symbol -> id of its live slot; written only when the universe changes.
     registry: RwLock<HashMap<Symbol, SymbolId>>,
-    /// Bumped when a symbol is removed: sessions compare it to notice removals.
+    /// Bumped when a symbol is removed: viewers compare it to notice removals.
     removals: AtomicU64,
-    /// Carries the number of applied batches; sessions wait on it instead of polling.
+    /// Carries the number of applied batches; viewers wait on it instead of polling.
     changes: watch::Sender<u64>,
     ticks_applied: AtomicU64,
 }
 
 #[derive(Default)]
 struct Slot {
-    /// The quote and version as sessions read them, without taking the lock.
+    /// The quote and version as viewers read them, without taking the lock.
     published: Published,
     info: OnceLock<SymbolInfo>,
     removed: AtomicBool,
@@ -69,8 +69,8 @@ struct Slot {
 }
 
 /// A slot's quote and version behind a sequence lock: written only by the holder of
-/// the slot's lock, read by sessions without writing anything shared. (With the
-/// mutex, every session's read was a write to the slot's cache line, so the two
+/// the slot's lock, read by viewers without writing anything shared. (With the
+/// mutex, every viewer's read was a write to the slot's cache line, so the two
 /// workers took turns owning every line a flush touched; the version check that
 /// starts each symbol's diff stalled on it: issue 13's profile.)
 ///
@@ -81,7 +81,7 @@ struct Slot {
 #[repr(align(64))]
 struct Published {
     seq: AtomicU64,
-    /// Number of changes applied to this symbol; a session's "what I last sent" marker.
+    /// Number of changes applied to this symbol; a viewer's "what I last sent" marker.
     version: AtomicU64,
     present: AtomicU32,
     values: [AtomicI64; Field::COUNT],
@@ -225,7 +225,7 @@ impl SnapshotStore {
     }
 
     /// Removes a symbol from the universe. Its id stays dead (a later re-add gets a new
-    /// slot), so sessions can tell "removed" from "changed".
+    /// slot), so viewers can tell "removed" from "changed".
     pub fn remove_symbol(&self, symbol: &Symbol) -> Option<SymbolId> {
         let id = self
             .inner
@@ -319,7 +319,7 @@ impl SnapshotStore {
         self.slot(id).lock().history.bars(interval, limit)
     }
 
-    /// Applies ticks in order (quote and bars together), then wakes waiting sessions
+    /// Applies ticks in order (quote and bars together), then wakes waiting viewers
     /// once for the whole batch. Ticks for removed symbols are dropped.
     pub fn apply_batch(&self, ticks: &[Tick]) {
         if ticks.is_empty() {
@@ -347,7 +347,7 @@ impl SnapshotStore {
     }
 
     /// Replaces a symbol's quote (a cluster resync), bumping its version only when
-    /// something changed so sessions send just the difference. Bars are kept.
+    /// something changed so viewers send just the difference. Bars are kept.
     pub fn replace_quote(&self, id: SymbolId, quote: Quote) {
         let slot = self.slot(id);
         let mut state = slot.lock();
@@ -359,7 +359,7 @@ impl SnapshotStore {
         }
     }
 
-    /// Starts a new trading session for every symbol: the last price becomes the
+    /// Starts a new trading viewer for every symbol: the last price becomes the
     /// reference (`pc`), volume restarts at zero and open/high/low wait for the next
     /// trade. Bars are not touched.
     pub fn roll_over(&self) {

@@ -1,14 +1,14 @@
 //! Encoded quote fields, cached per worker thread: each symbol's fields are formatted
-//! once per store version on each worker, and every session's message is assembled
+//! once per store version on each worker, and every viewer's message is assembled
 //! from those pieces by copying.
 //!
 //! Why: at 10,000 viewers each symbol is in about 400 subscriptions, and every one of
 //! them used to format the same numbers again: number formatting was the largest user
-//! cost in W1's profile after the diff itself (docs/BENCHMARKS.md, issue 13). A session
+//! cost in W1's profile after the diff itself (docs/BENCHMARKS.md, issue 13). A viewer
 //! still decides on its own which fields to send (what *its* client last saw); only
 //! the text of a field's value is shared. The cache is the worker's, like the
 //! message scratch buffers, so nothing on the flush path is shared between workers or
-//! locked. Its size follows the symbols the worker's sessions watch: an entry is the
+//! locked. Its size follows the symbols the worker's viewers watch: an entry is the
 //! quote's JSON (about 150 bytes) and its field offsets.
 
 use std::cell::RefCell;

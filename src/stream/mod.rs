@@ -1,10 +1,14 @@
-//! `GET /ws`: the viewer stream (contract §2).
+//! The viewer stream (contract §2), over either transport (`/ws` or `/sse`): one task
+//! per viewer (`viewer`: the loop and the flush) answering its client's requests
+//! (`requests`), with its subscriptions and what its client was last sent
+//! (`subscriptions`, `sent`, `fragments`).
 
 mod fragments;
 mod protocol;
+mod requests;
 mod sent;
-mod session;
 mod subscriptions;
+mod viewer;
 
 pub use protocol::{parse_request, Request, RequestError};
 pub use subscriptions::{FlushStats, Subscriptions};
@@ -17,10 +21,9 @@ use crate::config::{LimitSettings, StreamSettings};
 use crate::limits::ConnectionSlot;
 use crate::metrics::Metrics;
 use crate::security::Security;
-use crate::socket::Transport;
-use crate::state::AppState;
 use crate::store::SnapshotStore;
-use session::Session;
+use crate::transport::Transport;
+use viewer::Viewer;
 
 /// What the client asked for with `compression=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +49,8 @@ impl CompressionMode {
     }
 }
 
-/// What every session shares: cheap clones of the application's handles.
+/// What every viewer shares: cheap clones of the handles the stream needs, built once
+/// by the wiring.
 #[derive(Clone)]
 pub struct StreamContext {
     pub store: SnapshotStore,
@@ -69,33 +73,32 @@ pub struct ViewerRequest {
     pub max_hz: Option<f64>,
 }
 
-/// An admitted viewer's session on its transport (a WebSocket or an SSE response):
-/// the future that runs it until it ends. `slot` is the connection slot the gate took
-/// for it.
+/// An admitted viewer on its transport (a WebSocket or an SSE response): the future
+/// that runs it until it ends. `slot` is the connection slot the gate took for it.
 ///
-/// Not an `async fn`: the session is built here and its own future returned, so the
-/// task holds the session once, not again in each caller's state.
+/// Not an `async fn`: the viewer is built here and its own future returned, so the
+/// task holds the viewer once, not again in each caller's state.
 pub fn run_viewer<T: Transport>(
     driver: T,
     request: ViewerRequest,
     slot: ConnectionSlot,
-    state: &AppState,
+    ctx: &StreamContext,
 ) -> impl std::future::Future<Output = ()> {
-    let ctx = state.stream_context();
+    let ctx = ctx.clone();
     let id = format!("{:016x}", rand::random::<u64>());
     let peer = ViewerPeer {
         ip: request.admission.ip,
         claims: request.claims,
         slot,
     };
-    let session = Session::new(id, driver, ctx, request.compression, peer, request.max_hz);
-    session.run(request.initial)
+    let viewer = Viewer::new(id, driver, ctx, request.compression, peer, request.max_hz);
+    viewer.run(request.initial)
 }
 
-/// Who is on the other end of a session, as the gate admitted them.
+/// Who is on the other end of a viewer connection, as the gate admitted them.
 pub struct ViewerPeer {
     pub ip: std::net::IpAddr,
     pub claims: Option<crate::security::Claims>,
-    /// Held for the session's lifetime; dropping it frees the connection slot.
+    /// Held for the viewer's lifetime; dropping it frees the connection slot.
     pub slot: crate::limits::ConnectionSlot,
 }

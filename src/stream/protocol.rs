@@ -3,7 +3,7 @@
 //! Client messages are rare, so they are parsed through `serde_json::Value` for precise
 //! error messages (and to echo `req_id` even when the rest is malformed). Server data
 //! messages (`snapshot`, `update`, `heartbeat`) are written by hand into the worker's
-//! scratch buffer by the session; the rare control messages go through serde.
+//! scratch buffer by the viewer; the rare control messages go through serde.
 
 use serde::Serialize;
 use serde_json::{Map, Value};

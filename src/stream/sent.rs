@@ -1,19 +1,19 @@
-//! The quotes this worker's sessions were last sent: one copy per symbol and version,
-//! shared by every session of the worker that was last sent that version.
+//! The quotes this worker's viewers were last sent: one copy per symbol and version,
+//! shared by every viewer of the worker that was last sent that version.
 //!
 //! Why: the diff sends only the fields that differ from what the client last saw
 //! (contract §1), so for every subscription something must remember that quote. Each
 //! subscription used to keep its own copy: 112 of an entry's 128 bytes, 2.2 KiB of a
 //! 20-symbol viewer, and the cache lines a flush missed most (issue 13's profile,
-//! docs/BENCHMARKS.md). But a worker's sessions were all sent quotes of the same
+//! docs/BENCHMARKS.md). But a worker's viewers were all sent quotes of the same
 //! store, and at any moment only a few versions of each symbol: the ones sent in the
 //! last flush interval. So the worker keeps each (symbol, version) that some of its
-//! sessions were last sent, counting those sessions, and a subscription keeps only a
+//! viewers were last sent, counting those viewers, and a subscription keeps only a
 //! handle to it. A version nobody holds any more is dropped at once, so memory
 //! follows the distinct versions in use, never the tick rate.
 //!
 //! Handles are slab indexes, so every lookup on the flush path is one index: the
-//! version a session was last sent through its handle, the symbol's current version
+//! version a viewer was last sent through its handle, the symbol's current version
 //! through the symbol's newest handle. The table is the worker's (a thread-local),
 //! like the encoded fragments: nothing here is shared between workers or locked. A
 //! [`super::Subscriptions`] therefore stays on the thread that made it (it is not

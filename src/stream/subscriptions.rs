@@ -1,9 +1,9 @@
 //! One connection's subscriptions and what it was last sent: the diff that gives
 //! conflation, batching and minimal payloads in one mechanism.
 //!
-//! For every subscribed symbol the session holds the quote it last sent, with its
+//! For every subscribed symbol the viewer holds the quote it last sent, with its
 //! store version, in its worker's table of sent quotes (`super::sent`), which keeps
-//! one copy per version for all the worker's sessions. On a flush it compares
+//! one copy per version for all the worker's viewers. On a flush it compares
 //! versions (one atomic load per symbol), and for the symbols that moved writes only
 //! the fields that differ between the quote it holds and the current one. However
 //! many ticks arrived in between, the client gets one entry per symbol with the

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tickstream::config::Settings;
 use tickstream::domain::{Price, Symbol, SymbolId, Tick};
 use tickstream::startup::Application;
-use tickstream::state::AppState;
+use tickstream::store::SnapshotStore;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -20,7 +20,9 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct TestApp {
     pub port: u16,
-    pub state: AppState,
+    /// The application's store: tests feed it directly as a fake source.
+    pub store: SnapshotStore,
+    shutdown: tokio_util::sync::CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -47,14 +49,14 @@ pub const ADMIN_KEY: &str = "test-admin-key";
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with_clock(
         configure,
-        std::sync::Arc::new(tickstream::market_session::SystemClock),
+        std::sync::Arc::new(tickstream::sources::trading_day::SystemClock),
     )
     .await
 }
 
 pub async fn spawn_app_with_clock(
     configure: impl FnOnce(&mut Settings),
-    clock: std::sync::Arc<dyn tickstream::market_session::Clock>,
+    clock: std::sync::Arc<dyn tickstream::sources::trading_day::Clock>,
 ) -> TestApp {
     let mut settings = test_settings();
     settings.ingest.publisher_keys =
@@ -65,11 +67,13 @@ pub async fn spawn_app_with_clock(
         .await
         .expect("application builds");
     let port = app.port();
-    let state = app.state().clone();
+    let store = app.store().clone();
+    let shutdown = app.shutdown_token().clone();
     let server = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         port,
-        state,
+        store,
+        shutdown,
         server,
     }
 }
@@ -80,15 +84,14 @@ impl TestApp {
     }
 
     pub fn id(&self, symbol: &str) -> SymbolId {
-        self.state
-            .store
+        self.store
             .lookup(&Symbol::parse(symbol).unwrap())
             .unwrap_or_else(|| panic!("{symbol} is in the universe"))
     }
 
     /// Applies ticks as one batch, as a feed would.
     pub fn apply(&self, ticks: &[Tick]) {
-        self.state.store.apply_batch(ticks);
+        self.store.apply_batch(ticks);
     }
 
     pub fn trade(&self, symbol: &str, price: &str, size: u64, ts: i64) -> Tick {
@@ -218,7 +221,7 @@ impl TestApp {
 
     /// Cancels the shutdown token and waits for the server to stop.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.state.shutdown.cancel();
+        self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.server)
             .await
             .expect("server stops in time")

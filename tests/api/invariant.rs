@@ -128,11 +128,7 @@ async fn run_case(ops: Vec<Op>, compression: bool) -> Result<(), TestCaseError> 
         }
     }
     let expected_symbols: Vec<String> = if subscribed == ["*"] {
-        app.state
-            .store
-            .symbols()
-            .map(|s| s.symbol.to_string())
-            .collect()
+        app.store.symbols().map(|s| s.symbol.to_string()).collect()
     } else {
         subscribed.clone()
     };

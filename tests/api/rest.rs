@@ -14,7 +14,7 @@ async fn symbols_lists_the_universe_with_names_and_previous_close() {
     let (status, body) = app.get("/api/v1/symbols").await;
     assert_eq!(status, 200);
     let symbols = json(&body)["symbols"].as_array().unwrap().clone();
-    assert_eq!(symbols.len(), app.state.store.len());
+    assert_eq!(symbols.len(), app.store.len());
     let aapl = symbols.iter().find(|s| s["s"] == "AAPL").unwrap();
     assert_eq!(aapl["name"], "Apple Inc.");
     assert!(body.contains(r#""pc":189.12"#), "exact previous close");
@@ -28,7 +28,7 @@ async fn quotes_serves_all_or_the_named_symbols_in_order() {
     assert_eq!(status, 200);
     assert_eq!(
         json(&body)["quotes"].as_array().unwrap().len(),
-        app.state.store.len()
+        app.store.len()
     );
 
     let (status, body) = app.get("/api/v1/quotes?symbols=msft,AAPL,msft").await;

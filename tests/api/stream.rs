@@ -235,7 +235,7 @@ async fn ping_gets_pong_with_req_id() {
 #[actix_web::test]
 async fn wildcard_subscribes_to_everything_including_symbols_added_later() {
     let app = spawn_app().await;
-    let universe = app.state.store.len();
+    let universe = app.store.len();
     let mut client = WsClient::connect(&app, "").await;
     client
         .send(json!({"op":"subscribe","symbols":["*"],"req_id":1}))
@@ -244,7 +244,7 @@ async fn wildcard_subscribes_to_everything_including_symbols_added_later() {
     assert_eq!(symbols_of(&client.recv().await).len(), universe);
 
     let symbol = tickstream::domain::Symbol::parse("NEWCO").unwrap();
-    let id = app.state.store.add_symbol(symbol, "New Co", None).unwrap();
+    let id = app.store.add_symbol(symbol, "New Co", None).unwrap();
     app.apply(&[tickstream::domain::Tick {
         symbol: id,
         price: tickstream::domain::Price::parse("12.5").ok(),

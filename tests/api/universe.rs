@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use tickstream::market_session::Clock;
+use tickstream::sources::trading_day::Clock;
 
 use crate::helpers::{spawn_app, spawn_app_with_clock, WsClient, ADMIN_KEY};
 

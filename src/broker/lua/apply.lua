@@ -7,7 +7,7 @@
 -- both on the same ticks and compares.
 --
 -- KEYS: 1 quotes hash, 2 sequence counter, 3 publisher seq hash, 4 batch marker,
---       5 trading-session marker, 6 epoch
+--       5 trading-day marker, 6 epoch
 -- ARGV: 1 origin instance, 2 channel, 3 op (ticks|rollover|upsert|remove),
 --       4 publisher fingerprint ('' = none), 5 epoch the caller synced with,
 --       6.. items
@@ -124,7 +124,7 @@ if op == 'ticks' then
   end
   store_all()
 elseif op == 'rollover' then
-  -- item: the trading session's id; each session rolls over once cluster-wide.
+  -- item: the trading day's id; each day rolls over once cluster-wide.
   if redis.call('GET', KEYS[5]) == ARGV[6] then
     return {0, 0}
   end

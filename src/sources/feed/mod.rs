@@ -22,7 +22,7 @@ pub use monitor::{FeedMonitor, FeedStatus, Unmapped};
 pub use runner::run;
 
 use crate::config::{FeedKind, FeedSettings};
-use crate::ingest::ParsedTick;
+use crate::domain::ParsedTick;
 
 /// What one vendor message asked of the connection, besides ticks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::values;
 use super::{Control, Decoded, FeedStatus, Unmapped};
 use crate::config::Secret;
-use crate::ingest::ParsedTick;
+use crate::domain::ParsedTick;
 
 const DEFAULT_BASE: &str = "wss://stream.data.alpaca.markets/v2";
 

@@ -90,7 +90,7 @@ proptest! {
                     prop_assert!(price.micros() > 0);
                 }
                 for size in [tick.size, tick.bid_size, tick.ask_size].into_iter().flatten() {
-                    prop_assert!(size <= crate::ingest::MAX_SIZE);
+                    prop_assert!(size <= crate::domain::MAX_SIZE);
                 }
                 prop_assert!(tick.ts.is_some_and(|ts| ts >= 0));
             }

@@ -13,9 +13,8 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::wire::ParsedTick;
-use crate::broker::Broker;
-use crate::domain::{now_millis, Price, Symbol};
+use crate::broker::{Broker, TickBatch};
+use crate::domain::{now_millis, ParsedTick, Price, Symbol};
 use crate::store::{split_csv_line, SnapshotStore};
 
 const HEADER: &str = "ts,symbol,price,size,bid,bid_size,ask,ask_size";
@@ -119,7 +118,7 @@ pub async fn run_replay(
     // the others follow the same clock and skip, so a successor resumes in step.
     let leader = broker.source_leadership();
     let mut warned: Vec<Symbol> = Vec::new();
-    let mut batch = Vec::new();
+    let mut batch = TickBatch::new(0);
     loop {
         let start = Instant::now();
         let mut next = 0;
@@ -130,25 +129,25 @@ pub async fn run_replay(
                 _ = sleep_until(due) => {}
             }
             let now = Instant::now();
-            let ts = now_millis();
-            batch.clear();
+            batch.received_at = now_millis();
+            batch.ticks.clear();
             while next < rows.len()
                 && start + Duration::from_secs_f64(rows[next].offset_ms as f64 / 1000.0 / speed)
                     <= now
             {
                 let row = &rows[next];
                 next += 1;
-                let Some(id) = store.lookup(&row.tick.symbol) else {
+                if store.lookup(&row.tick.symbol).is_none() {
                     if !warned.contains(&row.tick.symbol) {
                         warn!(symbol = %row.tick.symbol, "replay: symbol not in the universe; its ticks are skipped");
                         warned.push(row.tick.symbol.clone());
                     }
                     continue;
-                };
-                batch.push(row.tick.to_tick(id, ts));
+                }
+                batch.ticks.push(row.tick.clone());
             }
             if *leader.borrow() {
-                broker.publish_ticks(None, &batch, &[]).await;
+                broker.publish(&batch).await;
             }
         }
         if !repeat {

@@ -12,9 +12,9 @@ use rand_distr::{Distribution, StandardNormal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, TickBatch};
 use crate::config::SimulatorSettings;
-use crate::domain::{now_millis, Field, Price, SymbolId, Tick};
+use crate::domain::{now_millis, Field, ParsedTick, Price, Symbol, SymbolId};
 use crate::store::SnapshotStore;
 
 /// Standard deviation of one tick's log return: about 1% a day at a few ticks a second.
@@ -23,6 +23,8 @@ const STEP_SIGMA: f64 = 0.0004;
 const TRADE_SHARE: f64 = 0.6;
 
 struct Walker {
+    /// The symbol's name, kept so each tick names it without a reverse look-up.
+    symbol: Symbol,
     mid: f64,
 }
 
@@ -60,7 +62,7 @@ impl Simulator {
         );
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch = Vec::new();
+        let mut batch = TickBatch::new(0);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -68,9 +70,10 @@ impl Simulator {
                     if !*leader.borrow() {
                         continue;
                     }
-                    batch.clear();
-                    self.next_batch(&store, now_millis(), &mut batch);
-                    broker.publish_ticks(None, &batch, &[]).await;
+                    batch.ticks.clear();
+                    batch.received_at = now_millis();
+                    self.next_batch(&store, batch.received_at, &mut batch.ticks);
+                    broker.publish(&batch).await;
                 }
             }
         }
@@ -78,7 +81,7 @@ impl Simulator {
     }
 
     /// Appends one interval's worth of ticks, all stamped `ts`.
-    pub fn next_batch(&mut self, store: &SnapshotStore, ts: i64, batch: &mut Vec<Tick>) {
+    pub fn next_batch(&mut self, store: &SnapshotStore, ts: i64, batch: &mut Vec<ParsedTick>) {
         let symbols = store.len();
         if symbols == 0 {
             return;
@@ -90,7 +93,8 @@ impl Simulator {
                 .price(Field::P)
                 .or(quote.price(Field::Pc))
                 .map_or(100.0, |p| p.micros() as f64 / 1e6);
-            self.walkers.push(Walker { mid: start });
+            let symbol = store.info(id).symbol.clone();
+            self.walkers.push(Walker { symbol, mid: start });
         }
         self.carry += self.ticks_per_second * self.interval.as_secs_f64();
         let count = self.carry.floor() as usize;
@@ -101,7 +105,7 @@ impl Simulator {
         }
     }
 
-    fn next_tick(&mut self, id: SymbolId, ts: i64) -> Tick {
+    fn next_tick(&mut self, id: SymbolId, ts: i64) -> ParsedTick {
         let rng = &mut self.rng;
         let walker = &mut self.walkers[id.index()];
         let z: f64 = StandardNormal.sample(rng);
@@ -113,10 +117,16 @@ impl Simulator {
         let bid =
             Price::from_micros((mid.micros() - tick_size * (spread_ticks / 2)).max(tick_size));
         let ask = Price::from_micros(bid.micros() + tick_size * spread_ticks);
-        let mut tick = Tick {
-            symbol: id,
-            ts,
-            ..Tick::default()
+        let mut tick = ParsedTick {
+            symbol: walker.symbol.clone(),
+            price: None,
+            size: None,
+            bid: None,
+            bid_size: None,
+            ask: None,
+            ask_size: None,
+            ts: Some(ts),
+            seq: None,
         };
         if rng.random_bool(TRADE_SHARE) {
             tick.price = Some(match rng.random_range(0..3) {
@@ -143,7 +153,7 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Symbol;
+    use crate::domain::Tick;
 
     fn settings(seed: u64) -> SimulatorSettings {
         SimulatorSettings {
@@ -183,7 +193,11 @@ mod tests {
         }
         // 50 batches of 20 ms at 500/s = one second = 500 ticks.
         assert_eq!(batch.len(), 500);
-        store.apply_batch(&batch);
+        let ticks: Vec<Tick> = batch
+            .iter()
+            .map(|t| t.to_tick(store.lookup(&t.symbol).unwrap(), 1))
+            .collect();
+        store.apply_batch(&ticks);
         let (aapl, _) = store.read(SymbolId(0));
         let p = aapl.price(Field::P).unwrap().micros();
         assert!(

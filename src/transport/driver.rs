@@ -1,6 +1,6 @@
 //! The connection driver: the one owner of an upgraded connection's I/O and timers.
 //!
-//! A handler (the viewer session, the publisher) sees only what it cares about: a text
+//! A handler (the viewer viewer, the publisher) sees only what it cares about: a text
 //! message, its own wake-up, or the reason the connection ends. Everything else is
 //! here, once, for every socket:
 //! - every frame written (data, ping, pong, close) is bounded by the write deadline

@@ -72,7 +72,7 @@ pub struct HttpCounters {
 }
 
 /// The HTTP connection caps and deadlines of one server, shared by its workers.
-pub struct HttpConnections {
+pub struct HttpGuard {
     limits: Arc<ConnectionLimits>,
     /// Exempt from the per-address cap: all of a proxy's clients share its address.
     trusted_proxies: Vec<IpAddr>,
@@ -83,9 +83,9 @@ pub struct HttpConnections {
     pub counters: HttpCounters,
 }
 
-impl HttpConnections {
-    pub fn new(settings: &HttpSettings, trusted_proxies: Vec<IpAddr>) -> HttpConnections {
-        HttpConnections {
+impl HttpGuard {
+    pub fn new(settings: &HttpSettings, trusted_proxies: Vec<IpAddr>) -> HttpGuard {
+        HttpGuard {
             limits: Arc::new(ConnectionLimits::new(
                 settings.max_connections_per_ip,
                 settings.max_connections,
@@ -120,7 +120,7 @@ impl HttpConnections {
             Ok(slot) => Ok(GuardedIo {
                 io,
                 _slot: slot,
-                connections: self.clone(),
+                guard: self.clone(),
                 gate: WriteGate::default(),
                 write_deadline: None,
                 write_blocked: false,
@@ -195,7 +195,7 @@ pub struct GuardedIo<T> {
     io: T,
     /// Released when the connection ends, or by [`GuardedIo::into_inner`].
     _slot: ConnectionSlot,
-    connections: Arc<HttpConnections>,
+    guard: Arc<HttpGuard>,
     /// Tells this connection's request handlers whether its writes are blocked.
     gate: WriteGate,
     /// Allocated on the first blocked write only (most connections never block), then
@@ -242,7 +242,7 @@ impl<T> GuardedIo<T> {
         {
             sleep
                 .as_mut()
-                .reset(Instant::now() + self.connections.head_timeout);
+                .reset(Instant::now() + self.guard.head_timeout);
         }
     }
 
@@ -263,7 +263,7 @@ impl<T> GuardedIo<T> {
     /// A write returned `Pending`: arms the deadline on the first one, then tells
     /// whether it has passed (registering the task to be woken when it does).
     fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let timeout = self.connections.write_timeout;
+        let timeout = self.guard.write_timeout;
         let newly_blocked = !self.write_blocked;
         if newly_blocked {
             self.write_blocked = true;
@@ -284,7 +284,7 @@ impl<T> GuardedIo<T> {
             return Poll::Pending;
         }
         self.timed_out = true;
-        self.connections
+        self.guard
             .counters
             .write_timeouts
             .fetch_add(1, Ordering::Relaxed);
@@ -443,7 +443,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 // Bytes with no handler running: the start of a request, which must
                 // reach its handler within the head timeout (a trickled head would
                 // otherwise hold a kept-alive connection for ever).
-                let deadline = Instant::now() + this.connections.head_timeout;
+                let deadline = Instant::now() + this.guard.head_timeout;
                 match &mut this.head_deadline {
                     Some(sleep) => sleep.as_mut().reset(deadline),
                     None => this.head_deadline = Some(Box::pin(sleep_until(deadline))),
@@ -530,7 +530,7 @@ mod tests {
     async fn a_write_blocked_past_the_deadline_fails_and_reads_pause_meanwhile() {
         // A duplex pipe with a 16-byte buffer stands for a client that does not read.
         let (server, mut client) = tokio::io::duplex(16);
-        let connections = Arc::new(HttpConnections::new(&settings(4, 4, 50), vec![]));
+        let connections = Arc::new(HttpGuard::new(&settings(4, 4, 50), vec![]));
         let Ok(mut guarded) = connections.admit(server, peer("10.0.0.1")) else {
             panic!("admitted");
         };
@@ -552,7 +552,7 @@ mod tests {
     #[tokio::test]
     async fn writes_that_progress_never_time_out_and_resume_reads() {
         let (server, mut client) = tokio::io::duplex(16);
-        let connections = Arc::new(HttpConnections::new(&settings(4, 4, 100), vec![]));
+        let connections = Arc::new(HttpGuard::new(&settings(4, 4, 100), vec![]));
         let Ok(mut guarded) = connections.admit(server, peer("10.0.0.1")) else {
             panic!("admitted");
         };
@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn slots_are_capped_per_address_except_for_proxies_and_released_by_into_inner() {
         let proxy = "10.0.0.9";
-        let connections = Arc::new(HttpConnections::new(
+        let connections = Arc::new(HttpGuard::new(
             &settings(1, 3, 1000),
             vec![proxy.parse().unwrap()],
         ));

@@ -8,7 +8,7 @@
 //! and interrupted by stop, as on a WebSocket. The HTTP layer bounds the socket writes
 //! themselves. There is no inbound traffic, so no idle timeout and no pings: the
 //! handler's heartbeats keep proxies from timing out, and a client that went away
-//! drops the body, which ends the session.
+//! drops the body, which ends the viewer.
 
 use std::convert::Infallible;
 use std::future::Future;

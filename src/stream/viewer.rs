@@ -1,7 +1,7 @@
 //! One task per WebSocket viewer: private state and a single loop on its driver.
 //!
-//! The driver (`crate::socket`) owns the connection: stop, pings, the idle timeout,
-//! every write's deadline. The session waits on it for a client's text message or its
+//! The driver (`crate::transport`) owns the connection: stop, pings, the idle timeout,
+//! every write's deadline. The viewer waits on it for a client's text message or its
 //! own wake-up: "the store changed" (only while no flush is scheduled) or its one
 //! timer, which is the scheduled flush or else the heartbeat deadline. A flush scans
 //! the subscriptions, writes one `update` with every changed symbol, and awaits the
@@ -19,28 +19,27 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tracing::{debug, info, Instrument};
 
 use super::protocol::{
-    begin_quotes_message, end_quotes_message, parse_request, write_heartbeat, ControlMessage,
-    ErrorCode, Hz, ReqId, Request, RequestError,
+    begin_quotes_message, end_quotes_message, write_heartbeat, ControlMessage, ErrorCode, Hz,
+    RequestError,
 };
 use super::subscriptions::{FlushStats, Subscriptions};
 use super::CompressionMode;
 use super::{StreamContext, ViewerPeer};
 use crate::deflate::DeflateStream;
-use crate::domain::{now_millis, Symbol, SymbolId};
-use crate::limits::{AbuseGuard, ConnectionSlot, Verdict};
+use crate::domain::now_millis;
+use crate::limits::{AbuseGuard, ConnectionSlot};
 use crate::metrics::Counters;
-use crate::security::{SessionEntry, SessionStats};
-use crate::socket::{Ending, Event, Transport};
-use crate::store::SnapshotStore;
+use crate::security::{ViewerEntry, ViewerStats};
+use crate::transport::{Ending, Event, Transport};
 
 thread_local! {
     /// The JSON of the message being built, and its app-level compressed form: one
-    /// buffer each per worker thread, not per session.
+    /// buffer each per worker thread, not per viewer.
     static MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Why a message is sent: the session's own traffic, or a heartbeat because the
+/// Why a message is sent: the viewer's own traffic, or a heartbeat because the
 /// connection was quiet (compressors then give their state back).
 #[derive(Clone, Copy)]
 enum Traffic {
@@ -48,7 +47,7 @@ enum Traffic {
     Quiet,
 }
 
-/// What woke the session (besides a client message).
+/// What woke the viewer (besides a client message).
 enum Wake {
     /// The store changed (`false`: the store is gone).
     Changed(bool),
@@ -56,35 +55,36 @@ enum Wake {
     Timer,
 }
 
-pub struct Session<T: Transport> {
-    id: String,
-    driver: T,
-    ctx: StreamContext,
-    counters: Arc<Counters>,
-    changes: watch::Receiver<u64>,
-    subs: Subscriptions,
-    deflate: Option<DeflateStream>,
+/// One viewer: its connection's driver and everything it alone owns.
+pub struct Viewer<T: Transport> {
+    pub(super) id: String,
+    pub(super) driver: T,
+    pub(super) ctx: StreamContext,
+    pub(super) counters: Arc<Counters>,
+    pub(super) changes: watch::Receiver<u64>,
+    pub(super) subs: Subscriptions,
+    pub(super) deflate: Option<DeflateStream>,
     /// Sequence number of the last data-bearing message sent.
-    seq: u64,
-    max_hz: f64,
-    flush_interval: Duration,
-    last_sent: Instant,
-    last_flush: Instant,
+    pub(super) seq: u64,
+    pub(super) max_hz: f64,
+    pub(super) flush_interval: Duration,
+    pub(super) last_sent: Instant,
+    pub(super) last_flush: Instant,
     /// The scheduled flush, if any.
-    flush_at: Option<Instant>,
-    /// The session's one timer: at `flush_at`, or else when a heartbeat is due.
-    timer: Pin<Box<Sleep>>,
-    /// The store's removal counter when this session last checked its symbols.
-    seen_removals: u64,
-    /// This session as admins see it (stats, kick handle).
-    entry: Arc<SessionEntry>,
+    pub(super) flush_at: Option<Instant>,
+    /// The viewer's one timer: at `flush_at`, or else when a heartbeat is due.
+    pub(super) timer: Pin<Box<Sleep>>,
+    /// The store's removal counter when this viewer last checked its symbols.
+    pub(super) seen_removals: u64,
+    /// This viewer as admins see it (stats, kick handle).
+    pub(super) entry: Arc<ViewerEntry>,
     /// The per-connection message budget.
-    budget: AbuseGuard,
-    /// Frees the connection slot when the session ends.
-    _slot: ConnectionSlot,
+    pub(super) budget: AbuseGuard,
+    /// Frees the connection slot when the viewer ends.
+    pub(super) _slot: ConnectionSlot,
 }
 
-impl<T: Transport> Session<T> {
+impl<T: Transport> Viewer<T> {
     pub fn new(
         id: String,
         mut driver: T,
@@ -92,7 +92,7 @@ impl<T: Transport> Session<T> {
         compression: CompressionMode,
         peer: ViewerPeer,
         max_hz: Option<f64>,
-    ) -> Session<T> {
+    ) -> Viewer<T> {
         let config = &ctx.settings;
         let deflate = (compression == CompressionMode::Deflate)
             .then(|| DeflateStream::new(config.deflate_level, config.deflate_dictionary_bytes));
@@ -108,7 +108,7 @@ impl<T: Transport> Session<T> {
             driver.expire_at(now + Duration::from_millis(left_ms));
             claims.sub.clone()
         });
-        let entry = Arc::new(SessionEntry {
+        let entry = Arc::new(ViewerEntry {
             id: id.clone(),
             peer: peer.ip.to_string(),
             user,
@@ -117,11 +117,11 @@ impl<T: Transport> Session<T> {
                 Some(_) => "deflate",
                 None => driver.compression(),
             },
-            stats: SessionStats::default(),
+            stats: ViewerStats::default(),
             kick: driver.kick_handle(),
         });
         let limits = &ctx.limits;
-        Session {
+        Viewer {
             entry,
             budget: AbuseGuard::new(
                 limits.messages_per_second,
@@ -151,27 +151,27 @@ impl<T: Transport> Session<T> {
     /// Runs the connection to its end. `initial` is the `symbols=` query parameter.
     ///
     /// Not an `async fn` taking `self`: rustc keeps such an argument twice in the
-    /// future (as passed, and moved into the body), which made every session's task
-    /// carry its 776-byte `Session` twice. Here the session is the async block's own
+    /// future (as passed, and moved into the body), which made every viewer's task
+    /// carry its 776-byte `Viewer` twice. Here the viewer is the async block's own
     /// captured value, borrowed in place, and only moved out (into a box) to close.
     pub fn run(self, initial: Option<Vec<String>>) -> impl std::future::Future<Output = ()> {
-        let span = tracing::info_span!("session", session = %self.id);
-        let mut session = self;
+        let span = tracing::info_span!("viewer", viewer = %self.id);
+        let mut viewer = self;
         async move {
-            let ending = session.open_and_serve(initial).await;
-            info!(reason = ?ending, symbols = session.subs.len(), sent = session.seq, "session ended");
-            Box::pin(session.finish(ending)).await;
+            let ending = viewer.open_and_serve(initial).await;
+            info!(reason = ?ending, symbols = viewer.subs.len(), sent = viewer.seq, "viewer left");
+            Box::pin(viewer.finish(ending)).await;
         }
         .instrument(span)
     }
 
     async fn open_and_serve(&mut self, initial: Option<Vec<String>>) -> Ending {
         Counters::add(&self.counters.connections_opened, 1);
-        self.ctx.security.sessions.insert(self.entry.clone());
+        self.ctx.security.viewers.insert(self.entry.clone());
         debug!("connected");
         // Opening, client requests and the close are boxed: they are rare, and their
         // futures (subscribe with its replies, the close's deadlines) would otherwise
-        // size every idle session's task for its whole life.
+        // size every idle viewer's task for its whole life.
         match Box::pin(self.open(initial)).await {
             Ok(()) => self.serve().await,
             Err(ending) => ending,
@@ -264,219 +264,13 @@ impl<T: Transport> Session<T> {
         Ok(())
     }
 
-    async fn on_text(&mut self, text: &str) -> Result<(), Ending> {
-        if !self.within_budget()? {
-            let limits = &self.ctx.limits;
-            let error = RequestError::new(
-                super::protocol::peek_req_id(text),
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {} messages a second (burst {}); this one was dropped",
-                    limits.messages_per_second, limits.message_burst
-                ),
-            );
-            return self.send_error(&error).await;
-        }
-        match parse_request(text) {
-            Err(error) => self.send_error(&error).await,
-            Ok((req_id, Request::Subscribe { symbols })) => self.subscribe(req_id, symbols).await,
-            Ok((req_id, Request::Unsubscribe { symbols })) => {
-                self.unsubscribe(req_id, symbols).await
-            }
-            Ok((req_id, Request::Snapshot)) => self.send_snapshot(req_id.as_ref(), None).await,
-            Ok((req_id, Request::Set { max_hz })) => {
-                let config = &self.ctx.settings;
-                self.max_hz = max_hz.clamp(config.min_hz, config.max_hz);
-                self.flush_interval = Duration::from_secs_f64(1.0 / self.max_hz);
-                self.send_control(&ControlMessage::Settings {
-                    req_id: req_id.as_ref(),
-                    max_hz: Hz(self.max_hz),
-                })
-                .await
-            }
-            Ok((req_id, Request::Ping)) => {
-                self.send_control(&ControlMessage::Pong {
-                    req_id: req_id.as_ref(),
-                    t: now_millis(),
-                })
-                .await
-            }
-        }
-    }
-
-    /// Takes one message from the budget. Over budget is a refusal; too many refusals
-    /// within the abuse window end the connection with 1008.
-    fn within_budget(&mut self) -> Result<bool, Ending> {
-        match self.budget.check(std::time::Instant::now()) {
-            Verdict::Allowed => Ok(true),
-            Verdict::Refused => {
-                Counters::add(&self.ctx.security.counters.rate_limited, 1);
-                Ok(false)
-            }
-            Verdict::Abuse => {
-                Counters::add(&self.ctx.security.counters.rate_limited, 1);
-                Counters::add(&self.ctx.security.counters.abuse_closes, 1);
-                Err(Ending::Close(
-                    CloseCode::Policy,
-                    "repeated abuse: message rate limit exceeded".into(),
-                ))
-            }
-        }
-    }
-
-    /// `subscribe`: count first (changing nothing on `too_many_symbols`; unknown names
-    /// count too), then add the known symbols and report the invalid and unknown ones.
-    async fn subscribe(&mut self, req_id: Option<ReqId>, names: Vec<String>) -> Result<(), Ending> {
-        let store = self.ctx.store.clone();
-        let mut named = NamedSymbols::resolve(&store, &names);
-        let subs = &self.subs;
-        let (permitted, forbidden): (Vec<SymbolId>, Vec<SymbolId>) = named
-            .known
-            .iter()
-            .partition(|&&id| subs.permits(&store, id));
-        named.known = permitted;
-        named.forbidden = forbidden
-            .iter()
-            .map(|&id| store.info(id).symbol.to_string())
-            .collect();
-        if named.wildcard {
-            // "*" covers every entitled name in the request; the rest are reported.
-            let added = self.subs.add_all(&store);
-            self.send_subscriptions(req_id.as_ref()).await?;
-            self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
-            return self.report_symbol_errors(req_id, named).await;
-        }
-        let max = self.ctx.settings.max_symbols_per_connection;
-        if !self.subs.is_wildcard() {
-            let already = named
-                .known
-                .iter()
-                .filter(|&&id| self.subs.contains(id))
-                .count();
-            let new = named.known.len() - already + named.unknown.len();
-            if names.len() > max || self.subs.len() + new > max {
-                let error = RequestError::new(
-                    req_id,
-                    ErrorCode::TooManySymbols,
-                    format!(
-                        "at most {max} symbols per connection: {} subscribed, {} requested",
-                        self.subs.len(),
-                        names.len()
-                    ),
-                );
-                return self.send_error(&error).await;
-            }
-        }
-        if !named.known.is_empty() || !named.has_errors() {
-            let added = self.subs.add(&named.known);
-            self.send_subscriptions(req_id.as_ref()).await?;
-            self.send_snapshot(req_id.as_ref(), Some(&added)).await?;
-            info!(added = added.len(), total = self.subs.len(), "subscribed");
-        }
-        self.report_symbol_errors(req_id, named).await
-    }
-
-    async fn unsubscribe(
-        &mut self,
-        req_id: Option<ReqId>,
-        names: Vec<String>,
-    ) -> Result<(), Ending> {
-        let store = self.ctx.store.clone();
-        let named = NamedSymbols::resolve(&store, &names);
-        if named.wildcard {
-            self.subs.clear();
-        } else {
-            // Take in any symbols the wildcard has not yet seen, so ending it keeps them.
-            self.subs.follow_new_symbols(&store);
-            self.subs.remove(&named.known);
-        }
-        self.send_subscriptions(req_id.as_ref()).await?;
-        self.report_symbol_errors(req_id, named).await
-    }
-
-    async fn report_symbol_errors(
-        &mut self,
-        req_id: Option<ReqId>,
-        named: NamedSymbols,
-    ) -> Result<(), Ending> {
-        if !named.invalid.is_empty() {
-            let error = RequestError::new(
-                req_id.clone(),
-                ErrorCode::InvalidSymbol,
-                "symbols must be 1-16 characters of A-Z, 0-9, '.', '-', starting with a letter or digit",
-            )
-            .with_symbols(named.invalid);
-            self.send_error(&error).await?;
-        }
-        if !named.unknown.is_empty() {
-            let error =
-                RequestError::new(req_id.clone(), ErrorCode::UnknownSymbol, "no such symbol")
-                    .with_symbols(named.unknown);
-            self.send_error(&error).await?;
-        }
-        if !named.forbidden.is_empty() {
-            let error = RequestError::new(
-                req_id,
-                ErrorCode::Forbidden,
-                "not in your token's entitlements",
-            )
-            .with_symbols(named.forbidden);
-            self.send_error(&error).await?;
-        }
-        Ok(())
-    }
-
-    async fn send_subscriptions(&mut self, req_id: Option<&ReqId>) -> Result<(), Ending> {
-        self.entry
-            .stats
-            .symbols
-            .store(self.subs.len(), std::sync::atomic::Ordering::Relaxed);
-        // A one-way client (SSE) learns its set from snapshots and errors.
-        if self.driver.is_one_way() {
-            return Ok(());
-        }
-        let store = self.ctx.store.clone();
-        let mut names: Vec<&str> = if self.subs.is_wildcard() {
-            vec!["*"]
-        } else {
-            self.subs
-                .ids()
-                .map(|id| store.info(id).symbol.as_str())
-                .collect()
-        };
-        names.sort_unstable();
-        let message = ControlMessage::Subscriptions {
-            req_id,
-            symbols: &names,
-        };
-        self.send_control(&message).await
-    }
-
-    /// Full quotes of `ids` (or of every subscribed symbol); restarts their diff baseline.
-    /// `req_id` is echoed when the snapshot answers a request.
-    async fn send_snapshot(
-        &mut self,
-        req_id: Option<&ReqId>,
-        ids: Option<&[SymbolId]>,
-    ) -> Result<(), Ending> {
-        let seq = self.seq + 1;
-        self.start("snapshot", Some(seq), |session, json| {
-            begin_quotes_message("snapshot", seq, req_id, json);
-            session.subs.write_snapshot(&session.ctx.store, ids, json);
-            end_quotes_message(json);
-            true
-        })?;
-        self.seq = seq;
-        self.driver.flush().await
-    }
-
     /// One `update` with every subscribed symbol that changed since it was last sent.
     /// Returns whether anything was sent.
     async fn flush(&mut self) -> Result<bool, Ending> {
         self.last_flush = Instant::now();
         self.changes.borrow_and_update();
         // Borrow the store through its field: cloning the handle here would bump one
-        // reference count shared by every session on every flush.
+        // reference count shared by every viewer on every flush.
         let removals = self.ctx.store.removals();
         if removals != self.seen_removals {
             self.seen_removals = removals;
@@ -485,9 +279,9 @@ impl<T: Transport> Session<T> {
         self.subs.follow_new_symbols(&self.ctx.store);
         let seq = self.seq + 1;
         let mut stats = FlushStats::default();
-        let sent = self.start("update", Some(seq), |session, json| {
+        let sent = self.start("update", Some(seq), |viewer, json| {
             begin_quotes_message("update", seq, None, json);
-            stats = session.subs.write_update(&session.ctx.store, json);
+            stats = viewer.subs.write_update(&viewer.ctx.store, json);
             end_quotes_message(json);
             stats.quotes > 0
         })?;
@@ -539,27 +333,13 @@ impl<T: Transport> Session<T> {
         self.driver.flush().await
     }
 
-    async fn send_error(&mut self, error: &RequestError) -> Result<(), Ending> {
-        Counters::add(&self.counters.client_errors, 1);
-        debug!(code = ?error.code, message = %error.message, "request refused");
-        self.send_control(&ControlMessage::from(error)).await
-    }
-
-    async fn send_control(&mut self, message: &ControlMessage<'_>) -> Result<(), Ending> {
-        self.start(message.kind(), None, |_, json| {
-            message.write_to(json);
-            true
-        })?;
-        self.driver.flush().await
-    }
-
     /// Builds one message in this worker's scratch buffer (`build` returns whether
     /// there is anything to send) and starts it on the transport: a text message (the
     /// transport may compress it), or one app-level compressed binary frame of the
     /// JSON plus `\n`. `kind` is the message's `type`, `id` its `seq` if it has one.
-    /// No session keeps a message buffer: the transport keeps only what its socket
+    /// No viewer keeps a message buffer: the transport keeps only what its socket
     /// did not take, until the caller's `flush`.
-    fn start(
+    pub(super) fn start(
         &mut self,
         kind: &'static str,
         id: Option<u64>,
@@ -568,7 +348,7 @@ impl<T: Transport> Session<T> {
         self.start_as(kind, id, Traffic::Active, build)
     }
 
-    /// [`Session::start`], saying whether the message is sent because the connection
+    /// [`Viewer::start`], saying whether the message is sent because the connection
     /// was quiet ([`Transport::start_quiet_text`]).
     fn start_as(
         &mut self,
@@ -616,14 +396,14 @@ impl<T: Transport> Session<T> {
     }
 
     async fn finish(self, ending: Ending) {
-        let Session {
+        let Viewer {
             driver,
             ctx,
             counters,
             entry,
             ..
         } = self;
-        ctx.security.sessions.remove(&entry.id);
+        ctx.security.viewers.remove(&entry.id);
         match ending {
             Ending::SlowConsumer => Counters::add(&counters.slow_consumer_closes, 1),
             Ending::Kicked => Counters::add(&ctx.security.counters.kicks, 1),
@@ -635,58 +415,10 @@ impl<T: Transport> Session<T> {
     }
 }
 
-/// The names of a subscribe or unsubscribe request, sorted out once.
-struct NamedSymbols {
-    /// The request named `*`.
-    wildcard: bool,
-    /// Ids of the valid, known names (deduplicated, in request order).
-    known: Vec<SymbolId>,
-    /// Valid names that are not in the universe (upper-cased).
-    unknown: Vec<String>,
-    /// Names that are not symbols at all, as sent.
-    invalid: Vec<String>,
-    /// Known names outside the viewer's entitlements (filled by `subscribe`).
-    forbidden: Vec<String>,
-}
-
-impl NamedSymbols {
-    fn resolve(store: &SnapshotStore, names: &[String]) -> NamedSymbols {
-        let mut named = NamedSymbols {
-            wildcard: false,
-            known: Vec::with_capacity(names.len()),
-            unknown: Vec::new(),
-            invalid: Vec::new(),
-            forbidden: Vec::new(),
-        };
-        for name in names {
-            if name == "*" {
-                named.wildcard = true;
-                continue;
-            }
-            match Symbol::parse(name) {
-                Ok(symbol) => match store.lookup(&symbol) {
-                    Some(id) if !named.known.contains(&id) => named.known.push(id),
-                    Some(_) => {}
-                    None if !named.unknown.iter().any(|u| u == symbol.as_str()) => {
-                        named.unknown.push(symbol.to_string())
-                    }
-                    None => {}
-                },
-                Err(_) => named.invalid.push(name.clone()),
-            }
-        }
-        named
-    }
-
-    fn has_errors(&self) -> bool {
-        !self.invalid.is_empty() || !self.unknown.is_empty() || !self.forbidden.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::{Driver, SseDriver};
+    use crate::transport::{Driver, SseDriver};
 
     /// The size of what `f` returns, without calling it (the type is opaque).
     fn output_size<F, A, B, R>(_: &F) -> usize
@@ -697,18 +429,18 @@ mod tests {
     }
 
     /// Every connection's task is this future, for the connection's whole life, so
-    /// its size is memory per viewer. An `async fn` taking the session by value kept
-    /// it twice (2,464 bytes for a 776-byte session over a WebSocket).
+    /// its size is memory per viewer. An `async fn` taking the viewer by value kept
+    /// it twice (2,464 bytes for a 776-byte viewer over a WebSocket).
     #[test]
-    fn a_sessions_task_holds_the_session_once() {
+    fn a_viewers_task_holds_the_viewer_once() {
         fn check<T: Transport>(transport: &str) {
-            let session = std::mem::size_of::<Session<T>>();
-            let task = output_size(&Session::<T>::run);
-            // The session, then its loop's state: the transport's wait (a read, a
+            let viewer = std::mem::size_of::<Viewer<T>>();
+            let task = output_size(&Viewer::<T>::run);
+            // The viewer, then its loop's state: the transport's wait (a read, a
             // ping), a flush, the span. Rare paths are boxed.
             assert!(
-                task <= session + 1024,
-                "{transport}: a {task}-byte task for a {session}-byte session"
+                task <= viewer + 1024,
+                "{transport}: a {task}-byte task for a {viewer}-byte viewer"
             );
         }
         check::<Driver>("WebSocket");

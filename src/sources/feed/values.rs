@@ -6,9 +6,9 @@ use chrono::DateTime;
 use serde_json::value::RawValue;
 
 use super::Unmapped;
+use crate::domain::ParsedTick;
+use crate::domain::MAX_SIZE;
 use crate::domain::{Price, Symbol};
-use crate::ingest::ParsedTick;
-use crate::ingest::MAX_SIZE;
 
 /// A price as sent; `None` when absent. A price of exactly zero also reads as absent:
 /// Alpaca and Polygon send `0` for an empty side of the book.

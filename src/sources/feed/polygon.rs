@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use super::values;
 use super::{Control, Decoded, FeedStatus, Unmapped};
 use crate::config::Secret;
-use crate::ingest::ParsedTick;
+use crate::domain::ParsedTick;
 
 const REAL_TIME_URL: &str = "wss://socket.massive.com/stocks";
 const DELAYED_URL: &str = "wss://delayed.massive.com/stocks";

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Control, Decoded, FeedMonitor, FeedStatus, Unmapped, Vendor};
-use crate::broker::Broker;
+use crate::broker::{Broker, TickBatch};
 use crate::config::FeedSettings;
-use crate::domain::{now_millis, Tick};
+use crate::domain::now_millis;
 use crate::store::SnapshotStore;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -67,7 +67,7 @@ pub async fn run(
         shutdown,
         leader: broker.source_leadership(),
         decoded: Decoded::default(),
-        batch: Vec::new(),
+        batch: TickBatch::new(0),
     };
     let reason = runner.run().await;
     runner.monitor.set_status(FeedStatus::Stopped);
@@ -83,7 +83,7 @@ struct Runner {
     shutdown: CancellationToken,
     leader: watch::Receiver<bool>,
     decoded: Decoded,
-    batch: Vec<Tick>,
+    batch: TickBatch,
 }
 
 impl Runner {
@@ -96,7 +96,7 @@ impl Runner {
                 return "shutdown";
             }
             self.monitor.set_status(FeedStatus::Connecting);
-            let ended = self.session().await;
+            let ended = self.attempt().await;
             let delay = match ended {
                 Ended::Shutdown => return "shutdown",
                 Ended::LostLeadership => {
@@ -185,8 +185,8 @@ impl Runner {
         }
     }
 
-    /// One connection, from connect to its end.
-    async fn session(&mut self) -> Ended {
+    /// One connection attempt to the vendor, from connect to its end.
+    async fn attempt(&mut self) -> Ended {
         // Shutdown must not wait out a slow connect (up to feed.connect_timeout_ms).
         let connected = tokio::select! {
             _ = self.shutdown.cancelled() => return Ended::Shutdown,
@@ -310,18 +310,21 @@ impl Runner {
             self.monitor.count_unmapped(reason);
         }
         if !self.decoded.ticks.is_empty() {
-            let now = now_millis();
-            self.batch.clear();
-            for parsed in &self.decoded.ticks {
-                match self.store.lookup(&parsed.symbol) {
-                    Some(id) => self.batch.push(parsed.to_tick(id, now)),
-                    None => self.monitor.count_unmapped(Unmapped::UnknownSymbol),
+            self.batch.received_at = now_millis();
+            self.batch.ticks.clear();
+            // Only symbols of this instance's universe: the broker would otherwise
+            // create the vendor's extra symbols on every instance of a cluster.
+            for parsed in self.decoded.ticks.drain(..) {
+                if self.store.lookup(&parsed.symbol).is_some() {
+                    self.batch.ticks.push(parsed);
+                } else {
+                    self.monitor.count_unmapped(Unmapped::UnknownSymbol);
                 }
             }
-            self.broker.publish_ticks(None, &self.batch, &[]).await;
+            self.broker.publish(&self.batch).await;
             self.monitor
                 .ticks_applied
-                .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+                .fetch_add(self.batch.ticks.len() as u64, Ordering::Relaxed);
         }
         let mut subscribed = false;
         let controls = std::mem::take(&mut self.decoded.controls);

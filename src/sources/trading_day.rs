@@ -1,4 +1,4 @@
-//! Trading sessions: once a day, at a configured local time, the store rolls over
+//! The trading day: once a day, at a configured local time, the store rolls over
 //! (`pc` becomes the last price; `o/h/l/v` restart). Time comes from an injectable
 //! clock so the schedule is testable without waiting for 09:30 in New York.
 
@@ -64,7 +64,7 @@ pub async fn run_rollovers(
         let now = clock.now();
         let next = next_rollover(now, time, zone);
         let wait = (next - now).to_std().unwrap_or_default();
-        info!(next = %next.with_timezone(&zone), "next trading-session rollover");
+        info!(next = %next.with_timezone(&zone), "next trading-day rollover");
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -73,11 +73,11 @@ pub async fn run_rollovers(
         if clock.now() < next {
             continue;
         }
-        // Every instance of a cluster gets here; the session's name makes it once.
+        // Every instance of a cluster gets here; the day's name makes it once.
         broker
             .roll_over(&next.with_timezone(&zone).date_naive().to_string())
             .await;
-        info!("trading session rolled over: pc = last price, o/h/l/v restarted");
+        info!("trading day rolled over: pc = last price, o/h/l/v restarted");
     }
 }
 

@@ -7,8 +7,7 @@ use tracing::{debug, Instrument};
 
 use super::{IngestReport, Ingestor, PublisherId};
 use crate::security::Admission;
-use crate::socket::{Driver, Event, Transport};
-use crate::state::AppState;
+use crate::transport::{Driver, Event, Transport};
 use crate::wire::{peek_req_id, ErrorCode, ReqId};
 
 /// `{"op":"publish","ticks":[…],"req_id":n}`
@@ -49,13 +48,12 @@ pub async fn run_publisher(
     mut driver: Driver,
     admission: Admission,
     publisher: PublisherId,
-    state: &AppState,
+    ingestor: &Ingestor,
 ) {
     let Some(_slot) = admission.slot else {
         return driver.refuse_full().await;
     };
     let span = tracing::info_span!("ingest_socket", publisher = ?publisher);
-    let ingestor = &state.ingestor;
     let ending = async {
         loop {
             let text = match driver.next(std::future::pending::<()>()).await {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{Price, PriceError, Symbol, SymbolId, Tick};
+use crate::domain::{ParsedTick, Price, PriceError, Symbol, MAX_SIZE};
 use crate::wire::ErrorCode;
 
 /// `{"symbol":"AAPL","price":189.12,"size":100,"bid":…,"bid_size":…,"ask":…,"ask_size":…,"ts":…,"seq":…}`
@@ -25,40 +25,6 @@ struct WireTick<'a> {
     ask_size: Option<u64>,
     ts: Option<i64>,
     seq: Option<u64>,
-}
-
-/// Largest size a tick may carry: 2^53 - 1, the largest integer a JavaScript (or any
-/// `f64`) client reads exactly, so a dashboard's merge equals the server's volume.
-pub const MAX_SIZE: u64 = (1 << 53) - 1;
-
-/// A tick that passed validation but whose symbol is not resolved to an id yet.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParsedTick {
-    pub symbol: Symbol,
-    pub price: Option<Price>,
-    pub size: Option<u64>,
-    pub bid: Option<Price>,
-    pub bid_size: Option<u64>,
-    pub ask: Option<Price>,
-    pub ask_size: Option<u64>,
-    pub ts: Option<i64>,
-    pub seq: Option<u64>,
-}
-
-impl ParsedTick {
-    /// The store's tick for symbol `id`, stamped `now` unless it carries its own `ts`.
-    pub fn to_tick(&self, id: SymbolId, now: i64) -> Tick {
-        Tick {
-            symbol: id,
-            price: self.price,
-            size: self.size,
-            bid: self.bid,
-            bid_size: self.bid_size,
-            ask: self.ask,
-            ask_size: self.ask_size,
-            ts: self.ts.unwrap_or(now),
-        }
-    }
 }
 
 /// Why one tick was refused: a contract code and a message for the adapter's logs.
