@@ -170,7 +170,7 @@ impl Application {
         let http_settings = settings.http.clone();
         // One HTTP service per worker: actix-web's application for every request,
         // except upgrade requests, which actix-http hands to `upgrade_service` with the
-        // connection (src/socket/), released from the HTTP connection regime first.
+        // connection (src/transport/), released from the HTTP connection regime first.
         // `$io` is the stream under the guard (TCP, or TLS over TCP).
         macro_rules! http_service {
             ($io:ty) => {{

@@ -2,7 +2,7 @@
 //! HTTP statuses, the REST error body, and request ids.
 //!
 //! The socket driver, the viewer stream, ingest and the HTTP routes all answer clients
-//! with these; keeping them here lets `socket/` refuse a handshake with the same JSON
+//! with these; keeping them here lets `transport/` refuse a handshake with the same JSON
 //! error a REST route would give, without knowing any route or feature.
 
 mod error;
