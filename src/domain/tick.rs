@@ -39,6 +39,22 @@ pub struct ParsedTick {
 }
 
 impl ParsedTick {
+    /// A tick for `symbol` at `ts` with no fields yet: sources fill in what they have
+    /// (`ParsedTick { price: Some(p), ..ParsedTick::at(symbol, ts) }`).
+    pub fn at(symbol: Symbol, ts: i64) -> ParsedTick {
+        ParsedTick {
+            symbol,
+            price: None,
+            size: None,
+            bid: None,
+            bid_size: None,
+            ask: None,
+            ask_size: None,
+            ts: Some(ts),
+            seq: None,
+        }
+    }
+
     /// The store's tick for symbol `id`, stamped `now` unless it carries its own `ts`.
     pub fn to_tick(&self, id: SymbolId, now: i64) -> Tick {
         Tick {

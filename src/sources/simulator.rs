@@ -117,17 +117,7 @@ impl Simulator {
         let bid =
             Price::from_micros((mid.micros() - tick_size * (spread_ticks / 2)).max(tick_size));
         let ask = Price::from_micros(bid.micros() + tick_size * spread_ticks);
-        let mut tick = ParsedTick {
-            symbol: walker.symbol.clone(),
-            price: None,
-            size: None,
-            bid: None,
-            bid_size: None,
-            ask: None,
-            ask_size: None,
-            ts: Some(ts),
-            seq: None,
-        };
+        let mut tick = ParsedTick::at(walker.symbol.clone(), ts);
         if rng.random_bool(TRADE_SHARE) {
             tick.price = Some(match rng.random_range(0..3) {
                 0 => bid,

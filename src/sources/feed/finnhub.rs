@@ -127,15 +127,9 @@ fn trade(raw: &RawValue) -> Result<ParsedTick, Unmapped> {
     };
     let ts = values::millis(trade.t)?;
     Ok(ParsedTick {
-        symbol,
         price: Some(price),
         size,
-        bid: None,
-        bid_size: None,
-        ask: None,
-        ask_size: None,
-        ts: Some(ts),
-        seq: None,
+        ..ParsedTick::at(symbol, ts)
     })
 }
 

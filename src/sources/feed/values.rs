@@ -40,15 +40,9 @@ pub fn trade(
     let price = self::price(Some(price.ok_or(Unmapped::Malformed)?))?.ok_or(Unmapped::BadPrice)?;
     let size = self::size(size.ok_or(Unmapped::Malformed)?, 1)?;
     Ok(ParsedTick {
-        symbol,
         price: Some(price),
         size: Some(size),
-        bid: None,
-        bid_size: None,
-        ask: None,
-        ask_size: None,
-        ts: Some(ts),
-        seq: None,
+        ..ParsedTick::at(symbol, ts)
     })
 }
 
@@ -67,15 +61,11 @@ pub fn book_tick(
         return Err(Unmapped::BadPrice);
     }
     Ok(ParsedTick {
-        symbol,
-        price: None,
-        size: None,
         bid,
         bid_size: bid.map(|_| bid_size),
         ask,
         ask_size: ask.map(|_| ask_size),
-        ts: Some(ts),
-        seq: None,
+        ..ParsedTick::at(symbol, ts)
     })
 }
 
