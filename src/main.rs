@@ -42,7 +42,11 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let mut settings = Settings::load(cli.config.as_deref())?;
+    let loaded = Settings::load(cli.config.as_deref())?;
+    for deprecation in &loaded.deprecations {
+        eprintln!("tickstream: warning: {deprecation}");
+    }
+    let mut settings = loaded.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Healthcheck => Ok(match healthcheck::check(&settings) {
             Ok(()) => ExitCode::SUCCESS,

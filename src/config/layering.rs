@@ -2,6 +2,11 @@
 //! `$TICKSTREAM_ENV` overlay, then `TICKSTREAM__SECTION__KEY` environment variables.
 //! Secrets are accepted only from the environment, so they never sit in a file that
 //! gets committed or baked into an image.
+//!
+//! A renamed section keeps working under its old name for a while, in files and in
+//! the environment, with a [`Deprecation`] for `main` to print: operators' files and
+//! deployments should not break on an upgrade. Giving one key under both names in the
+//! same layer is an error, since neither can be said to win.
 
 use std::path::{Path, PathBuf};
 
@@ -21,11 +26,31 @@ const SECRET_KEYS: [[&str; 2]; 5] = [
     ["feed", "api_key"],
     ["feed", "api_secret"],
 ];
+/// `[trading_day]` was `[session]`; "session" now means only a viewer's connection.
+const DEPRECATED_SECTION: &str = "session";
+const RENAMED_SECTION: &str = "trading_day";
+
+/// Settings as loaded, with the deprecated names they were given under.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub deprecations: Vec<Deprecation>,
+}
+
+/// One deprecated name that loading accepted; its text says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprecation(String);
+
+impl std::fmt::Display for Deprecation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl Settings {
     /// Loads the process configuration: files as described in the module docs, then
     /// the process environment.
-    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Settings> {
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Loaded> {
         let mut files: Vec<(String, String)> = Vec::new();
         let base = match config_file {
             Some(path) => Some(path.to_path_buf()),
@@ -41,7 +66,7 @@ impl Settings {
                 .map_or_else(|| PathBuf::from("config"), Path::to_path_buf);
             files.push(read_file(&dir.join(format!("{env_name}.toml")))?);
         }
-        Settings::from_sources(&files, std::env::vars())
+        Settings::load_sources(&files, std::env::vars())
     }
 
     /// Builds settings from the embedded defaults, the given `(name, toml)` files and
@@ -50,13 +75,27 @@ impl Settings {
         files: &[(String, String)],
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Settings> {
+        Settings::load_sources(files, env).map(|loaded| loaded.settings)
+    }
+
+    /// As [`Settings::from_sources`], keeping the deprecated names it accepted.
+    pub fn load_sources(
+        files: &[(String, String)],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Loaded> {
+        let mut deprecations = Vec::new();
         let mut merged: Table = EMBEDDED_DEFAULTS
             .parse()
             .expect("the embedded default configuration is valid TOML");
         for (name, text) in files {
-            let table: Table = text
+            let mut table: Table = text
                 .parse()
                 .with_context(|| format!("configuration file {name} is not valid TOML"))?;
+            if rename_file_section(name, &mut table)? {
+                deprecations.push(Deprecation(format!(
+                    "configuration file {name}: [{DEPRECATED_SECTION}] is deprecated, rename it [{RENAMED_SECTION}]"
+                )));
+            }
             for [section, key] in SECRET_KEYS {
                 let in_file = table
                     .get(section)
@@ -72,19 +111,23 @@ impl Settings {
             }
             merge(&mut merged, table);
         }
-        for (key, raw) in env {
-            let Some(path) = key.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let path: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-            let is_secret = SECRET_KEYS.iter().any(|secret| path == secret);
+        let env = env_settings(env)?;
+        for setting in env {
+            if setting.renamed {
+                deprecations.push(Deprecation(format!(
+                    "{} is deprecated, use {} (the [{DEPRECATED_SECTION}] section is now [{RENAMED_SECTION}])",
+                    setting.var,
+                    env_var(&setting.path)
+                )));
+            }
+            let is_secret = SECRET_KEYS.iter().any(|secret| setting.path == secret);
             let value = if is_secret {
-                Value::String(raw)
+                Value::String(setting.raw)
             } else {
-                env_value(&raw)
+                env_value(&setting.raw)
             };
-            set_path(&mut merged, &path, value)
-                .with_context(|| format!("environment variable {key}"))?;
+            set_path(&mut merged, &setting.path, value)
+                .with_context(|| format!("environment variable {}", setting.var))?;
         }
         let settings: Settings =
             serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
@@ -92,8 +135,88 @@ impl Settings {
                 anyhow::anyhow!("invalid configuration key `{key}`: {}", e.inner())
             })?;
         settings.validate()?;
-        Ok(settings)
+        Ok(Loaded {
+            settings,
+            deprecations,
+        })
     }
+}
+
+/// Moves a file's deprecated `[session]` to `[trading_day]`; true when there was one.
+fn rename_file_section(name: &str, table: &mut Table) -> anyhow::Result<bool> {
+    let Some(old) = table.remove(DEPRECATED_SECTION) else {
+        return Ok(false);
+    };
+    match (old, table.get_mut(RENAMED_SECTION)) {
+        (old, None) => {
+            table.insert(RENAMED_SECTION.to_owned(), old);
+        }
+        (Value::Table(old), Some(Value::Table(new))) => {
+            for (key, value) in old {
+                if new.contains_key(&key) {
+                    bail!(
+                        "configuration file {name} sets both `{DEPRECATED_SECTION}.{key}` (deprecated) and `{RENAMED_SECTION}.{key}`; keep only `{RENAMED_SECTION}.{key}`"
+                    );
+                }
+                new.insert(key, value);
+            }
+        }
+        (_, Some(_)) => bail!(
+            "configuration file {name} sets both `{DEPRECATED_SECTION}` (deprecated) and `{RENAMED_SECTION}`; keep only `{RENAMED_SECTION}`"
+        ),
+    }
+    Ok(true)
+}
+
+/// One `TICKSTREAM__*` variable, its key path already under the section's current name.
+struct EnvSetting {
+    var: String,
+    path: Vec<String>,
+    raw: String,
+    /// Given under the deprecated section name.
+    renamed: bool,
+}
+
+/// The `TICKSTREAM__*` variables among `env`, in order, with deprecated names renamed;
+/// a key set under both names is an error, as variables have no order to decide by.
+fn env_settings(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<EnvSetting>> {
+    let mut settings: Vec<EnvSetting> = Vec::new();
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let mut path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let renamed = path[0] == DEPRECATED_SECTION;
+        if renamed {
+            RENAMED_SECTION.clone_into(&mut path[0]);
+        }
+        settings.push(EnvSetting {
+            var,
+            path,
+            raw,
+            renamed,
+        });
+    }
+    for old in settings.iter().filter(|s| s.renamed) {
+        if let Some(new) = settings.iter().find(|s| !s.renamed && s.path == old.path) {
+            bail!(
+                "environment variables {} (deprecated) and {} both set `{}`; keep only {}",
+                old.var,
+                new.var,
+                old.path.join("."),
+                new.var
+            );
+        }
+    }
+    Ok(settings)
+}
+
+/// The variable that sets the key at `path`: `["trading_day", "time_zone"]` →
+/// `TICKSTREAM__TRADING_DAY__TIME_ZONE`.
+fn env_var(path: &[String]) -> String {
+    format!("{ENV_PREFIX}{}", path.join("__").to_ascii_uppercase())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<(String, String)> {
@@ -232,5 +355,94 @@ mod tests {
         let bad_file = vec![("x.toml".to_string(), "[stream]\nmax_hz = [".to_string())];
         let err = Settings::from_sources(&bad_file, env(&[])).unwrap_err();
         assert!(err.to_string().contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_deprecated_session_section_still_sets_the_trading_day_with_a_warning() {
+        // Arrange: the old name in an overlay file, and in the environment.
+        let file = vec![(
+            "prod.toml".to_string(),
+            "[session]\nrollover_time = \"16:00\"\n".to_string(),
+        )];
+        let old_env = env(&[("TICKSTREAM__SESSION__TIME_ZONE", "Europe/London")]);
+
+        // Act
+        let loaded = Settings::load_sources(&file, old_env).unwrap();
+
+        // Assert: both values arrive under the new name, and each source is warned once.
+        let day = &loaded.settings.trading_day;
+        assert_eq!(day.rollover_time, "16:00");
+        assert_eq!(day.time_zone, "Europe/London");
+        loaded.settings.validate().unwrap();
+        let warnings: Vec<String> = loaded.deprecations.iter().map(|d| d.to_string()).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("prod.toml") && warnings[0].contains("[trading_day]"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("TICKSTREAM__SESSION__TIME_ZONE")
+                && warnings[1].contains("TICKSTREAM__TRADING_DAY__TIME_ZONE"),
+            "{warnings:?}"
+        );
+        let current =
+            Settings::load_sources(&[], env(&[("TICKSTREAM__TRADING_DAY__TIME_ZONE", "UTC")]))
+                .unwrap();
+        assert!(
+            current.deprecations.is_empty(),
+            "the new name warns of nothing"
+        );
+    }
+
+    #[test]
+    fn a_deprecated_name_reports_errors_under_the_new_key() {
+        let err =
+            Settings::from_sources(&[], env(&[("TICKSTREAM__SESSION__TIME_ZONE", "Mars/Base")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("`trading_day.time_zone`"), "{err}");
+    }
+
+    #[test]
+    fn one_key_under_both_names_in_one_layer_is_an_error_naming_both() {
+        let err = Settings::from_sources(
+            &[],
+            env(&[
+                ("TICKSTREAM__TRADING_DAY__TIME_ZONE", "UTC"),
+                ("TICKSTREAM__SESSION__TIME_ZONE", "Europe/London"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TICKSTREAM__SESSION__TIME_ZONE")
+                && err.contains("TICKSTREAM__TRADING_DAY__TIME_ZONE"),
+            "{err}"
+        );
+        let file = vec![(
+            "prod.toml".to_string(),
+            "[session]\ntime_zone = \"UTC\"\n[trading_day]\ntime_zone = \"UTC\"\n".to_string(),
+        )];
+        let err = Settings::from_sources(&file, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`session.time_zone`") && err.contains("`trading_day.time_zone`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_later_layer_overrides_a_deprecated_name_in_an_earlier_one() {
+        // An old overlay file under a current environment is no conflict: later wins.
+        let file = vec![(
+            "prod.toml".to_string(),
+            "[session]\ntime_zone = \"Europe/London\"\n".to_string(),
+        )];
+        let settings = Settings::from_sources(
+            &file,
+            env(&[("TICKSTREAM__TRADING_DAY__TIME_ZONE", "Asia/Tokyo")]),
+        )
+        .unwrap();
+        assert_eq!(settings.trading_day.time_zone, "Asia/Tokyo");
     }
 }

@@ -10,7 +10,7 @@
 mod layering;
 mod validation;
 
-pub use layering::EMBEDDED_DEFAULTS;
+pub use layering::{Deprecation, Loaded, EMBEDDED_DEFAULTS};
 
 use std::time::Duration;
 
@@ -28,7 +28,8 @@ pub struct Settings {
     pub ingest: IngestSettings,
     #[serde(default)]
     pub admin: AdminSettings,
-    pub session: SessionSettings,
+    /// Was `[session]`, still read as a deprecated alias (see `layering`).
+    pub trading_day: TradingDaySettings,
     pub replay: ReplaySettings,
     pub auth: AuthSettings,
     pub security: SecuritySettings,
@@ -300,14 +301,17 @@ pub struct AdminSettings {
     pub api_key: Secret,
 }
 
+/// The trading day's rollover: at this local time `pc` becomes the last price and
+/// o/h/l/v restart. Named for the market's day, not a viewer's session (a session
+/// is a viewer connection everywhere else in tickstream).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SessionSettings {
+pub struct TradingDaySettings {
     pub rollover_time: String,
     pub time_zone: String,
 }
 
-impl SessionSettings {
+impl TradingDaySettings {
     pub fn rollover_time(&self) -> anyhow::Result<chrono::NaiveTime> {
         chrono::NaiveTime::parse_from_str(&self.rollover_time, "%H:%M")
             .with_context(|| format!("expected HH:MM, got {:?}", self.rollover_time))
@@ -440,17 +444,17 @@ mod tests {
     }
 
     #[test]
-    fn session_accessors_parse_their_text() {
-        let session = SessionSettings {
+    fn trading_day_accessors_parse_their_text() {
+        let trading_day = TradingDaySettings {
             rollover_time: "16:00".to_owned(),
             time_zone: "Europe/London".to_owned(),
         };
         assert_eq!(
-            session.rollover_time().unwrap(),
+            trading_day.rollover_time().unwrap(),
             chrono::NaiveTime::from_hms_opt(16, 0, 0).unwrap()
         );
-        assert_eq!(session.time_zone().unwrap(), chrono_tz::Europe::London);
-        let bad = SessionSettings {
+        assert_eq!(trading_day.time_zone().unwrap(), chrono_tz::Europe::London);
+        let bad = TradingDaySettings {
             rollover_time: "4pm".to_owned(),
             time_zone: "Mars/Base".to_owned(),
         };

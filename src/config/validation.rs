@@ -127,11 +127,11 @@ impl Settings {
             "ingest.max_batch_ticks",
             "must be at least 1",
         )?;
-        if let Err(e) = self.session.rollover_time() {
-            bail!("invalid configuration key `session.rollover_time`: {e}");
+        if let Err(e) = self.trading_day.rollover_time() {
+            bail!("invalid configuration key `trading_day.rollover_time`: {e}");
         }
-        if let Err(e) = self.session.time_zone() {
-            bail!("invalid configuration key `session.time_zone`: {e}");
+        if let Err(e) = self.trading_day.time_zone() {
+            bail!("invalid configuration key `trading_day.time_zone`: {e}");
         }
         check(
             self.replay.speed.is_finite() && self.replay.speed > 0.0,
@@ -319,14 +319,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn session_and_replay_values_are_validated() {
-        let err =
-            Settings::from_sources(&[], env(&[("TICKSTREAM__SESSION__TIME_ZONE", "Mars/Base")]))
-                .unwrap_err();
-        assert!(err.to_string().contains("session.time_zone"), "{err}");
-        let err = Settings::from_sources(&[], env(&[("TICKSTREAM__SESSION__ROLLOVER_TIME", "9h")]))
-            .unwrap_err();
-        assert!(err.to_string().contains("session.rollover_time"), "{err}");
+    fn trading_day_and_replay_values_are_validated() {
+        let err = Settings::from_sources(
+            &[],
+            env(&[("TICKSTREAM__TRADING_DAY__TIME_ZONE", "Mars/Base")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("trading_day.time_zone"), "{err}");
+        let err = Settings::from_sources(
+            &[],
+            env(&[("TICKSTREAM__TRADING_DAY__ROLLOVER_TIME", "9h")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("trading_day.rollover_time"),
+            "{err}"
+        );
         let err =
             Settings::from_sources(&[], env(&[("TICKSTREAM__REPLAY__FILE", "x.csv")])).unwrap_err();
         assert!(err.to_string().contains("replay.file"), "{err}");
