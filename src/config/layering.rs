@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use toml::{Table, Value};
 
-use super::Settings;
+use super::{ConfigError, Settings};
 
 /// The defaults, embedded so the binary needs no files to start.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -50,23 +50,24 @@ impl std::fmt::Display for Deprecation {
 impl Settings {
     /// Loads the process configuration: files as described in the module docs, then
     /// the process environment.
-    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Loaded> {
+    pub fn load(config_file: Option<&Path>) -> Result<Loaded, ConfigError> {
         let mut files: Vec<(String, String)> = Vec::new();
         let base = match config_file {
             Some(path) => Some(path.to_path_buf()),
             None => Some(PathBuf::from("config/default.toml")).filter(|p| p.exists()),
         };
         if let Some(path) = &base {
-            files.push(read_file(path)?);
+            files.push(read_file(path).map_err(ConfigError::from_chain)?);
         }
         if let Ok(env_name) = std::env::var("TICKSTREAM_ENV") {
             let dir = base
                 .as_deref()
                 .and_then(Path::parent)
                 .map_or_else(|| PathBuf::from("config"), Path::to_path_buf);
-            files.push(read_file(&dir.join(format!("{env_name}.toml")))?);
+            let overlay = dir.join(format!("{env_name}.toml"));
+            files.push(read_file(&overlay).map_err(ConfigError::from_chain)?);
         }
-        Settings::load_sources(&files, std::env::vars())
+        Settings::load_sources(&files, process_env())
     }
 
     /// Builds settings from the embedded defaults, the given `(name, toml)` files and
@@ -74,7 +75,7 @@ impl Settings {
     pub fn from_sources(
         files: &[(String, String)],
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Settings> {
+    ) -> Result<Settings, ConfigError> {
         Settings::load_sources(files, env).map(|loaded| loaded.settings)
     }
 
@@ -82,64 +83,69 @@ impl Settings {
     pub fn load_sources(
         files: &[(String, String)],
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Loaded> {
-        let mut deprecations = Vec::new();
-        let mut merged: Table = EMBEDDED_DEFAULTS
-            .parse()
-            .expect("the embedded default configuration is valid TOML");
-        for (name, text) in files {
-            let mut table: Table = text
-                .parse()
-                .with_context(|| format!("configuration file {name} is not valid TOML"))?;
-            if rename_file_section(name, &mut table)? {
-                deprecations.push(Deprecation(format!(
-                    "configuration file {name}: [{DEPRECATED_SECTION}] is deprecated, rename it [{RENAMED_SECTION}]"
-                )));
-            }
-            for [section, key] in SECRET_KEYS {
-                let in_file = table
-                    .get(section)
-                    .and_then(Value::as_table)
-                    .is_some_and(|t| t.contains_key(key));
-                if in_file {
-                    bail!(
-                        "configuration file {name} sets the secret `{section}.{key}`; secrets come only from the environment (TICKSTREAM__{}__{})",
-                        section.to_ascii_uppercase(),
-                        key.to_ascii_uppercase()
-                    );
-                }
-            }
-            merge(&mut merged, table);
-        }
-        let env = env_settings(env)?;
-        for setting in env {
-            if setting.renamed {
-                deprecations.push(Deprecation(format!(
-                    "{} is deprecated, use {} (the [{DEPRECATED_SECTION}] section is now [{RENAMED_SECTION}])",
-                    setting.var,
-                    env_var(&setting.path)
-                )));
-            }
-            let is_secret = SECRET_KEYS.iter().any(|secret| setting.path == secret);
-            let value = if is_secret {
-                Value::String(setting.raw)
-            } else {
-                env_value(&setting.raw)
-            };
-            set_path(&mut merged, &setting.path, value)
-                .with_context(|| format!("environment variable {}", setting.var))?;
-        }
-        let settings: Settings =
-            serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
-                let key = e.path().to_string();
-                anyhow::anyhow!("invalid configuration key `{key}`: {}", e.inner())
-            })?;
+    ) -> Result<Loaded, ConfigError> {
+        let (merged, deprecations) = layer(files, env).map_err(ConfigError::from_chain)?;
+        let settings: Settings = serde_path_to_error::deserialize(Value::Table(merged))
+            .map_err(|e| ConfigError::invalid_key(&e.path().to_string(), e.inner()))?;
         settings.validate()?;
         Ok(Loaded {
             settings,
             deprecations,
         })
     }
+}
+
+/// Merges the embedded defaults, `files` and `env` into one table, later wins, with
+/// deprecated names renamed.
+fn layer(
+    files: &[(String, String)],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<(Table, Vec<Deprecation>)> {
+    let mut deprecations = Vec::new();
+    let mut merged: Table = EMBEDDED_DEFAULTS
+        .parse()
+        .expect("the embedded default configuration is valid TOML");
+    for (name, text) in files {
+        let mut table: Table = text.parse().map_err(|e| toml_error(name, text, &e))?;
+        if rename_file_section(name, &mut table)? {
+            deprecations.push(Deprecation(format!(
+                    "configuration file {name}: [{DEPRECATED_SECTION}] is deprecated, rename it [{RENAMED_SECTION}]"
+                )));
+        }
+        for [section, key] in SECRET_KEYS {
+            let in_file = table
+                .get(section)
+                .and_then(Value::as_table)
+                .is_some_and(|t| t.contains_key(key));
+            if in_file {
+                bail!(
+                        "configuration file {name} sets the secret `{section}.{key}`; secrets come only from the environment (TICKSTREAM__{}__{})",
+                        section.to_ascii_uppercase(),
+                        key.to_ascii_uppercase()
+                    );
+            }
+        }
+        merge(&mut merged, table);
+    }
+    let env = env_settings(env)?;
+    for setting in env {
+        if setting.renamed {
+            deprecations.push(Deprecation(format!(
+                    "{} is deprecated, use {} (the [{DEPRECATED_SECTION}] section is now [{RENAMED_SECTION}])",
+                    setting.var,
+                    env_var(&setting.path)
+                )));
+        }
+        let is_secret = SECRET_KEYS.iter().any(|secret| setting.path == secret);
+        let value = if is_secret {
+            Value::String(setting.raw)
+        } else {
+            env_value(&setting.raw)
+        };
+        set_path(&mut merged, &setting.path, value)
+            .with_context(|| format!("environment variable {}", setting.var))?;
+    }
+    Ok((merged, deprecations))
 }
 
 /// Moves a file's deprecated `[session]` to `[trading_day]`; true when there was one.
@@ -217,6 +223,36 @@ fn env_settings(
 /// `TICKSTREAM__TRADING_DAY__TIME_ZONE`.
 fn env_var(path: &[String]) -> String {
     format!("{ENV_PREFIX}{}", path.join("__").to_ascii_uppercase())
+}
+
+/// A TOML syntax error on one line: where, then what. toml's own rendering spans
+/// several lines (a snippet with a caret), which a one-line message cannot carry.
+fn toml_error(name: &str, text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let what: Vec<&str> = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let what = what.join(", ");
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return anyhow::anyhow!("configuration file {name} is not valid TOML: {what}");
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    anyhow::anyhow!(
+        "configuration file {name} is not valid TOML: line {line}, column {column}: {what}"
+    )
+}
+
+/// The process environment as text. `std::env::vars` panics on any variable that is
+/// not UTF-8, ours or not; here such a name is skipped and such a value read with
+/// U+FFFD, so it fails as a bad value rather than as a crash.
+fn process_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(key, value)| {
+        let key = key.into_string().ok()?;
+        Some((key, value.to_string_lossy().into_owned()))
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<(String, String)> {
@@ -355,6 +391,31 @@ mod tests {
         let bad_file = vec![("x.toml".to_string(), "[stream]\nmax_hz = [".to_string())];
         let err = Settings::from_sources(&bad_file, env(&[])).unwrap_err();
         assert!(err.to_string().contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn every_error_is_one_line() {
+        // toml renders a syntax error as a snippet with a caret, and its value errors
+        // end in a newline; neither may reach the user's terminal as more than a line.
+        let bad_file = vec![(
+            "x.toml".to_string(),
+            "[server]\nport = 80\n[stream]\nmax_hz = [\n".to_string(),
+        )];
+        let err = Settings::from_sources(&bad_file, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.toml") && err.contains("line 5"), "{err}");
+        let bad_value = env(&[("TICKSTREAM__SERVER__PORT", "notaport")]);
+        let missing = Settings::load(Some(Path::new("/nonexistent/tickstream.toml")));
+        for err in [
+            err,
+            Settings::from_sources(&[], bad_value)
+                .unwrap_err()
+                .to_string(),
+            missing.unwrap_err().to_string(),
+        ] {
+            assert!(!err.is_empty() && !err.contains('\n'), "{err:?}");
+        }
     }
 
     #[test]

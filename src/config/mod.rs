@@ -40,6 +40,45 @@ pub struct Settings {
     pub feed: FeedSettings,
 }
 
+/// A configuration mistake: a value that cannot be read or is out of range, an unknown
+/// key, a file that cannot be read or parsed. A type of its own so that `main` can tell
+/// the user's mistake (one line, exit status 2) from a failure to run. The message is
+/// one line and names the key (or the file, or the variable) to fix.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// The message for every rejected value: the key first, then why.
+    fn invalid_key(key: &str, why: impl std::fmt::Display) -> ConfigError {
+        ConfigError::new(format!("invalid configuration key `{key}`: {why}"))
+    }
+
+    /// Joins the lines of `message` (a TOML or serde message may end in a newline, or
+    /// span several), since the message is printed as one line.
+    fn new(message: impl std::fmt::Display) -> ConfigError {
+        let message = message.to_string();
+        let lines: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect();
+        ConfigError(lines.join(" "))
+    }
+
+    /// Takes over an error from the loading steps, its causes joined on one line.
+    fn from_chain(error: anyhow::Error) -> ConfigError {
+        ConfigError::new(format!("{error:#}"))
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Which vendor's stream the built-in connector speaks (`feed.kind`); empty = none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

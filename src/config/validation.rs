@@ -1,20 +1,20 @@
 //! `Settings::validate`: the checks serde cannot make (ranges, values that depend on
 //! each other), each naming the key it rejects.
 
-use anyhow::bail;
+use super::{AuthMode, BrokerKind, ConfigError, FeedKind, Settings};
 
-use super::{AuthMode, BrokerKind, FeedKind, Settings};
+/// Rejects `key` with the reason `why` unless `ok`.
+fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid_key(key, why))
+    }
+}
 
 impl Settings {
     /// Checks every value; called by the loaders, and again after command-line changes.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> anyhow::Result<()> {
-            if ok {
-                Ok(())
-            } else {
-                bail!("invalid configuration key `{key}`: {why}")
-            }
-        }
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.stream;
         check(
             s.max_hz.is_finite() && s.max_hz > 0.0 && s.max_hz <= 1000.0,
@@ -128,10 +128,10 @@ impl Settings {
             "must be at least 1",
         )?;
         if let Err(e) = self.trading_day.rollover_time() {
-            bail!("invalid configuration key `trading_day.rollover_time`: {e}");
+            return Err(ConfigError::invalid_key("trading_day.rollover_time", e));
         }
         if let Err(e) = self.trading_day.time_zone() {
-            bail!("invalid configuration key `trading_day.time_zone`: {e}");
+            return Err(ConfigError::invalid_key("trading_day.time_zone", e));
         }
         check(
             self.replay.speed.is_finite() && self.replay.speed > 0.0,
@@ -203,7 +203,7 @@ impl Settings {
             "must be at least 1",
         )?;
         if let Err(e) = self.security.trusted_proxies() {
-            bail!("invalid configuration key `security.trusted_proxies`: {e}");
+            return Err(ConfigError::invalid_key("security.trusted_proxies", e));
         }
         if self.auth.mode == AuthMode::Jwt {
             let secret = !self.auth.jwt_secret.expose().is_empty();
@@ -227,14 +227,7 @@ impl Settings {
         self.validate_feed()
     }
 
-    fn validate_feed(&self) -> anyhow::Result<()> {
-        fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> anyhow::Result<()> {
-            if ok {
-                Ok(())
-            } else {
-                bail!("invalid configuration key `{key}`: {why}")
-            }
-        }
+    fn validate_feed(&self) -> Result<(), ConfigError> {
         let f = &self.feed;
         if f.kind == FeedKind::None {
             return Ok(());
@@ -242,7 +235,7 @@ impl Settings {
         let kind = f.kind.as_str();
         let symbols = match f.symbols() {
             Ok(symbols) => symbols,
-            Err(e) => bail!("invalid configuration key `feed.symbols`: {e}"),
+            Err(e) => return Err(ConfigError::invalid_key("feed.symbols", e)),
         };
         check(
             !symbols.is_empty(),
