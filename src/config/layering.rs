@@ -109,8 +109,9 @@ fn layer(
         let mut table: Table = text.parse().map_err(|e| toml_error(name, text, &e))?;
         if rename_file_section(name, &mut table)? {
             deprecations.push(Deprecation(format!(
-                    "configuration file {name}: [{DEPRECATED_SECTION}] is deprecated, rename it [{RENAMED_SECTION}]"
-                )));
+                "configuration file {name}: [{DEPRECATED_SECTION}] is deprecated, \
+                 rename it [{RENAMED_SECTION}]"
+            )));
         }
         for [section, key] in SECRET_KEYS {
             let in_file = table
@@ -119,10 +120,11 @@ fn layer(
                 .is_some_and(|t| t.contains_key(key));
             if in_file {
                 bail!(
-                        "configuration file {name} sets the secret `{section}.{key}`; secrets come only from the environment (TICKSTREAM__{}__{})",
-                        section.to_ascii_uppercase(),
-                        key.to_ascii_uppercase()
-                    );
+                    "configuration file {name} sets the secret `{section}.{key}`; secrets come \
+                     only from the environment (TICKSTREAM__{}__{})",
+                    section.to_ascii_uppercase(),
+                    key.to_ascii_uppercase()
+                );
             }
         }
         merge(&mut merged, table);
@@ -131,10 +133,11 @@ fn layer(
     for setting in env {
         if setting.renamed {
             deprecations.push(Deprecation(format!(
-                    "{} is deprecated, use {} (the [{DEPRECATED_SECTION}] section is now [{RENAMED_SECTION}])",
-                    setting.var,
-                    env_var(&setting.path)
-                )));
+                "{} is deprecated, use {} (the [{DEPRECATED_SECTION}] section is now \
+                 [{RENAMED_SECTION}])",
+                setting.var,
+                env_var(&setting.path)
+            )));
         }
         let is_secret = SECRET_KEYS.iter().any(|secret| setting.path == secret);
         let value = if is_secret {
@@ -161,14 +164,17 @@ fn rename_file_section(name: &str, table: &mut Table) -> anyhow::Result<bool> {
             for (key, value) in old {
                 if new.contains_key(&key) {
                     bail!(
-                        "configuration file {name} sets both `{DEPRECATED_SECTION}.{key}` (deprecated) and `{RENAMED_SECTION}.{key}`; keep only `{RENAMED_SECTION}.{key}`"
+                        "configuration file {name} sets both `{DEPRECATED_SECTION}.{key}` \
+                         (deprecated) and `{RENAMED_SECTION}.{key}`; keep only \
+                         `{RENAMED_SECTION}.{key}`"
                     );
                 }
                 new.insert(key, value);
             }
         }
         (_, Some(_)) => bail!(
-            "configuration file {name} sets both `{DEPRECATED_SECTION}` (deprecated) and `{RENAMED_SECTION}`; keep only `{RENAMED_SECTION}`"
+            "configuration file {name} sets both `{DEPRECATED_SECTION}` (deprecated) and \
+             `{RENAMED_SECTION}`; keep only `{RENAMED_SECTION}`"
         ),
     }
     Ok(true)
