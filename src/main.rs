@@ -1,10 +1,15 @@
 //! The `tickstream` binary: settings, logs, then the application until stopped.
+//!
+//! A user's mistake ends the process with one line on stderr and an exit status: 2
+//! for a configuration mistake, 1 for any other failure to start or run. A stack trace
+//! is for bugs (panics), so errors are never printed with `{:?}`, which would add
+//! anyhow's backtrace under `RUST_BACKTRACE=1`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tickstream::config::Settings;
+use tickstream::config::{ConfigError, Settings};
 use tickstream::shutdown::cancel_on_signal;
 use tickstream::startup::Application;
 use tickstream::{healthcheck, telemetry};
@@ -40,9 +45,42 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+/// Exit status for a configuration mistake, as for a command-line usage mistake.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut settings = Settings::load(cli.config.as_deref())?;
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("tickstream: {}", one_line(&error));
+            if error.chain().any(|cause| cause.is::<ConfigError>()) {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// The error and its causes (`{:#}`: "outer: inner"), any line breaks inside them
+/// folded, so that one mistake is one line in a terminal or a log collector.
+fn one_line(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = Settings::load(cli.config.as_deref())?;
+    for deprecation in &loaded.deprecations {
+        eprintln!("tickstream: warning: {deprecation}");
+    }
+    let mut settings = loaded.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Healthcheck => Ok(match healthcheck::check(&settings) {
             Ok(()) => ExitCode::SUCCESS,

@@ -73,8 +73,8 @@ impl Application {
                 .with_context(|| format!("replay.file: cannot read {}", settings.replay.file))?;
             Some(parse_replay(&csv).context("replay.file: bad replay CSV")?)
         };
-        let rollover_time = settings.session.rollover_time()?;
-        let time_zone = settings.session.time_zone()?;
+        let rollover_time = settings.trading_day.rollover_time()?;
+        let time_zone = settings.trading_day.time_zone()?;
         let shutdown = CancellationToken::new();
         let broker = Broker::start(store.clone(), &settings.broker, shutdown.clone()).await?;
         let vendor = Vendor::from_settings(&settings.feed).context("feed")?;

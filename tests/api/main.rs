@@ -1,6 +1,7 @@
 //! Black-box tests: a real server on port 0, real WebSocket and HTTP clients.
 
 mod binary;
+mod config_errors;
 mod container;
 mod exactness;
 mod example_adapter;

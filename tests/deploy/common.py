@@ -19,7 +19,7 @@ IMAGE_WORKDIR = "/app"
 RSS_PER_CONNECTION_BYTES = 40 * 1024
 RSS_AT_REST_BYTES = 9 * 1024 * 1024
 
-# Secrets, by environment variable: accepted only from the environment (src/config.rs).
+# Secrets, by environment variable: accepted only from the environment (src/config/layering.rs).
 SECRET_ENV = (
     "TICKSTREAM__INGEST__PUBLISHER_KEYS",
     "TICKSTREAM__ADMIN__API_KEY",
