@@ -95,7 +95,7 @@ pub async fn metrics(state: web::Data<MetricSources>) -> HttpResponse {
     metric(
         "tickstream_ingest_ticks_accepted_total",
         "counter",
-        "Ticks accepted from feed adapters (HTTP and /ws/ingest).",
+        "Ticks accepted from publishers (HTTP and /ws/ingest).",
         load(&ingest.accepted),
     );
     metric(
@@ -134,7 +134,7 @@ pub async fn metrics(state: web::Data<MetricSources>) -> HttpResponse {
         ),
         (
             "tickstream_kicks_total",
-            "Sessions closed by an admin.",
+            "Viewers closed by an admin.",
             &security.kicks,
         ),
         (

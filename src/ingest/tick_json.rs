@@ -1,4 +1,4 @@
-//! The tick wire format of feed adapters (contract §3), parsed one item at a time so a
+//! The tick format publishers send (contract §3), parsed one item at a time so a
 //! bad tick is rejected with its index while the rest of the batch is applied.
 
 use serde::Deserialize;
