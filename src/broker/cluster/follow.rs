@@ -19,7 +19,7 @@ use redis::{AsyncConnectionConfig, Script};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::remote::{Link, Linked};
+use super::remote::{ClusterState, Link};
 use super::{add, Cluster};
 use crate::broker::record::{
     decode_message, decode_record, decode_tick, decode_upsert, encode_record, Message, Op,
@@ -266,7 +266,7 @@ impl Cluster {
 /// Fails when the state no longer carries `epoch` (it was replaced while joining).
 async fn resync_store(
     store: &SnapshotStore,
-    redis: &Linked<'_>,
+    redis: &impl ClusterState,
     epoch: &str,
 ) -> anyhow::Result<u64> {
     let snapshot = redis.snapshot().await?;
@@ -299,5 +299,92 @@ fn resolve(store: &SnapshotStore, symbol: &str, name: Option<&str>) -> Option<Sy
             warn!(symbol, error = %e, "cannot add a cluster symbol here");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::FakeRedis;
+    use super::*;
+    use crate::domain::{Price, Quote, Tick};
+
+    fn price(text: &str) -> Option<Price> {
+        Price::parse(text).ok()
+    }
+
+    fn trade(symbol: SymbolId, p: &str, size: u64, ts: i64) -> Tick {
+        Tick {
+            symbol,
+            price: price(p),
+            size: Some(size),
+            ts,
+            ..Tick::default()
+        }
+    }
+
+    /// A store holding AAPL and MSFT, each with one trade.
+    fn store_with_two_quotes() -> (SnapshotStore, SymbolId, SymbolId) {
+        let store = SnapshotStore::new(8);
+        let add = |s: &str| {
+            let symbol = Symbol::parse(s).expect("a valid symbol");
+            store.add_symbol(symbol, s, None).expect("room")
+        };
+        let (aapl, msft) = (add("AAPL"), add("MSFT"));
+        store.apply_batch(&[trade(aapl, "100", 10, 1), trade(msft, "300", 5, 1)]);
+        (store, aapl, msft)
+    }
+
+    fn quote_after(p: &str, size: u64) -> Quote {
+        let mut quote = Quote::with_previous_close(price("90"));
+        quote.apply(&trade(SymbolId::default(), p, size, 7));
+        quote
+    }
+
+    #[tokio::test]
+    async fn a_resync_makes_the_store_equal_the_hash_and_moves_only_changed_versions() {
+        // Arrange: Redis has a newer AAPL, the same MSFT, and NEWCO this instance lacks.
+        let (store, aapl, msft) = store_with_two_quotes();
+        let (msft_here, msft_version) = store.read(msft);
+        let aapl_version = store.version(aapl);
+        let (aapl_there, newco_there) = (quote_after("101.5", 30), quote_after("12.34", 100));
+        let redis = FakeRedis::new("e1", 42)
+            .with_quote("AAPL", &aapl_there, "Apple")
+            .with_quote("MSFT", &msft_here, "MSFT")
+            .with_quote("NEWCO", &newco_there, "New Co")
+            .with_record("BAD", "x,y|unreadable");
+
+        // Act
+        let seq = resync_store(&store, &redis, "e1")
+            .await
+            .expect("same epoch");
+
+        // Assert
+        assert_eq!(seq, 42, "the state's sequence number");
+        assert_eq!(store.read(aapl), (aapl_there, aapl_version + 1));
+        assert_eq!(
+            store.read(msft),
+            (msft_here, msft_version),
+            "an unchanged quote keeps its version: viewers are sent nothing"
+        );
+        let newco = store.lookup_str("NEWCO").expect("added from the hash");
+        assert_eq!(store.read(newco).0, newco_there);
+        assert_eq!(&*store.name(newco), "New Co");
+        assert_eq!(
+            store.lookup_str("BAD"),
+            None,
+            "an unreadable record is skipped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resync_against_a_replaced_cluster_state_fails_and_changes_nothing() {
+        let (store, aapl, _) = store_with_two_quotes();
+        let before = store.read(aapl);
+        let redis = FakeRedis::new("e2", 7).with_quote("AAPL", &quote_after("1", 1), "Apple");
+
+        let result = resync_store(&store, &redis, "e1").await;
+
+        assert!(result.is_err(), "synced with e1, the state is now e2");
+        assert_eq!(store.read(aapl), before);
     }
 }

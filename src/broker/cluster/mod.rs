@@ -26,6 +26,8 @@
 //! [`follow`]; the one-source lock is [`source_lock`]; the calls to Redis they share
 //! are [`remote`].
 
+#[cfg(test)]
+mod fake;
 mod follow;
 mod outbox;
 mod remote;
@@ -43,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::outbox::{BatchIds, Outbox, Pending};
-use self::remote::{Keys, Link, Remote};
+use self::remote::{ClusterState, Keys, Link, Remote};
 use super::record::{encode_tick, encode_upsert, Op};
 use super::{BrokerStatus, TickBatch};
 use crate::config::BrokerSettings;
@@ -272,4 +274,78 @@ impl Cluster {
 
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BrokerKind, Secret};
+    use crate::domain::{Field, ParsedTick};
+
+    fn trades(symbol: &str, sizes: &[u64]) -> TickBatch {
+        let mut batch = TickBatch::new(1);
+        for &size in sizes {
+            batch.ticks.push(ParsedTick {
+                symbol: Symbol::parse(symbol).expect("a valid symbol"),
+                price: Price::parse("10").ok(),
+                size: Some(size),
+                bid: None,
+                bid_size: None,
+                ask: None,
+                ask_size: None,
+                ts: None,
+                seq: None,
+            });
+        }
+        batch
+    }
+
+    #[tokio::test]
+    async fn cut_off_a_publish_applies_here_at_once_and_the_outbox_counts_what_overflows() {
+        // Arrange: a "Redis" that accepts connections and never answers (frozen), so
+        // joining times out and the broker starts degraded; room for 3 ticks.
+        let frozen = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let port = frozen.local_addr().expect("bound").port();
+        let settings = BrokerSettings {
+            kind: BrokerKind::Redis,
+            redis_url: Secret::new(format!("redis://127.0.0.1:{port}")),
+            key_prefix: "test".to_owned(),
+            timeout_ms: 50,
+            lock_ttl_ms: 1_000,
+            outbox_max_ticks: 3,
+        };
+        let store = SnapshotStore::new(4);
+        let aapl = store
+            .add_symbol(Symbol::parse("AAPL").expect("valid"), "Apple", None)
+            .expect("room");
+        let shutdown = CancellationToken::new();
+        let cluster = Cluster::start(store.clone(), &settings, shutdown.clone())
+            .await
+            .expect("a valid URL");
+        assert_eq!(cluster.status(), BrokerStatus::Degraded);
+
+        // Act
+        let first = cluster.publish_ticks(&trades("AAPL", &[1, 2])).await;
+        let after_first = (cluster.outbox_len(), load(&cluster.counters.outbox_dropped));
+        let second = cluster.publish_ticks(&trades("AAPL", &[3, 4])).await;
+
+        // Assert
+        assert_eq!((first, second), (0, 0), "no duplicates known while cut off");
+        assert_eq!(after_first, (2, 0));
+        assert_eq!(
+            (cluster.outbox_len(), load(&cluster.counters.outbox_dropped)),
+            (2, 2),
+            "4 ticks over a bound of 3: the oldest batch (2 ticks) goes, counted"
+        );
+        assert_eq!(
+            store.read(aapl).0.get(Field::V),
+            Some(10),
+            "every tick applied here, the dropped ones too"
+        );
+        shutdown.cancel();
+    }
+
+    fn load(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }

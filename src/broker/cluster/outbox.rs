@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use anyhow::Context;
 use tracing::warn;
 
-use super::remote::Linked;
+use super::remote::ClusterState;
 use crate::broker::record::Op;
 
 /// A change accepted while cut off from Redis, waiting to be published.
@@ -95,7 +95,7 @@ impl Outbox {
     /// Publishes every kept batch, oldest first, each under its own id, removing each
     /// once Redis has answered for it. Stops at the first failure, keeping that batch
     /// and everything after it for the next attempt.
-    pub async fn flush(&self, redis: &Linked<'_>) -> anyhow::Result<()> {
+    pub async fn flush(&self, redis: &impl ClusterState) -> anyhow::Result<()> {
         loop {
             // A copy, so the lock is not held across the call.
             let Some(next) = self.lock().pending.front().cloned() else {
@@ -133,5 +133,161 @@ impl BatchIds {
     pub fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{}{n}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::{FakeRedis, Published};
+    use super::*;
+
+    fn change(batch: &str, ticks: &[&str]) -> Pending {
+        Pending {
+            batch: batch.to_owned(),
+            op: Op::Ticks,
+            publisher: "p1".to_owned(),
+            items: ticks.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn published(change: &Pending) -> Published {
+        Published {
+            batch: change.batch.clone(),
+            op: change.op,
+            publisher: change.publisher.clone(),
+            items: change.items.clone(),
+        }
+    }
+
+    fn three_changes() -> [Pending; 3] {
+        [
+            change("b:0", &["AAPL,1,1,,,,,1,"]),
+            change("b:1", &["AAPL,2,1,,,,,2,", "MSFT,3,1,,,,,2,"]),
+            change("b:2", &["MSFT,4,1,,,,,3,"]),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_flush_publishes_every_kept_batch_once_in_order_with_its_id_and_empties_it() {
+        // Arrange
+        let outbox = Outbox::new(100);
+        let changes = three_changes();
+        for change in &changes {
+            assert_eq!(outbox.push(change.clone()), 0);
+        }
+        assert_eq!(outbox.items(), 4);
+        let redis = FakeRedis::new("e1", 0);
+
+        // Act
+        outbox.flush(&redis).await.expect("the link works");
+        outbox.flush(&redis).await.expect("nothing left to send");
+
+        // Assert
+        let expected: Vec<_> = changes.iter().map(published).collect();
+        assert_eq!(redis.published(), expected);
+        assert_eq!(redis.apply_calls(), 3, "the second flush sent nothing");
+        assert_eq!(outbox.items(), 0);
+    }
+
+    #[tokio::test]
+    async fn beyond_its_bound_the_outbox_drops_whole_batches_oldest_first_and_says_how_many() {
+        // Arrange: room for 3 items.
+        let outbox = Outbox::new(3);
+        let [one, two, three] = three_changes();
+
+        // Act
+        let dropped = [
+            outbox.push(one),           // 1 item
+            outbox.push(two.clone()),   // 3 items: at the bound
+            outbox.push(three.clone()), // 4 items: the oldest (1) goes
+        ];
+
+        // Assert
+        assert_eq!(dropped, [0, 0, 1]);
+        assert_eq!(outbox.items(), 3);
+        let redis = FakeRedis::new("e1", 0);
+        outbox.flush(&redis).await.expect("the link works");
+        assert_eq!(
+            redis.published(),
+            vec![published(&two), published(&three)],
+            "the survivors, still in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_bound_is_dropped_with_everything_before_it() {
+        let outbox = Outbox::new(1);
+        let [one, two, _] = three_changes();
+        assert_eq!(outbox.push(one), 0);
+        assert_eq!(outbox.push(two), 3, "both batches: 1 + 2 items");
+        assert_eq!(outbox.items(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_keeps_what_it_did_not_publish_for_the_next_one() {
+        // Arrange: the link breaks after the first batch.
+        let outbox = Outbox::new(100);
+        let changes = three_changes();
+        for change in &changes {
+            outbox.push(change.clone());
+        }
+        let redis = FakeRedis::new("e1", 0);
+        redis.break_after(1, false);
+
+        // Act
+        let failed = outbox.flush(&redis).await;
+
+        // Assert
+        assert!(failed.is_err());
+        assert_eq!(redis.published(), vec![published(&changes[0])]);
+        assert_eq!(outbox.items(), 3, "batches 1 and 2 are still kept");
+
+        // The link is back: the rest goes, nothing twice.
+        redis.heal();
+        outbox.flush(&redis).await.expect("the link works");
+        let expected: Vec<_> = changes.iter().map(published).collect();
+        assert_eq!(redis.published(), expected);
+        assert_eq!(outbox.items(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_reply_was_lost_is_retried_under_the_same_id_and_applied_once() {
+        // Arrange: Redis applies the second batch but the reply never arrives.
+        let outbox = Outbox::new(100);
+        let changes = three_changes();
+        for change in &changes {
+            outbox.push(change.clone());
+        }
+        let redis = FakeRedis::new("e1", 0);
+        redis.break_after(1, true);
+
+        // Act
+        assert!(outbox.flush(&redis).await.is_err());
+        redis.heal();
+        outbox.flush(&redis).await.expect("the link works");
+
+        // Assert
+        let expected: Vec<_> = changes.iter().map(published).collect();
+        assert_eq!(redis.published(), expected, "each batch once, in order");
+        assert_eq!(redis.apply_calls(), 4, "batch 1 was sent twice");
+        assert_eq!(outbox.items(), 0);
+    }
+
+    #[test]
+    fn batch_ids_are_unique_per_instance_and_never_repeat() {
+        let a = BatchIds::new("t:batch:", "a1");
+        let b = BatchIds::new("t:batch:", "b2");
+        let ids = [a.next(), a.next(), b.next()];
+        assert_eq!(ids, ["t:batch:a1:0", "t:batch:a1:1", "t:batch:b2:0"]);
+    }
+
+    #[test]
+    fn clearing_forgets_every_kept_change() {
+        let outbox = Outbox::new(100);
+        for change in three_changes() {
+            outbox.push(change);
+        }
+        assert_eq!(outbox.clear(), 4);
+        assert_eq!(outbox.items(), 0);
     }
 }

@@ -2,7 +2,12 @@
 //! this instance's name and the per-call timeout ([`Remote`]), and a joined
 //! connection ([`Link`]) on which publishing, the outbox flush and the resync run
 //! `apply.lua` and `snapshot.lua`.
+//!
+//! Those two calls are the [`ClusterState`] trait, so the outbox and the resync can
+//! be unit-tested against an in-memory fake; production always goes through
+//! [`Linked`], the real connection.
 
+use std::future::Future;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -85,16 +90,33 @@ pub(super) struct Snapshot {
     pub records: Vec<String>,
 }
 
-/// One joined link with what its calls name.
+/// The cluster state in Redis as publishing, the outbox flush and the resync see
+/// it: two calls. Generic, not `dyn`: the production path compiles to the direct
+/// calls, and each is one round trip per batch or per resync, never per tick.
+pub(super) trait ClusterState {
+    /// Applies one batch and publishes it in the cluster's order (`apply.lua`), once
+    /// per `batch` id however often it is retried. Returns `(seq, duplicates)`: seq
+    /// 0 = nothing published, -1 = this id was already applied.
+    fn apply(
+        &self,
+        batch: &str,
+        op: Op,
+        publisher: &str,
+        items: &[String],
+    ) -> impl Future<Output = anyhow::Result<(i64, usize)>> + Send;
+
+    /// The whole cluster state in one atomic read (`snapshot.lua`).
+    fn snapshot(&self) -> impl Future<Output = anyhow::Result<Snapshot>> + Send;
+}
+
+/// One joined link with what its calls name: the production [`ClusterState`].
 pub(super) struct Linked<'a> {
     remote: &'a Remote,
     link: &'a Link,
 }
 
-impl Linked<'_> {
-    /// Runs `apply.lua` for one batch under its id (a retry of the same id is applied
-    /// once). Returns `(seq, duplicates)`: seq 0 = nothing published, -1 = a retry.
-    pub async fn apply(
+impl ClusterState for Linked<'_> {
+    async fn apply(
         &self,
         batch: &str,
         op: Op,
@@ -126,8 +148,7 @@ impl Linked<'_> {
         Ok((seq, duplicates))
     }
 
-    /// Runs `snapshot.lua`: the whole cluster state in one atomic read.
-    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    async fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let keys = &self.remote.keys;
         let mut conn = self.link.conn.clone();
         let (epoch, seq, records): SnapshotReply = tokio::time::timeout(
