@@ -2,6 +2,7 @@
 //! tickstream instances (`broker.kind = "redis"`) and nginx with `config/nginx.conf`,
 //! all on free loopback ports. `scripts/test` installs redis-server and nginx.
 
+mod auto_create;
 mod feed;
 mod harness;
 mod viewer;
