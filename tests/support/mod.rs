@@ -314,7 +314,20 @@ pub struct RefusedPort {
 
 impl RefusedPort {
     pub fn new() -> RefusedPort {
+        RefusedPort::bind(false)
+    }
+
+    /// As [`RefusedPort::new`], for a server this test starts on the port later: the
+    /// socket allows address reuse, so a listener bound with SO_REUSEADDR (as std's
+    /// and tokio's are) may take the port over, while port-0 binds elsewhere still
+    /// pass it by.
+    pub fn for_a_later_server() -> RefusedPort {
+        RefusedPort::bind(true)
+    }
+
+    fn bind(reuse: bool) -> RefusedPort {
         let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_reuseaddr(reuse).expect("SO_REUSEADDR");
         socket
             .bind(([127, 0, 0, 1], 0).into())
             .expect("a loopback port");
