@@ -18,53 +18,57 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{free_port, ingest_socket, publish_pipelined, start_server};
+use support::{
+    ingest_socket, metric, publish_pipelined, start_on_some_port, start_server, Process,
+    ServerProcess, TempDir,
+};
 
 const KEY: &str = "bench-publisher-key";
 
-struct Redis(Child, u16);
+/// redis-server on a loopback port (scripts/system-packages installs it); dropping
+/// the handle kills and reaps the server, on every path, then removes its directory.
+struct Redis {
+    port: u16,
+    _process: Process,
+    _dir: TempDir,
+}
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/system-packages installs it)");
-        // Dropping the handle kills and reaps the server, on every path.
-        let redis = Redis(child, port);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let dir = TempDir::new("bench-redis");
+        let (process, port) = start_on_some_port("redis-server", &dir.join("redis.log"), |port| {
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path());
+            command
+        });
+        Redis {
+            port,
+            _process: process,
+            _dir: dir,
         }
-        panic!("redis-server did not listen");
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// An instance; killed when dropped.
+struct Server {
+    port: u16,
+    _process: ServerProcess,
 }
-
-struct Server(Child, u16);
 
 impl Server {
     fn start(redis: Option<&Redis>) -> Server {
-        let port = free_port();
-        let url = redis.map(|r| format!("redis://127.0.0.1:{}/0", r.1));
+        let url = redis.map(|r| format!("redis://127.0.0.1:{}/0", r.port));
         let mut env = vec![
             ("TICKSTREAM__SIMULATOR__ENABLED", "false"),
             ("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY),
@@ -75,8 +79,12 @@ impl Server {
             env.push(("TICKSTREAM__BROKER__KIND", "redis"));
             env.push(("TICKSTREAM__BROKER__REDIS_URL", url));
         }
-        let child = start_server(port, &env);
-        let server = Server(child, port);
+        let process = start_server(&env);
+        let port = process.port;
+        let server = Server {
+            port,
+            _process: process,
+        };
         // Wait until joined (ready, not degraded or syncing).
         for _ in 0..200 {
             if http_get(port, "/readyz").contains("\"ready\"") {
@@ -85,13 +93,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("instance never became ready");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -107,13 +108,6 @@ fn http_get(port: u16, path: &str) -> String {
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out);
     out
-}
-
-fn metric(port: u16, name: &str) -> u64 {
-    http_get(port, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Per-tick latency (µs) from send to the viewer's update, publisher on `publish_port`,
@@ -225,16 +219,16 @@ fn main() {
     };
     {
         let single = Server::start(None);
-        let s = runtime.block_on(latency(single.1, single.1, ticks));
+        let s = runtime.block_on(latency(single.port, single.port, ticks));
         report("memory (one instance)", &s);
     }
     {
         let redis = Redis::start();
         let a = Server::start(Some(&redis));
         let b = Server::start(Some(&redis));
-        let same = runtime.block_on(latency(a.1, a.1, ticks));
+        let same = runtime.block_on(latency(a.port, a.port, ticks));
         report("redis, same instance", &same);
-        let cross = runtime.block_on(latency(a.1, b.1, ticks));
+        let cross = runtime.block_on(latency(a.port, b.port, ticks));
         report("redis, A -> B", &cross);
     }
 
@@ -244,7 +238,7 @@ fn main() {
     println!("|---|---|---|");
     {
         let single = Server::start(None);
-        let (accepted, took) = runtime.block_on(throughput(single.1, seconds));
+        let (accepted, took) = runtime.block_on(throughput(single.port, seconds));
         let rate = accepted as f64 / took.as_secs_f64();
         println!("| memory (one instance) | {rate:.0} | - |");
     }
@@ -252,14 +246,16 @@ fn main() {
         let redis = Redis::start();
         let a = Server::start(Some(&redis));
         let b = Server::start(Some(&redis));
-        let before = metric(b.1, "tickstream_ticks_applied_total");
-        let (accepted, took) = runtime.block_on(throughput(a.1, seconds));
+        let applied_by_b =
+            || -> u64 { runtime.block_on(metric(b.port, "tickstream_ticks_applied_total")) };
+        let before = applied_by_b();
+        let (accepted, took) = runtime.block_on(throughput(a.port, seconds));
         // A replies once its own subscription applied a batch; B may trail by a
         // moment. Wait (bounded) until B applied every accepted tick.
         let mut applied = 0;
         let drain = Instant::now();
         while drain.elapsed() < Duration::from_secs(10) {
-            applied = metric(b.1, "tickstream_ticks_applied_total") - before;
+            applied = applied_by_b() - before;
             if applied >= accepted {
                 break;
             }

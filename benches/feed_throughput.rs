@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{cpu_seconds, free_port, start_server};
+use support::{cpu_seconds, metric, start_server};
 
 const SYMBOLS: [&str; 20] = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO", "JPM", "V", "WMT", "XOM",
@@ -29,18 +29,11 @@ const SYMBOLS: [&str; 20] = [
 const TICK: Duration = Duration::from_millis(1);
 
 async fn applied(port: u16) -> u64 {
-    let client = awc::Client::new();
-    let mut response = client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .expect("metrics answer");
-    let body = response.body().limit(1 << 20).await.expect("metrics body");
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix("tickstream_feed_ticks_applied_total{feed=\"finnhub\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric(
+        port,
+        r#"tickstream_feed_ticks_applied_total{feed="finnhub"}"#,
+    )
+    .await
 }
 
 fn main() {
@@ -56,19 +49,15 @@ fn main() {
 async fn run(rate: u64, seconds: u64) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let vendor = format!("ws://{}", listener.local_addr().expect("address"));
-    let port = free_port();
     let symbols = SYMBOLS.join(",");
-    let mut server = start_server(
-        port,
-        &[
-            ("TICKSTREAM__FEED__KIND", "finnhub"),
-            ("TICKSTREAM__FEED__URL", &vendor),
-            ("TICKSTREAM__FEED__API_KEY", "bench"),
-            ("TICKSTREAM__FEED__SYMBOLS", &symbols),
-            ("TICKSTREAM__SERVER__WORKERS", "2"),
-        ],
-    );
-    let pid = server.id();
+    let server = start_server(&[
+        ("TICKSTREAM__FEED__KIND", "finnhub"),
+        ("TICKSTREAM__FEED__URL", &vendor),
+        ("TICKSTREAM__FEED__API_KEY", "bench"),
+        ("TICKSTREAM__FEED__SYMBOLS", &symbols),
+        ("TICKSTREAM__SERVER__WORKERS", "2"),
+    ]);
+    let (port, pid) = (server.port, server.pid());
 
     let (stream, _) = listener.accept().await.expect("the connector connects");
     let mut ws = tokio_tungstenite::accept_async(stream)
@@ -155,8 +144,7 @@ async fn run(rate: u64, seconds: u64) {
         100.0 * cpu / elapsed,
     );
     reader.abort();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(
         final_applied, total,
         "the connector fell behind or lost messages"

@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{free_port, rss_kib, start_server};
+use support::{rss_kib, start_server};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -68,9 +68,8 @@ fn main() {
             3,
         ),
     ] {
-        let port = free_port();
-        let mut server = start_server(port, &[("TICKSTREAM__SIMULATOR__ENABLED", "false")]);
-        let pid = server.id();
+        let server = start_server(&[("TICKSTREAM__SIMULATOR__ENABLED", "false")]);
+        let (port, pid) = (server.port, server.pid());
         // Warm up: one connection so lazily built worker state is not charged per connection.
         let warm = runtime.block_on(open(port, &query, 1, messages));
         std::thread::sleep(Duration::from_millis(300));
@@ -89,7 +88,6 @@ fn main() {
         );
         drop(held);
         drop(warm);
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
     }
 }

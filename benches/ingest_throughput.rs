@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use rand::Rng;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{cpu_seconds, free_port, publish_pipelined, start_server};
+use support::{cpu_seconds, publish_pipelined, start_server};
 
 const KEY: &str = "bench-publisher-key";
 const BATCH: usize = 1_000;
@@ -158,15 +158,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let port = free_port();
-    let mut server = start_server(
-        port,
-        &[
-            ("TICKSTREAM__SIMULATOR__ENABLED", "false"),
-            ("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY),
-        ],
-    );
-    let pid = server.id();
+    let server = start_server(&[
+        ("TICKSTREAM__SIMULATOR__ENABLED", "false"),
+        ("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY),
+    ]);
+    let (port, pid) = (server.port, server.pid());
     let universe = symbols();
     let bodies = batches(&universe, 32);
     let received = Arc::new(AtomicU64::new(0));
@@ -205,6 +201,5 @@ fn main() {
             messages as f64 / elapsed
         );
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

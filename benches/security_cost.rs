@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::Connector;
 
-use support::{cpu_seconds, free_port, start_server};
+use support::{cpu_seconds, start_server, ServerProcess};
 
 const JWT_SECRET: &str = "bench-jwt-secret";
 const SYMBOLS: &str =
@@ -30,7 +29,7 @@ struct Variant {
     jwt: bool,
 }
 
-fn start(port: u16, variant: &Variant, cert: &std::path::Path, key: &std::path::Path) -> Child {
+fn start(variant: &Variant, cert: &std::path::Path, key: &std::path::Path) -> ServerProcess {
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let mut env = vec![
         ("TICKSTREAM__SIMULATOR__TICKS_PER_SECOND", "2000"),
@@ -48,7 +47,7 @@ fn start(port: u16, variant: &Variant, cert: &std::path::Path, key: &std::path::
             ("TICKSTREAM__TLS__KEY_FILE", key.as_str()),
         ]);
     }
-    start_server(port, &env)
+    start_server(&env)
 }
 
 struct Client {
@@ -146,9 +145,8 @@ fn main() {
             jwt: true,
         },
     ] {
-        let port = free_port();
-        let mut server = start(port, &variant, &cert_path, &key_path);
-        let pid = server.id();
+        let server = start(&variant, &cert_path, &key_path);
+        let (port, pid) = (server.port, server.pid());
         let client = Client {
             port,
             tls: variant.tls.then(|| Connector::Rustls(client_tls.clone())),
@@ -204,8 +202,7 @@ fn main() {
             rate,
             cpu_per_k
         );
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,9 +5,10 @@
 //! is for bugs (panics), so errors are never printed with `{:?}`, which would add
 //! anyhow's backtrace under `RUST_BACKTRACE=1`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tickstream::config::{ConfigError, Settings};
 use tickstream::shutdown::cancel_on_signal;
@@ -22,6 +23,11 @@ struct Cli {
     /// embedded defaults). Environment variables TICKSTREAM__SECTION__KEY override it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Once listening, write the port to this file (the number and a newline), so
+    /// whoever started the server on port 0 (TICKSTREAM__SERVER__PORT=0) learns which
+    /// port the OS chose, whatever the log level or format.
+    #[arg(long, global = true, env = "TICKSTREAM_PORT_FILE", value_name = "PATH")]
+    port_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -99,18 +105,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings.replay.speed = speed;
             settings.replay.repeat = !no_loop;
             settings.validate()?;
-            serve(settings)
+            serve(settings, cli.port_file.as_deref())
         }
-        Command::Serve => serve(settings),
+        Command::Serve => serve(settings, cli.port_file.as_deref()),
     }
 }
 
-fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+fn serve(settings: Settings, port_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     telemetry::init(&settings.log);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
+        if let Some(path) = port_file {
+            write_port_file(path, app.port())?;
+        }
         actix_web::rt::spawn(cancel_on_signal(app.shutdown_token().clone()));
         app.run_until_stopped().await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Written beside its final name and renamed into place, so a reader polling for the
+/// file never sees it half written. The listener is bound by now: a client that
+/// connects as soon as it reads the port waits in the backlog until the server runs.
+fn write_port_file(path: &Path, port: u16) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, format!("{port}\n"))
+        .and_then(|()| std::fs::rename(&partial, path))
+        .with_context(|| format!("cannot write the port file {}", path.display()))
 }

@@ -1,8 +1,8 @@
 //! Helpers shared by the benchmark harnesses that run the release server in its own
-//! process (each harness is its own crate and includes this module).
+//! process (each harness is its own crate and includes this module). Processes are
+//! started and scraped by the tests' support module, written once for both.
 #![allow(dead_code)] // not every harness uses every helper
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,31 +12,24 @@ use tokio_tungstenite::tungstenite::Message;
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free loopback port")
-        .local_addr()
-        .expect("a local address")
-        .port()
-}
+#[path = "../../tests/support/mod.rs"]
+mod shared;
+#[allow(unused_imports)] // not every harness uses every helper
+pub use shared::{metric, start_on_some_port, Process, ServerProcess, TempDir};
 
-/// Starts `target/release/tickstream` on `port` with `env` on top of the settings
-/// every harness needs: no inherited TICKSTREAM* variables, warn-level logs, and the
-/// per-address limits (meant for internet clients) lifted, because the load comes
-/// from one address. Waits until it listens.
-pub fn start_server(port: u16, env: &[(&str, &str)]) -> Child {
+/// Starts `target/release/tickstream` on a port the OS picks (`ServerProcess::port`)
+/// with `env` on top of the settings every harness needs: no inherited TICKSTREAM*
+/// variables, warn-level logs, and the per-address limits (meant for internet
+/// clients) lifted, because the load comes from one address. Returns once it listens;
+/// killed when dropped.
+pub fn start_server(env: &[(&str, &str)]) -> ServerProcess {
     // TICKSTREAM_SERVER_BIN runs another build (e.g. a saved "before" binary) for
-    // side-by-side comparisons; the default is this crate's release binary.
+    // side-by-side comparisons; the default is this crate's release binary. The
+    // other build must know TICKSTREAM_PORT_FILE (src/main.rs).
     let binary = std::env::var("TICKSTREAM_SERVER_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tickstream").to_owned());
-    let mut command = Command::new(binary);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TICKSTREAM") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = shared::tickstream_command_at(binary);
     command
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
         .env("TICKSTREAM__LOG__LEVEL", "warn")
         .env("TICKSTREAM__LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
         .env("TICKSTREAM__LIMITS__CONNECTS_PER_SECOND_PER_IP", "100000")
@@ -46,18 +39,8 @@ pub fn start_server(port: u16, env: &[(&str, &str)]) -> Child {
             "100000",
         )
         .env("TICKSTREAM__LIMITS__REST_BURST_PER_IP", "100000")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null());
-    let mut child = command.spawn().expect("the server starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the server did not listen on port {port}");
+        .envs(env.iter().copied());
+    shared::spawn_server("tickstream", command)
 }
 
 /// User + system CPU time of a process, in seconds.

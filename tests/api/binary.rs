@@ -5,37 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::WsClient;
-
-/// The binary with no `TICKSTREAM*` settings inherited from the caller's shell, so
-/// each test sets exactly what it means to.
-pub fn tickstream_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TICKSTREAM") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-/// A spawned server that is killed when dropped, so a failing test never leaves one
-/// running (holding its port and the test runner's output pipe).
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{spawn_server, tickstream_command, RefusedPort};
 
 fn healthcheck(port: u16) -> bool {
     tickstream_command()
@@ -50,16 +20,15 @@ fn healthcheck(port: u16) -> bool {
 
 #[actix_web::test]
 async fn env_configured_binary_serves_passes_healthcheck_and_stops_on_sigterm() {
-    let port = free_port();
-    assert!(!healthcheck(port), "nothing listens yet: unhealthy");
+    let nothing = RefusedPort::new();
+    assert!(!healthcheck(nothing.port), "nothing listens yet: unhealthy");
     let dir = std::env::temp_dir(); // a working directory without config/ files
-    let mut child = tickstream_command()
+    let mut command = tickstream_command();
+    command
         .current_dir(&dir)
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
-        .env("TICKSTREAM__LOG__FORMAT", "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server starts");
+        .env("TICKSTREAM__LOG__FORMAT", "json");
+    let mut server = spawn_server("tickstream", command);
+    let port = server.port;
     let mut healthy = false;
     for _ in 0..100 {
         if healthcheck(port) {
@@ -75,27 +44,13 @@ async fn env_configured_binary_serves_passes_healthcheck_and_stops_on_sigterm() 
     let mut client = WsClient::from_stream(ws).await;
     client.recv_type("update").await; // the embedded simulator is on by default
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.sigterm();
     let (code, _) = client.expect_close().await;
     assert_eq!(code, 1001);
-    let started = std::time::Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "exits within the grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Panics unless it exits within the grace period.
+    let (exit, _) = server.wait_for_exit(Duration::from_secs(10));
     assert!(exit.success(), "exit status {exit:?}");
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut logs).unwrap();
+    let logs = server.stdout();
     let first = logs.lines().next().expect("logs on stdout");
     let line: serde_json::Value = serde_json::from_str(first).expect("JSON log lines");
     assert!(line.get("level").is_some(), "{first}");
@@ -187,33 +142,23 @@ fn the_shipped_production_overlay_is_valid() {
 
 #[actix_web::test]
 async fn replay_command_plays_a_recording_as_the_feed() {
-    let port = free_port();
-    let mut child = tickstream_command()
+    let mut command = tickstream_command();
+    command
         .args([
             "replay",
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/sample-ticks.csv"),
             "--speed",
             "10",
         ])
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
-        .env("TICKSTREAM__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let mut connected = None;
-    for _ in 0..100 {
-        let url = format!("ws://127.0.0.1:{port}/ws?symbols=AAPL,TSLA");
-        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
-            connected = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut client = WsClient::from_stream(connected.expect("server listens")).await;
+        .env("TICKSTREAM__LOG__LEVEL", "warn");
+    let server = spawn_server("tickstream replay", command);
+    let url = format!("ws://127.0.0.1:{}/ws?symbols=AAPL,TSLA", server.port);
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("server listens");
+    let mut client = WsClient::from_stream(ws).await;
     let update = client.recv_type("update").await;
     assert!(!update["quotes"].as_array().unwrap().is_empty());
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[actix_web::test]
@@ -224,22 +169,21 @@ async fn healthcheck_speaks_tls_when_the_server_does() {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let port = free_port();
     let with_tls = |command: &mut Command| {
         command
-            .env("TICKSTREAM__SERVER__PORT", port.to_string())
             .env("TICKSTREAM__TLS__CERT_FILE", &cert_path)
             .env("TICKSTREAM__TLS__KEY_FILE", &key_path);
     };
-    let mut server = tickstream_command();
-    with_tls(&mut server);
-    let mut child = server.stdout(Stdio::null()).spawn().unwrap();
+    let mut command = tickstream_command();
+    with_tls(&mut command);
+    let mut server = spawn_server("tickstream tls", command);
     let mut healthy = false;
     for _ in 0..100 {
         let mut probe = tickstream_command();
         with_tls(&mut probe);
         if probe
             .arg("healthcheck")
+            .env("TICKSTREAM__SERVER__PORT", server.port.to_string())
             .stderr(Stdio::null())
             .status()
             .unwrap()
@@ -250,8 +194,7 @@ async fn healthcheck_speaks_tls_when_the_server_does() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(healthy, "the TLS server passes its healthcheck");
 }
@@ -259,16 +202,13 @@ async fn healthcheck_speaks_tls_when_the_server_does() {
 #[actix_web::test]
 async fn client_faults_never_log_at_error_level() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port = free_port();
-    let child = tickstream_command()
+    let mut command = tickstream_command();
+    command
         .current_dir(std::env::temp_dir())
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
         .env("TICKSTREAM__LOG__FORMAT", "json")
-        .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let mut child = KillOnDrop(child);
+        .env("TICKSTREAM__SIMULATOR__ENABLED", "false");
+    let mut server = spawn_server("tickstream", command);
+    let port = server.port;
     for _ in 0..100 {
         if healthcheck(port) {
             break;
@@ -297,13 +237,9 @@ async fn client_faults_never_log_at_error_level() {
         let mut sink = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
     }
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut logs).unwrap();
-    child.0.wait().unwrap();
+    server.sigterm();
+    server.wait_for_exit(Duration::from_secs(30));
+    let logs = server.stdout();
     assert!(logs.contains("tickstream listening"), "{logs}");
     for line in logs.lines() {
         let line: serde_json::Value = serde_json::from_str(line).expect("JSON log lines");

@@ -8,10 +8,11 @@ mod image;
 
 use std::time::Duration;
 
-use image::{free_port, http_get, ImageLayout};
+use image::{http_get, ImageLayout};
 use serde_json::Value;
 
 use crate::helpers::WsClient;
+use crate::support::RefusedPort;
 
 /// server.shutdown_timeout_ms of the shipped configuration, which the image uses.
 fn shutdown_timeout() -> Duration {
@@ -40,13 +41,14 @@ async fn the_image_command_serves_checks_its_health_and_stops_on_sigterm_with_10
     let layout = ImageLayout::new();
     layout.assert_workdir_is_read_only();
     let files_before = layout.snapshot();
-    let port = free_port();
-    let down = layout.healthcheck(port);
+    let nothing = RefusedPort::new();
+    let down = layout.healthcheck(nothing.port);
     assert!(!down.status.success(), "nothing listens yet: unhealthy");
 
     // Act 1: start it as the image does, configured by the environment only.
-    let mut server = layout.serve(port, &[]);
-    server.wait_until_healthy(&layout, port).await;
+    let mut server = layout.serve(&[]);
+    layout.wait_until_healthy(&mut server).await;
+    let port = server.port;
 
     // Assert: healthy (also with the image's own host value), ready, serving viewers.
     let probe = layout.healthcheck_with_host(port, "0.0.0.0");
@@ -82,7 +84,7 @@ async fn the_image_command_serves_checks_its_health_and_stops_on_sigterm_with_10
         assert_eq!(code, 1001, "close reason: {reason}");
     }
     let limit = shutdown_timeout() + EXIT_MARGIN;
-    let (exit, took) = server.wait_for_exit(limit).await;
+    let (exit, took) = server.wait_for_exit(limit);
     assert!(exit.success(), "exit status {exit:?}");
     assert!(took <= limit, "exited after {took:?}, allowed {limit:?}");
     let down = layout.healthcheck(port);
@@ -92,7 +94,7 @@ async fn the_image_command_serves_checks_its_health_and_stops_on_sigterm_with_10
         "the failed health check says why: {}",
         String::from_utf8_lossy(&down.stderr)
     );
-    let logs = server.logs();
+    let logs = server.stdout();
     let first = logs.lines().next().expect("logs on stdout");
     assert!(
         serde_json::from_str::<Value>(first).is_err(),
@@ -114,18 +116,17 @@ async fn the_image_command_serves_checks_its_health_and_stops_on_sigterm_with_10
 #[actix_web::test]
 async fn json_log_format_prints_one_json_object_per_stdout_line() {
     let layout = ImageLayout::new();
-    let port = free_port();
-    let mut server = layout.serve(port, &[("TICKSTREAM__LOG__FORMAT", "json")]);
-    server.wait_until_healthy(&layout, port).await;
-    let mut client = viewer(port, "?symbols=AAPL").await;
+    let mut server = layout.serve(&[("TICKSTREAM__LOG__FORMAT", "json")]);
+    layout.wait_until_healthy(&mut server).await;
+    let mut client = viewer(server.port, "?symbols=AAPL").await;
 
     server.sigterm();
     let (code, _) = client.expect_close().await;
-    let (exit, _) = server.wait_for_exit(shutdown_timeout() + EXIT_MARGIN).await;
+    let (exit, _) = server.wait_for_exit(shutdown_timeout() + EXIT_MARGIN);
 
     assert_eq!(code, 1001);
     assert!(exit.success(), "exit status {exit:?}");
-    let logs = server.logs();
+    let logs = server.stdout();
     let lines: Vec<&str> = logs.lines().collect();
     assert!(
         lines.len() >= 3,

@@ -9,14 +9,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{spawn_app_with, PUBLISHER_KEY};
+use crate::support::RefusedPort;
 
 #[actix_web::test]
 async fn the_example_adapter_backs_off_until_the_server_is_up_and_delivers_exactly_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Refused until the server takes the port over; no other test can take it.
+    let reserved = RefusedPort::for_a_later_server();
+    let port = reserved.port;
     let url = format!("ws://127.0.0.1:{port}/ws/ingest");
     let mut publisher = adapter::Publisher::new(url, PUBLISHER_KEY, 1);
     for batch in 0..5u64 {

@@ -238,12 +238,7 @@ async fn wait_for_status(app: &TestApp, wanted: &str) -> u16 {
 
 /// A labelled series from `/metrics`, e.g. `tickstream_feed_unmapped_total{feed="alpaca",reason="bad_size"}`.
 async fn series(app: &TestApp, name_and_labels: &str) -> f64 {
-    let (_, body) = app.get("/metrics").await;
-    body.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name_and_labels} ")))
-        .unwrap_or_else(|| panic!("{name_and_labels} missing from /metrics:\n{body}"))
-        .parse()
-        .unwrap()
+    crate::support::metric(app.port, name_and_labels).await
 }
 
 async fn unmapped(app: &TestApp, feed: &str, reason: &str) -> f64 {

@@ -211,12 +211,7 @@ impl TestApp {
 
     /// One counter from `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
-        let (_, body) = self.get("/metrics").await;
-        body.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-            .parse()
-            .unwrap()
+        crate::support::metric(self.port, name).await
     }
 
     /// Cancels the shutdown token and waits for the server to stop.

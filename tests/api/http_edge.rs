@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp, WsClient, ADMIN_KEY, PUBLISHER_KEY};
+use crate::support::{metric, parse_metric, spawn_server, tickstream_command};
 
 /// Longest wait for anything the server must do "promptly".
 const PROMPT: Duration = Duration::from_secs(5);
@@ -244,13 +245,11 @@ async fn connections_beyond_the_per_address_cap_get_429_with_retry_after_and_are
     raw.write(request("GET", "/metrics", "").as_bytes()).await;
     let metrics = raw.response(false).await;
     assert_eq!(metrics.status, 200);
-    let refused_total: u64 = String::from_utf8(metrics.body)
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix("tickstream_http_refused_per_address_total "))
-        .expect("the counter is exported")
-        .parse()
-        .unwrap();
+    let refused_total: u64 = parse_metric(
+        &String::from_utf8(metrics.body).unwrap(),
+        "tickstream_http_refused_per_address_total",
+    )
+    .expect("the counter is exported");
     assert!(refused_total >= 1);
 }
 
@@ -498,26 +497,11 @@ async fn clients_that_pipeline_and_never_read_are_disconnected() {
     assert_eq!(app.get("/healthz").await.0, 200);
 }
 
-/// One value from `GET /metrics` on `port`.
-async fn metric_at(port: u16, name: &str) -> u64 {
-    let mut raw = Raw::connect_port(port).await;
-    raw.patience = UNDER_ATTACK;
-    raw.write(request("GET", "/metrics", "").as_bytes()).await;
-    let response = raw.response(false).await;
-    String::from_utf8(response.body)
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-        .parse()
-        .unwrap()
-}
-
 /// Waits (bounded) until the server counted `count` write timeouts.
 async fn write_timeouts_reach(port: u16, count: u64, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if metric_at(port, "tickstream_http_write_timeouts_total").await >= count {
+        if metric::<u64>(port, "tickstream_http_write_timeouts_total").await >= count {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -542,32 +526,15 @@ const MEMORY_MARGIN_KIB: u64 = 48 * 1024;
 
 #[actix_web::test]
 async fn the_binarys_memory_returns_after_unread_pipelines_are_cut_off() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = crate::binary::tickstream_command()
-        .env("TICKSTREAM__SERVER__PORT", port.to_string())
+    let mut command = tickstream_command();
+    command
         .env("TICKSTREAM__SERVER__WORKERS", "1")
         .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
         .env("TICKSTREAM__LOG__LEVEL", "warn")
         .env("TICKSTREAM__HTTP__WRITE_TIMEOUT_MS", "500")
-        .env("TICKSTREAM__HTTP__KEEP_ALIVE_MS", "60000")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let child = crate::binary::KillOnDrop(child);
-    let pid = child.0.id();
-    let mut up = false;
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server listens");
+        .env("TICKSTREAM__HTTP__KEEP_ALIVE_MS", "60000");
+    let server = spawn_server("tickstream", command);
+    let (port, pid) = (server.port, server.pid());
     // Warm up: every worker has served the asset a few times.
     for _ in 0..20 {
         let mut raw = Raw::connect_port(port).await;
@@ -599,7 +566,7 @@ async fn the_binarys_memory_returns_after_unread_pipelines_are_cut_off() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         after = rss_kib(pid);
     }
-    drop(child);
+    drop(server);
 
     assert!(all_cut && all_closed, "every unread pipeline was cut off");
     assert!(

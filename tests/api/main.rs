@@ -20,4 +20,8 @@ mod socket_bounds;
 mod sse;
 mod stream;
 mod stream_errors;
+mod support_checks;
 mod universe;
+
+#[path = "../support/mod.rs"]
+mod support;

@@ -1,11 +1,11 @@
 // Shared helpers of the browser end-to-end tests: start and stop the real
-// tickstream server on a free loopback port, drive Debian's Chromium with
-// playwright-core, and wait for things with a bound on every wait.
+// tickstream server on a loopback port the OS chose (tests/support/server.mjs),
+// drive Debian's Chromium with playwright-core, and wait for things with a
+// bound on every wait.
 //
 // Run through scripts/browser-tests, which installs Chromium and
 // playwright-core and builds the server first.
 
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { startTickstream } from '../support/server.mjs';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const SERVER_BIN = process.env.TICKSTREAM_BIN ?? path.join(REPO_ROOT, 'target/debug/tickstream');
@@ -43,19 +44,6 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-/** A port that was free on 127.0.0.1 a moment ago (the OS picks it). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -80,83 +68,28 @@ export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, message =
 }
 
 /**
- * Starts target/debug/tickstream on 127.0.0.1:`port` (a free one by default)
- * with a fast, seeded simulator, and waits until /readyz answers 200.
+ * Starts target/debug/tickstream on 127.0.0.1 with a fast, seeded simulator,
+ * on a port the OS picks (or `port`, to restart on the same one), and waits
+ * until /readyz answers 200.
  * @returns {Promise<{port: number, url: string, pid: number, stop: () => Promise<void>, output: () => string}>}
  */
-export async function startServer(options = {}) {
-  // A port picked by freePort() can be taken by someone else before the
-  // server binds it; then try another one (a port asked for is not changed).
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await startServerOnce(options);
-    } catch (err) {
-      if (options.port !== undefined || attempt >= 3 || !err.message.includes('exited early')) throw err;
-    }
-  }
-}
-
-async function startServerOnce({ port, env = {}, readyTimeoutMs = 20_000 } = {}) {
+export async function startServer({ port, env = {}, readyTimeoutMs = 20_000 } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`${SERVER_BIN} does not exist: run scripts/browser-tests (it builds it with cargo test --no-run first)`);
   }
-  const p = port ?? (await freePort());
-  const child = spawn(SERVER_BIN, [], {
+  return startTickstream({
+    bin: SERVER_BIN,
     cwd: REPO_ROOT,
+    port,
+    readyTimeoutMs,
     env: {
-      ...process.env,
-      TICKSTREAM__SERVER__HOST: '127.0.0.1',
-      TICKSTREAM__SERVER__PORT: String(p),
       TICKSTREAM__SIMULATOR__TICKS_PER_SECOND: '2000',
       TICKSTREAM__SIMULATOR__SEED: '1',
       TICKSTREAM__SERVER__SHUTDOWN_TIMEOUT_MS: '2000',
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  const keep = (chunk) => {
-    output += chunk;
-    if (output.length > 200_000) output = output.slice(-100_000);
-  };
-  child.stdout.setEncoding('utf8').on('data', keep);
-  child.stderr.setEncoding('utf8').on('data', keep);
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  let exitInfo = null;
-  exited.then((info) => { exitInfo = info; });
-
-  const url = `http://127.0.0.1:${p}`;
-  const server = {
-    port: p,
-    url,
-    pid: child.pid,
-    output: () => output,
-    /** SIGTERM (graceful: viewers get 1001), then SIGKILL after 10 s; waits for the exit. */
-    async stop() {
-      if (exitInfo) return;
-      child.kill('SIGTERM');
-      let timer;
-      const done = await Promise.race([exited, new Promise((r) => { timer = setTimeout(() => r(null), 10_000); })]);
-      clearTimeout(timer); // a pending timer would keep the test process alive
-      if (!done) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-  try {
-    await waitFor(async () => {
-      if (exitInfo) throw new Error(`server exited early (${JSON.stringify(exitInfo)}):\n${output}`);
-      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) });
-      return res.status === 200;
-    }, { timeoutMs: readyTimeoutMs, intervalMs: 100, message: `tickstream to be ready on ${url}` });
-  } catch (err) {
-    await server.stop();
-    if (exitInfo && !err.message.includes('exited early')) err.message += `\nserver output:\n${output}`;
-    throw err;
-  }
-  return server;
 }
 
 /**

@@ -10,7 +10,8 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, waitFor } from './helpers.mjs';
+import { candidatePort, listensOn } from '../support/server.mjs';
+import { waitFor } from './helpers.mjs';
 
 /** The publisher key the tests that script their own feed start the server with. */
 export const PUBLISHER_KEY = 'browser-tests-key';
@@ -108,8 +109,9 @@ export function upgradeStatus(port, path = '/ws') {
 }
 
 /**
- * A real nginx on a free loopback port in front of the server, under a
- * temporary prefix. With `passUpgrade: false` it behaves like a proxy that
+ * A real nginx on a loopback port in front of the server, under a temporary
+ * prefix. nginx must be told its port: when the one tried is taken, it tries
+ * another (tests/support/server.mjs). With `passUpgrade: false` it behaves like a proxy that
  * cannot carry WebSockets: Upgrade and Connection are hop-by-hop headers,
  * and nginx does not forward them unless told to, so `/ws` arrives as a plain
  * GET and fails; `/sse` and REST pass. `setPassUpgrade(true)` rewrites the
@@ -120,7 +122,7 @@ export async function startNginx(upstreamPort, { passUpgrade = false } = {}) {
   if (!existsSync(NGINX)) throw new Error(`${NGINX} not found: run scripts/system-packages (scripts/browser-tests calls it)`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tickstream-nginx-'));
   const confPath = path.join(dir, 'nginx.conf');
-  const port = await freePort();
+  let port;
   const config = (pass) => `daemon off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
@@ -146,18 +148,58 @@ ${pass ? '            proxy_set_header Upgrade $http_upgrade;\n            proxy
     }
 }
 `;
-  await writeFile(confPath, config(passUpgrade));
-  const child = spawn(NGINX, ['-p', dir, '-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => { output += d; });
-  child.stderr.setEncoding('utf8').on('data', (d) => { output += d; });
+  let child;
+  let exited;
   let exitInfo = null;
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(); }));
+  let output = '';
   const log = () => {
     let text = output;
     try { text += readFileSync(path.join(dir, 'error.log'), 'utf8').slice(-5000); } catch { /* not written yet */ }
     return text;
   };
+  /** `signal`, then SIGKILL after `graceMs`; waits for the exit. */
+  const stopChild = async (signal, graceMs) => {
+    if (exitInfo) return;
+    child.kill(signal);
+    let timer;
+    const done = await Promise.race([exited.then(() => true), new Promise((r) => { timer = setTimeout(() => r(false), graceMs); })]);
+    clearTimeout(timer);
+    if (!done) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  for (let attempt = 1; ; attempt += 1) {
+    port = candidatePort();
+    await writeFile(confPath, config(passUpgrade));
+    output = '';
+    exitInfo = null;
+    child = spawn(NGINX, ['-p', dir, '-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.setEncoding('utf8').on('data', (d) => { output += d; });
+    child.stderr.setEncoding('utf8').on('data', (d) => { output += d; });
+    exited = new Promise((resolve) => child.once('exit', (code, signal) => { exitInfo = { code, signal }; resolve(); }));
+    let started;
+    try {
+      // Up once nginx itself listens there (a connection could reach whoever
+      // else holds the port); on a taken port it says so, then retries its bind.
+      started = await waitFor(() => {
+        if (listensOn(child.pid, port)) return 'listening';
+        if (/address already in use/i.test(output)) return 'taken';
+        if (exitInfo) throw new Error(`nginx exited early (${JSON.stringify(exitInfo)}):\n${log()}`);
+        return false;
+      }, { timeoutMs: 10_000, intervalMs: 20, message: `nginx to listen on ${port}` });
+    } catch (err) {
+      await stopChild('SIGKILL', 0);
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    if (started === 'listening') break;
+    await stopChild('SIGKILL', 0);
+    if (attempt >= 5) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`nginx: every port tried was taken:\n${log()}`);
+    }
+  }
   const nginx = {
     port,
     url: `http://127.0.0.1:${port}`,
@@ -173,16 +215,7 @@ ${pass ? '            proxy_set_header Upgrade $http_upgrade;\n            proxy
       await waitFor(async () => ((await upgradeStatus(port)) === 101) === pass, { timeoutMs: 10_000, intervalMs: 100, message: `nginx to ${pass ? 'pass' : 'block'} upgrades after the reload` });
     },
     async stop() {
-      if (!exitInfo) {
-        child.kill('SIGQUIT'); // graceful: lets the workers go
-        let timer;
-        const done = await Promise.race([exited.then(() => true), new Promise((r) => { timer = setTimeout(() => r(false), 5000); })]);
-        clearTimeout(timer);
-        if (!done) {
-          child.kill('SIGKILL');
-          await exited;
-        }
-      }
+      await stopChild('SIGQUIT', 5000); // graceful: lets the workers go
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,7 +1,7 @@
 // A real Node client on /ws: the `ws` package with perMessageDeflate: true.
 //
-// Against a server this file starts itself (loopback, free port, the
-// simulator off, a publisher key), it checks that:
+// Against a server this file starts itself (loopback, a port the OS picks,
+// the simulator off, a publisher key), it checks that:
 // - the handshake answer's Sec-WebSocket-Extensions names permessage-deflate
 //   and ws negotiated it (ws.extensions);
 // - a subscribe the client sends compressed (RSV1 set on the wire, seen in
@@ -15,12 +15,12 @@
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { startTickstream } from '../support/server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -82,59 +82,20 @@ export function parseExact(text) {
   return v;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
+/** The server on a loopback port the OS picks, the simulator off. */
 async function startServer() {
   assert.ok(existsSync(BIN), `${BIN} does not exist: run scripts/client-tests (it builds it)`);
-  const port = await freePort();
-  const child = spawn(BIN, [], {
+  return startTickstream({
+    bin: BIN,
     cwd: REPO,
     env: {
-      ...process.env,
-      TICKSTREAM__SERVER__HOST: '127.0.0.1',
-      TICKSTREAM__SERVER__PORT: String(port),
       TICKSTREAM__SIMULATOR__ENABLED: 'false',
       TICKSTREAM__INGEST__PUBLISHER_KEYS: KEY,
       TICKSTREAM__STREAM__HEARTBEAT_MS: '500',
       TICKSTREAM__SERVER__SHUTDOWN_TIMEOUT_MS: '1000',
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => { output = (output + d).slice(-20000); });
-  child.stderr.setEncoding('utf8').on('data', (d) => { output = (output + d).slice(-20000); });
-  let exited = null;
-  const exit = new Promise((r) => child.once('exit', (code, signal) => { exited = { code, signal }; r(); }));
-  const url = `http://127.0.0.1:${port}`;
-  const server = {
-    port, url, output: () => output,
-    async stop() {
-      if (exited) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exit;
-      clearTimeout(t);
-    },
-  };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${output}`);
-    try {
-      if ((await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) })).status === 200) return server;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) { await server.stop(); throw new Error(`server not ready:\n${output}`); }
-    await sleep(100);
-  }
 }
 
 async function publish(server, ticks) {

@@ -3,8 +3,8 @@
 
 `websockets` offers permessage-deflate (RFC 7692) on every connection unless told
 not to, so this is what a third-party Python client gets with no code at all.
-Checks, against a server this script starts itself (loopback, free port, the
-simulator off, a publisher key):
+Checks, against a server this script starts itself (loopback, a port the OS
+picks, the simulator off, a publisher key):
 
 - the handshake answer's Sec-WebSocket-Extensions names permessage-deflate, and
   websockets negotiated its PerMessageDeflate extension;
@@ -22,9 +22,10 @@ import asyncio
 import json
 import os
 import signal
-import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from decimal import Decimal
@@ -47,42 +48,48 @@ def server_binary() -> Path:
     return target / "debug" / "tickstream"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def exact_json(text: str):
     """JSON with every number as Decimal: 189.12 stays 189.12, never a float."""
     return json.loads(text, parse_float=Decimal, parse_int=Decimal)
 
 
 class Server:
-    """The tickstream binary on a free loopback port, stopped with SIGTERM."""
+    """The tickstream binary on a loopback port the OS picks, stopped with SIGTERM.
+
+    It binds port 0 and writes the port it got to TICKSTREAM_PORT_FILE once it
+    listens (src/main.rs), as tests/support does for the Rust and JavaScript tests.
+    """
 
     def __init__(self):
         binary = server_binary()
         if not binary.exists():
             raise SystemExit(f"{binary} does not exist: run scripts/client-tests (it builds it)")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = tempfile.mkdtemp(prefix="tickstream-client-tests-py-")
+        port_file = Path(self.dir) / "port"
         env = dict(os.environ)
         env.update({
             "TICKSTREAM__SERVER__HOST": "127.0.0.1",
-            "TICKSTREAM__SERVER__PORT": str(self.port),
+            "TICKSTREAM__SERVER__PORT": "0",
+            "TICKSTREAM_PORT_FILE": str(port_file),
             "TICKSTREAM__SIMULATOR__ENABLED": "false",
             "TICKSTREAM__INGEST__PUBLISHER_KEYS": PUBLISHER_KEY,
             "TICKSTREAM__STREAM__HEARTBEAT_MS": "500",
             "TICKSTREAM__SERVER__SHUTDOWN_TIMEOUT_MS": "1000",
             "RUST_LOG": env.get("RUST_LOG", "warn"),
         })
-        self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"tickstream-client-tests-py-{self.port}.log"), "w+")
+        self.log = open(os.path.join(self.dir, "server.log"), "w+")
         self.proc = subprocess.Popen([str(binary)], cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + DEADLINE_S
+        # The port: the file appears, renamed into place, once the server listens.
+        while not port_file.exists():
+            self.fail_if_exited()
+            if time.monotonic() > deadline:
+                self.give_up("server reported no port")
+            time.sleep(0.02)
+        self.port = int(port_file.read_text().strip())
+        self.url = f"http://127.0.0.1:{self.port}"
         while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited early ({self.proc.returncode}):\n{self.output()}")
+            self.fail_if_exited()
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as res:
                     if res.status == 200:
@@ -90,9 +97,17 @@ class Server:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"server not ready on {self.url}:\n{self.output()}")
+                self.give_up(f"server not ready on {self.url}")
             time.sleep(0.1)
+
+    def fail_if_exited(self):
+        if self.proc.poll() is not None:
+            self.give_up(f"server exited early ({self.proc.returncode})")
+
+    def give_up(self, why: str):
+        output = self.output()
+        self.stop(keep_log=True)
+        raise SystemExit(f"{why} (log: {self.log.name}):\n{output}")
 
     def output(self) -> str:
         self.log.seek(0)
@@ -108,7 +123,7 @@ class Server:
                 self.proc.wait()
         self.log.close()
         if not keep_log:
-            os.unlink(self.log.name)
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def publish(self, ticks):
         req = urllib.request.Request(

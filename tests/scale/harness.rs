@@ -1,24 +1,22 @@
-//! Real processes on free loopback ports: redis-server, tickstream instances (the
-//! binary under test, `broker.kind = "redis"`), and nginx with `config/nginx.conf`.
-//! Every process is killed when its handle drops, and its log is printed if the test
-//! is failing, so a red run says what each process saw.
+//! Real processes on loopback ports: redis-server, tickstream instances (the binary
+//! under test, `broker.kind = "redis"`, on ports the OS chose), and nginx and HAProxy
+//! with the shipped configurations. Every process is killed when its handle drops, and
+//! its log is printed if the test is failing, so a red run says what each process saw
+//! (tests/support).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::{
+    spawn_server, start_on_port, start_on_some_port, tickstream_command, Process, ServerProcess,
+    TempDir,
+};
+
 pub const PUBLISHER_KEY: &str = "scale-publisher";
 pub const ADMIN_KEY: &str = "scale-admin";
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A program the test command (`scripts/test`) installs; a clear failure otherwise.
 fn program(name: &str, fallbacks: &[&str]) -> PathBuf {
@@ -34,76 +32,27 @@ fn program(name: &str, fallbacks: &[&str]) -> PathBuf {
         })
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tickstream-scale-{tag}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn signal(child: &Child, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status();
-}
-
-fn print_log_if_failing(name: &str, log: &Path) {
-    if std::thread::panicking() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        eprintln!("---- last lines of {name} ({}):", log.display());
-        for line in tail.iter().rev() {
-            eprintln!("{line}");
-        }
-    }
-}
-
-/// Waits until something accepts TCP connections on `port` (bounded).
-fn wait_listening(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---- Redis ------------------------------------------------------------------------
 
 pub struct Redis {
     pub port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
+    process: Option<Process>,
+    dir: TempDir,
 }
 
 impl Redis {
     /// A fresh redis-server without persistence: a restart comes back empty, the
     /// hardest case for the instances' recovery.
     pub fn start() -> Redis {
-        let mut redis = Redis {
-            port: free_port(),
-            child: None,
-            dir: temp_dir("redis"),
-        };
-        redis.launch();
-        redis
-    }
-
-    fn launch(&mut self) {
-        let log = std::fs::File::create(self.dir.join("redis.log")).unwrap();
-        let child = Command::new(program("redis-server", &["/usr/bin/redis-server"]))
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        wait_listening(self.port, "redis-server");
+        let dir = TempDir::new("scale-redis");
+        let (process, port) = start_on_some_port("redis-server", &dir.join("redis.log"), |port| {
+            redis_command(&dir, port)
+        });
+        Redis {
+            port,
+            process: Some(process),
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -112,36 +61,50 @@ impl Redis {
 
     /// Stops the server (its data is gone: no persistence).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, "-CONT");
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            let _ = process.signal("-CONT");
+            process.stop();
         }
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as
     /// in a network partition; its data is kept.
     pub fn pause(&self) {
-        signal(self.child.as_ref().expect("running"), "-STOP");
+        assert!(self.process.as_ref().expect("running").signal("-STOP"));
     }
 
     pub fn resume(&self) {
-        signal(self.child.as_ref().expect("running"), "-CONT");
+        assert!(self.process.as_ref().expect("running").signal("-CONT"));
     }
 
-    /// Starts again on the same port, empty.
+    /// Starts again on the same port, empty: the instances know only that port.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        let log = self.dir.join("redis.log");
+        let process = start_on_port(
+            "redis-server",
+            &mut redis_command(&self.dir, self.port),
+            &log,
+            self.port,
+        )
+        .unwrap_or_else(|_| {
+            panic!(
+                "redis-server's port {} was taken while it was down",
+                self.port
+            )
+        });
+        self.process = Some(process);
     }
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        print_log_if_failing("redis-server", &self.dir.join("redis.log"));
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+fn redis_command(dir: &TempDir, port: u16) -> Command {
+    let mut command = Command::new(program("redis-server", &["/usr/bin/redis-server"]));
+    command
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path());
+    command
 }
 
 // ---- tickstream instances ---------------------------------------------------------
@@ -149,27 +112,20 @@ impl Drop for Redis {
 pub struct Instance {
     pub name: String,
     pub port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
+    server: ServerProcess,
+    /// Its working directory; after `server`, which must stop first.
+    _dir: TempDir,
 }
 
 impl Instance {
     /// Starts the binary against `redis` with the simulator off unless `env` says
-    /// otherwise; waits until it answers `/healthz`.
+    /// otherwise, on a port the OS chooses; the port is reported once it listens.
     pub fn start(name: &str, redis: &Redis, env: &[(&str, &str)]) -> Instance {
-        let port = free_port();
-        let dir = temp_dir(name);
-        let log = std::fs::File::create(dir.join("tickstream.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TICKSTREAM") {
-                command.env_remove(key);
-            }
-        }
+        let dir = TempDir::new(&format!("scale-{name}"));
+        let mut command = tickstream_command();
         command
-            .current_dir(&dir)
+            .current_dir(dir.path())
             .env("TICKSTREAM__SERVER__HOST", "127.0.0.1")
-            .env("TICKSTREAM__SERVER__PORT", port.to_string())
             .env("TICKSTREAM__SERVER__WORKERS", "1")
             .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
             .env("TICKSTREAM__BROKER__KIND", "redis")
@@ -181,19 +137,13 @@ impl Instance {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("tickstream starts");
-        let instance = Instance {
+        let server = spawn_server(name, command);
+        Instance {
             name: name.to_owned(),
-            port,
-            child: Some(child),
-            dir,
-        };
-        wait_listening(port, name);
-        instance
+            port: server.port,
+            server,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -202,10 +152,7 @@ impl Instance {
 
     /// SIGKILL: no goodbye, no lock release, connections just drop.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -241,10 +188,7 @@ impl Instance {
     }
 
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = text(&self.url("/metrics")).await;
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
+        crate::support::metric(self.port, name).await
     }
 
     /// `POST /api/v1/ticks` as the test publisher.
@@ -293,14 +237,6 @@ impl Instance {
     }
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        print_log_if_failing(&self.name, &self.dir.join("tickstream.log"));
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 pub async fn get(url: &str) -> (u16, Value) {
     let client = awc::Client::new();
     let mut response = client.get(url).send().await.expect("HTTP request succeeds");
@@ -311,19 +247,13 @@ pub async fn get(url: &str) -> (u16, Value) {
     )
 }
 
-pub async fn text(url: &str) -> String {
-    let client = awc::Client::new();
-    let mut response = client.get(url).send().await.expect("HTTP request succeeds");
-    let body = response.body().await.unwrap_or_default();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 // ---- nginx ------------------------------------------------------------------------
 
 pub struct Nginx {
     pub port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
+    process: Process,
+    /// Its prefix (config, logs, temp files); after `process`, which must stop first.
+    _dir: TempDir,
 }
 
 impl Nginx {
@@ -331,74 +261,24 @@ impl Nginx {
     /// must differ: loopback port, the instances' addresses, and files under a
     /// temporary prefix (pid, logs, temp paths) so it runs unprivileged in parallel.
     pub fn start(instances: &[&Instance]) -> Nginx {
-        let port = free_port();
-        let dir = temp_dir("nginx");
+        let dir = TempDir::new("scale-nginx");
         let shipped = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nginx.conf"),
         )
         .unwrap();
-        let servers: String = instances
-            .iter()
-            .map(|i| {
-                format!(
-                    "        server 127.0.0.1:{} max_fails=1 fail_timeout=5s;\n",
-                    i.port
-                )
-            })
-            .collect();
-        let mut config = String::new();
-        config.push_str(&format!(
-            "daemon off;\npid {0}/nginx.pid;\nerror_log {0}/error.log info;\n",
-            dir.display()
-        ));
-        let mut replaced_upstreams = false;
-        for line in shipped.lines() {
-            let trimmed = line.trim();
-            if trimmed.starts_with("server tickstream-") {
-                if !replaced_upstreams {
-                    config.push_str(&servers);
-                    replaced_upstreams = true;
-                }
-                continue;
-            }
-            if trimmed == "listen 8080;" {
-                config.push_str(&format!("        listen 127.0.0.1:{port};\n"));
-                continue;
-            }
-            if trimmed == "access_log /dev/stdout;" {
-                config.push_str(&format!("    access_log {}/access.log;\n", dir.display()));
-                for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-                    config.push_str(&format!("    {temp}_temp_path {}/{temp};\n", dir.display()));
-                }
-                continue;
-            }
-            config.push_str(line);
-            config.push('\n');
-        }
-        assert!(
-            replaced_upstreams,
-            "config/nginx.conf lost its upstream servers"
-        );
         std::fs::create_dir_all(dir.join("logs")).unwrap();
         let path = dir.join("nginx.conf");
-        std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(program("nginx", &["/usr/sbin/nginx"]))
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("nginx starts");
-        let nginx = Nginx {
+        let (process, port) = start_on_some_port("nginx", &dir.join("stderr.log"), |port| {
+            std::fs::write(&path, nginx_config(&shipped, instances, dir.path(), port)).unwrap();
+            let mut command = Command::new(program("nginx", &["/usr/sbin/nginx"]));
+            command.arg("-p").arg(dir.path()).arg("-c").arg(&path);
+            command
+        });
+        Nginx {
             port,
-            child: Some(child),
-            dir,
-        };
-        wait_listening(port, "nginx");
-        nginx
+            process: process.also_print(dir.join("error.log")),
+            _dir: dir,
+        }
     }
 
     pub fn ws_url(&self, query: &str) -> String {
@@ -406,16 +286,57 @@ impl Nginx {
     }
 }
 
+fn nginx_config(shipped: &str, instances: &[&Instance], dir: &Path, port: u16) -> String {
+    let servers: String = instances
+        .iter()
+        .map(|i| {
+            format!(
+                "        server 127.0.0.1:{} max_fails=1 fail_timeout=5s;\n",
+                i.port
+            )
+        })
+        .collect();
+    let mut config = String::new();
+    config.push_str(&format!(
+        "daemon off;\npid {0}/nginx.pid;\nerror_log {0}/error.log info;\n",
+        dir.display()
+    ));
+    let mut replaced_upstreams = false;
+    for line in shipped.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("server tickstream-") {
+            if !replaced_upstreams {
+                config.push_str(&servers);
+                replaced_upstreams = true;
+            }
+            continue;
+        }
+        if trimmed == "listen 8080;" {
+            config.push_str(&format!("        listen 127.0.0.1:{port};\n"));
+            continue;
+        }
+        if trimmed == "access_log /dev/stdout;" {
+            config.push_str(&format!("    access_log {}/access.log;\n", dir.display()));
+            for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+                config.push_str(&format!("    {temp}_temp_path {}/{temp};\n", dir.display()));
+            }
+            continue;
+        }
+        config.push_str(line);
+        config.push('\n');
+    }
+    assert!(
+        replaced_upstreams,
+        "config/nginx.conf lost its upstream servers"
+    );
+    config
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
-        print_log_if_failing("nginx", &self.dir.join("error.log"));
-        if let Some(mut child) = self.child.take() {
-            signal(&child, "-QUIT");
-            std::thread::sleep(Duration::from_millis(50));
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Graceful first (lets the workers go); the process handle then kills it.
+        let _ = self.process.signal("-QUIT");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -423,64 +344,32 @@ impl Drop for Nginx {
 
 pub struct Haproxy {
     pub port: u16,
-    child: Option<Child>,
-    dir: PathBuf,
+    _process: Process,
+    /// Its config and log; after `_process`, which must stop first.
+    _dir: TempDir,
 }
 
 impl Haproxy {
     /// HAProxy with the project's `config/haproxy.cfg`, rewritten only for the
     /// loopback port and the instances' addresses.
     pub fn start(instances: &[&Instance]) -> Haproxy {
-        let port = free_port();
-        let dir = temp_dir("haproxy");
+        let dir = TempDir::new("scale-haproxy");
         let shipped = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("config/haproxy.cfg"),
         )
         .unwrap();
-        let mut config = String::new();
-        let mut replaced = false;
-        for line in shipped.lines() {
-            let trimmed = line.trim();
-            if trimmed.starts_with("server tickstream-") {
-                if !replaced {
-                    for (n, instance) in instances.iter().enumerate() {
-                        let rest = trimmed.splitn(3, ' ').nth(2).unwrap_or("");
-                        let rest = rest.split_once(' ').map_or("", |(_, r)| r);
-                        config.push_str(&format!(
-                            "    server t{n} 127.0.0.1:{} {rest}\n",
-                            instance.port
-                        ));
-                    }
-                    replaced = true;
-                }
-                continue;
-            }
-            if trimmed == "bind :8080" {
-                config.push_str(&format!("    bind 127.0.0.1:{port}\n"));
-                continue;
-            }
-            config.push_str(line);
-            config.push('\n');
-        }
-        assert!(replaced, "config/haproxy.cfg lost its servers");
         let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
-        let child = Command::new(program("haproxy", &["/usr/sbin/haproxy"]))
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("haproxy starts");
-        let haproxy = Haproxy {
+        let (process, port) = start_on_some_port("haproxy", &dir.join("haproxy.log"), |port| {
+            std::fs::write(&path, haproxy_config(&shipped, instances, port)).unwrap();
+            let mut command = Command::new(program("haproxy", &["/usr/sbin/haproxy"]));
+            command.arg("-db").arg("-f").arg(&path);
+            command
+        });
+        Haproxy {
             port,
-            child: Some(child),
-            dir,
-        };
-        wait_listening(port, "haproxy");
-        haproxy
+            _process: process,
+            _dir: dir,
+        }
     }
 
     pub fn ws_url(&self, query: &str) -> String {
@@ -488,13 +377,32 @@ impl Haproxy {
     }
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        print_log_if_failing("haproxy", &self.dir.join("haproxy.log"));
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+fn haproxy_config(shipped: &str, instances: &[&Instance], port: u16) -> String {
+    let mut config = String::new();
+    let mut replaced = false;
+    for line in shipped.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("server tickstream-") {
+            if !replaced {
+                for (n, instance) in instances.iter().enumerate() {
+                    let rest = trimmed.splitn(3, ' ').nth(2).unwrap_or("");
+                    let rest = rest.split_once(' ').map_or("", |(_, r)| r);
+                    config.push_str(&format!(
+                        "    server t{n} 127.0.0.1:{} {rest}\n",
+                        instance.port
+                    ));
+                }
+                replaced = true;
+            }
+            continue;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if trimmed == "bind :8080" {
+            config.push_str(&format!("    bind 127.0.0.1:{port}\n"));
+            continue;
+        }
+        config.push_str(line);
+        config.push('\n');
     }
+    assert!(replaced, "config/haproxy.cfg lost its servers");
+    config
 }

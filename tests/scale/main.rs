@@ -1,11 +1,14 @@
 //! Scale-out over Redis, end to end with real processes: redis-server, several
 //! tickstream instances (`broker.kind = "redis"`) and nginx with `config/nginx.conf`,
-//! all on free loopback ports. `scripts/test` installs redis-server and nginx.
+//! all on loopback ports (tests/support). `scripts/test` installs redis-server and nginx.
 
 mod auto_create;
 mod feed;
 mod harness;
 mod viewer;
+
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,8 @@
 //! Docker (no daemon in CI): the binary alone in a `bin/` directory on `PATH`, run as
 //! `tickstream serve` in a read-only working directory that holds a copy of
 //! `config/` (the image's `/app`), as the image's user 10001 when the test runs as
-//! root, with an environment that holds nothing but `PATH` and `TICKSTREAM__*`.
+//! root, with an environment that holds nothing but `PATH` and `TICKSTREAM__*` (and,
+//! for a server, the port file through which the test support learns its port).
 //! tests/deploy/dockerfile_checks.py fails when the Dockerfile stops matching this.
 
 use std::collections::BTreeMap;
@@ -10,9 +11,11 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::support::{spawn_child, spawn_server, ServerProcess};
 
 /// The image's user and group (Dockerfile: `USER 10001:10001`).
 const IMAGE_UID: u32 = 10001;
@@ -36,14 +39,6 @@ pub fn binary_under_test() -> PathBuf {
         }
         None => PathBuf::from(env!("CARGO_BIN_EXE_tickstream")),
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A temporary copy of the image's file system layout: `bin/tickstream` and the
@@ -86,9 +81,9 @@ impl ImageLayout {
         self.root.join("app")
     }
 
-    /// `tickstream ARGS` as the image runs it, listening on 127.0.0.1:`port`. The
-    /// image sets `TICKSTREAM__SERVER__HOST=0.0.0.0`; tests listen on loopback only,
-    /// so that one value differs (`healthcheck_with_host` uses the image's value).
+    /// `tickstream ARGS` as the image runs it, for 127.0.0.1:`port`. The image sets
+    /// `TICKSTREAM__SERVER__HOST=0.0.0.0`; tests listen on loopback only, so that one
+    /// value differs (`healthcheck_with_host` uses the image's value).
     pub fn command(&self, args: &[&str], port: u16) -> Command {
         let mut command = Command::new("tickstream");
         command
@@ -152,24 +147,28 @@ impl ImageLayout {
         entries
     }
 
-    /// Starts `tickstream serve` with `extra_env` on top of the image's environment.
-    pub fn serve(&self, port: u16, extra_env: &[(&str, &str)]) -> ServerProcess {
-        let mut command = self.command(&["serve"], port);
-        command
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::piped());
-        let mut child = spawn(&mut command);
-        let mut stdout = child.stdout.take().unwrap();
-        // Drained as it comes, so a full pipe never blocks the server's logging.
-        let logs = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            text
-        });
-        ServerProcess {
-            child,
-            logs: Some(logs),
+    /// Starts `tickstream serve` with `extra_env` on top of the image's environment,
+    /// on a port the OS picks (`ServerProcess::port`); killed on drop if a test fails
+    /// before it exits.
+    pub fn serve(&self, extra_env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = self.command(&["serve"], 0);
+        command.envs(extra_env.iter().copied());
+        spawn_server("tickstream serve", command)
+    }
+
+    /// Polls the image's health check (at most 10 s) until it passes.
+    pub async fn wait_until_healthy(&self, server: &mut ServerProcess) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(exit) = server.exited() {
+                panic!("the server exited during start-up: {exit:?}");
+            }
+            if self.healthcheck(server.port).status.success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("the health check did not pass within 10 s");
     }
 }
 
@@ -180,67 +179,6 @@ impl Drop for ImageLayout {
             .arg(&self.root)
             .status();
         let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-/// A running `tickstream serve`; killed on drop if a test fails before it exits.
-pub struct ServerProcess {
-    child: Child,
-    logs: Option<std::thread::JoinHandle<String>>,
-}
-
-impl ServerProcess {
-    /// Polls the image's health check (at most 10 s) until it passes.
-    pub async fn wait_until_healthy(&mut self, layout: &ImageLayout, port: u16) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!("the server exited during start-up: {exit:?}");
-            }
-            if layout.healthcheck(port).status.success() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the health check did not pass within 10 s");
-    }
-
-    /// What `docker stop` and the kubelet send.
-    pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
-    }
-
-    /// Waits at most `limit` for the process to exit; its status and how long it took.
-    pub async fn wait_for_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                return (exit, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the server did not exit within {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything the exited process wrote to stdout.
-    pub fn logs(&mut self) -> String {
-        self.logs.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -267,25 +205,10 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
-/// Spawns, retrying while the kernel says "text file busy": a child that another test
-/// thread forks while this test copies the binary inherits the copy's open file for a
-/// moment (until it execs), and an executable open for writing cannot be run.
-fn spawn(command: &mut Command) -> Child {
-    for _ in 0..100 {
-        match command.spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            result => return result.expect("the binary starts"),
-        }
-    }
-    panic!("the copied binary stayed busy for 2 s");
-}
-
 /// Runs to completion with stdout and stderr captured.
 fn run(mut command: Command) -> Output {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    spawn(&mut command).wait_with_output().unwrap()
+    spawn_child(&mut command).wait_with_output().unwrap()
 }
 
 fn set_mode(path: &Path, mode: u32) {
