@@ -10,10 +10,12 @@
 //! Slots are pre-allocated up to a configured capacity: ids stay valid forever and the
 //! hot path indexes a plain slice, at the cost of a fixed limit on the universe size.
 
+mod durable;
 mod history;
 mod universe;
 
-pub use history::{Bar, History, Interval, MINUTE_BARS, SECOND_BARS};
+pub use durable::{Durable, StorageStatus, StorageUnavailable, DATA_FILE};
+pub use history::{Bar, ChangedBars, History, Interval, MINUTE_BARS, SECOND_BARS};
 pub(crate) use universe::split_csv_line;
 pub use universe::{load_universe, UniverseEntry, DEFAULT_UNIVERSE_CSV};
 
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{
     fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 
@@ -57,6 +59,40 @@ struct Inner {
     /// Carries the number of applied batches; viewers wait on it instead of polling.
     changes: watch::Sender<u64>,
     ticks_applied: AtomicU64,
+    /// The consistent-cut gate of the durable layer: every change (a batch with its
+    /// publisher's `seq`, a universe change, a rollover) is made under a shared hold,
+    /// and the durable writer takes it exclusively just long enough to copy what
+    /// changed. So a copy never holds half a batch, nor a batch without its `seq`.
+    /// Std lock: held for plain memory work only, never across an `.await`; one
+    /// uncontended read-lock per batch, not per tick.
+    gate: RwLock<()>,
+    /// Counts changes, bumped under the gate; the writer records the value it copied
+    /// at, and a waiter is covered once a commit reached its change's number.
+    generation: AtomicU64,
+    /// Highest accepted `seq` per publisher fingerprint, with a "changed since the
+    /// last copy" flag; written under the gate with the batch it belongs to.
+    publisher_seqs: Mutex<HashMap<Arc<str>, (u64, bool)>>,
+}
+
+/// Everything that changed since the previous [`SnapshotStore::take_changes`], copied
+/// at one consistent moment (see `Inner::gate`).
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The [`SnapshotStore::generation`] this copy covers.
+    pub generation: u64,
+    /// In id order, so a removed slot is written before a later slot of its symbol.
+    pub symbols: Vec<SymbolChange>,
+    pub publishers: Vec<(Arc<str>, u64)>,
+}
+
+/// A symbol's full stored state, and its bars changed since the last copy.
+#[derive(Debug, Clone)]
+pub struct SymbolChange {
+    pub symbol: Symbol,
+    pub removed: bool,
+    pub name: Arc<str>,
+    pub quote: Quote,
+    pub bars: Vec<ChangedBars>,
 }
 
 #[derive(Default)]
@@ -65,6 +101,8 @@ struct Slot {
     published: Published,
     info: OnceLock<SymbolInfo>,
     removed: AtomicBool,
+    /// Changed since the durable writer last copied it (set under the gate).
+    dirty: AtomicBool,
     state: Mutex<SlotState>,
 }
 
@@ -152,6 +190,9 @@ impl SnapshotStore {
                 removals: AtomicU64::new(0),
                 changes,
                 ticks_applied: AtomicU64::new(0),
+                gate: RwLock::new(()),
+                generation: AtomicU64::new(0),
+                publisher_seqs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -175,6 +216,7 @@ impl SnapshotStore {
         name: Option<&str>,
         previous_close: Option<Price>,
     ) -> Result<(SymbolId, bool), StoreFull> {
+        let _gate = self.change_gate();
         let mut registry = self
             .inner
             .registry
@@ -194,6 +236,7 @@ impl SnapshotStore {
                     slot.published.publish(&state.quote, true);
                 }
                 drop(state);
+                self.mark_changed(slot);
                 self.notify_change();
             }
             return Ok((id, false));
@@ -220,6 +263,7 @@ impl SnapshotStore {
         // Publish the slot only once it is fully initialised.
         self.inner.len.store(index + 1, Ordering::Release);
         drop(registry);
+        self.mark_changed(slot);
         self.notify_change();
         Ok((id, true))
     }
@@ -227,6 +271,7 @@ impl SnapshotStore {
     /// Removes a symbol from the universe. Its id stays dead (a later re-add gets a new
     /// slot), so viewers can tell "removed" from "changed".
     pub fn remove_symbol(&self, symbol: &Symbol) -> Option<SymbolId> {
+        let _gate = self.change_gate();
         let id = self
             .inner
             .registry
@@ -234,6 +279,7 @@ impl SnapshotStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(symbol)?;
         self.slot(id).removed.store(true, Ordering::Release);
+        self.mark_changed(self.slot(id));
         self.inner.removals.fetch_add(1, Ordering::Release);
         self.notify_change();
         Some(id)
@@ -322,8 +368,23 @@ impl SnapshotStore {
     /// Applies ticks in order (quote and bars together), then wakes waiting viewers
     /// once for the whole batch. Ticks for removed symbols are dropped.
     pub fn apply_batch(&self, ticks: &[Tick]) {
-        if ticks.is_empty() {
+        self.apply_publisher_batch(ticks, None);
+    }
+
+    /// [`SnapshotStore::apply_batch`], recording `publisher`'s highest accepted `seq`
+    /// together with its ticks: the durable layer stores both or neither, so after a
+    /// crash a retried batch is either all duplicates or all new, never counted twice.
+    pub fn apply_publisher_batch(&self, ticks: &[Tick], publisher: Option<(&Arc<str>, u64)>) {
+        if ticks.is_empty() && publisher.is_none() {
             return;
+        }
+        let _gate = self.change_gate();
+        if let Some((fingerprint, seq)) = publisher {
+            let mut seqs = self.publisher_seqs();
+            let entry = seqs.entry(fingerprint.clone()).or_insert((seq, true));
+            if seq >= entry.0 {
+                *entry = (seq, true);
+            }
         }
         for tick in ticks {
             let slot = self.slot(tick.symbol);
@@ -339,7 +400,10 @@ impl SnapshotStore {
             }
             state.quote.apply(tick);
             slot.published.publish(&state.quote, true);
+            drop(state);
+            slot.dirty.store(true, Ordering::Relaxed);
         }
+        self.inner.generation.fetch_add(1, Ordering::Release);
         self.inner
             .ticks_applied
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
@@ -349,12 +413,14 @@ impl SnapshotStore {
     /// Replaces a symbol's quote (a cluster resync), bumping its version only when
     /// something changed so viewers send just the difference. Bars are kept.
     pub fn replace_quote(&self, id: SymbolId, quote: Quote) {
+        let _gate = self.change_gate();
         let slot = self.slot(id);
         let mut state = slot.lock();
         if state.quote != quote {
             state.quote = quote;
             slot.published.publish(&state.quote, true);
             drop(state);
+            self.mark_changed(slot);
             self.notify_change();
         }
     }
@@ -363,6 +429,7 @@ impl SnapshotStore {
     /// reference (`pc`), volume restarts at zero and open/high/low wait for the next
     /// trade. Bars are not touched.
     pub fn roll_over(&self) {
+        let _gate = self.change_gate();
         for id in (0..self.len()).map(|i| SymbolId(i as u32)) {
             let slot = self.slot(id);
             if slot.removed.load(Ordering::Acquire) {
@@ -371,8 +438,116 @@ impl SnapshotStore {
             let mut state = slot.lock();
             state.quote.roll_over();
             slot.published.publish(&state.quote, true);
+            drop(state);
+            self.mark_changed(slot);
         }
         self.notify_change();
+    }
+
+    /// A shared hold on the consistent-cut gate, for the length of one change.
+    fn change_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.inner
+            .gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks a slot for the durable writer and counts one change (gate held).
+    fn mark_changed(&self, slot: &Slot) {
+        slot.dirty.store(true, Ordering::Relaxed);
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn publisher_seqs(&self) -> MutexGuard<'_, HashMap<Arc<str>, (u64, bool)>> {
+        self.inner
+            .publisher_seqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of changes made so far. A change is stored once a commit covered
+    /// the generation read after it was made.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// The highest stored or accepted `seq` of a publisher (restored at start-up).
+    pub fn publisher_seq(&self, fingerprint: &str) -> Option<u64> {
+        self.publisher_seqs().get(fingerprint).map(|&(seq, _)| seq)
+    }
+
+    /// Copies every change since the last call at one consistent moment: the gate
+    /// is held exclusively, so no batch is half applied and every applied batch's
+    /// `seq` is in the same copy. Cheap: the writer does the I/O after releasing it.
+    pub fn take_changes(&self) -> Changes {
+        let _exclusive = self
+            .inner
+            .gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation();
+        let mut symbols = Vec::new();
+        for index in 0..self.len() {
+            let slot = &self.inner.slots[index];
+            if !slot.dirty.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let mut state = slot.lock();
+            symbols.push(SymbolChange {
+                symbol: self.info(SymbolId(index as u32)).symbol.clone(),
+                removed: slot.removed.load(Ordering::Acquire),
+                name: state.name.clone(),
+                quote: state.quote,
+                bars: state.history.take_changed(),
+            });
+        }
+        let mut publishers = Vec::new();
+        for (fingerprint, (seq, changed)) in self.publisher_seqs().iter_mut() {
+            if std::mem::take(changed) {
+                publishers.push((fingerprint.clone(), *seq));
+            }
+        }
+        Changes {
+            generation,
+            symbols,
+            publishers,
+        }
+    }
+
+    /// Start-up only, before anything else runs: puts back a stored symbol's name,
+    /// quote and bars, creating it if the universe file does not have it. Not marked
+    /// changed: it is what the file already holds.
+    pub fn restore_symbol(
+        &self,
+        symbol: Symbol,
+        name: &str,
+        quote: Quote,
+        bars: Vec<(Interval, Vec<Bar>)>,
+    ) -> Result<SymbolId, StoreFull> {
+        let (id, _) = self.upsert_symbol(symbol, Some(name), None)?;
+        let slot = self.slot(id);
+        let mut state = slot.lock();
+        state.quote = quote;
+        for (interval, bars) in bars {
+            state.history.restore(interval, bars);
+        }
+        slot.published.publish(&state.quote, false);
+        drop(state);
+        slot.dirty.store(false, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Start-up only: a symbol removed at run time stays removed.
+    pub fn restore_removal(&self, symbol: &Symbol) {
+        if let Some(id) = self.remove_symbol(symbol) {
+            self.slot(id).dirty.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Start-up only: a publisher's stored highest `seq`.
+    pub fn restore_publisher_seq(&self, fingerprint: &str, seq: u64) {
+        self.publisher_seqs()
+            .insert(Arc::from(fingerprint), (seq, false));
     }
 
     fn notify_change(&self) {

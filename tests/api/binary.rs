@@ -15,6 +15,9 @@ pub fn tickstream_command() -> Command {
             command.env_remove(key);
         }
     }
+    // Memory only: these tests share working directories, and a data file is locked
+    // by the one process that has it open (tests/api/durable.rs covers the file).
+    command.env("TICKSTREAM__STORE__DATA_DIR", "");
     command
 }
 
