@@ -1,0 +1,313 @@
+//! The durable market state, black-box: the real binary on a temp `store.data_dir`,
+//! killed (-9) right after an acknowledgement, stopped with SIGTERM, given a damaged
+//! file, and made unable to write. Each restart reads what the first process stored.
+//!
+//! The spawning helper is local to this file for now (tests/api/binary.rs is moving
+//! to a shared support module); it reads the port back from the log line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const KEY: &str = "durable-publisher-key";
+/// Longer than any start-up or graceful stop takes.
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// A fixed event time, so bars fall in known buckets: 2025-11-25 12:00:00 UTC.
+const T0: i64 = 1_764_072_000_000;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tickstream-durable-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.0.join("data")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary in `dir`, with no inherited `TICKSTREAM*` settings, the simulator off,
+/// one publisher key, auto-created symbols, port 0 and text logs.
+fn command(dir: &TempDir, data_dir: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tickstream"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TICKSTREAM") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .current_dir(&dir.0)
+        .env("TICKSTREAM__SERVER__HOST", "127.0.0.1")
+        .env("TICKSTREAM__SERVER__PORT", "0")
+        .env("TICKSTREAM__SERVER__WORKERS", "1")
+        .env("TICKSTREAM__SIMULATOR__ENABLED", "false")
+        .env("TICKSTREAM__LOG__FORMAT", "text")
+        .env("TICKSTREAM__LOG__LEVEL", "info")
+        .env("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY)
+        .env("TICKSTREAM__INGEST__AUTO_CREATE_SYMBOLS", "true")
+        .env("TICKSTREAM__STORE__DATA_DIR", data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A running server, killed (-9) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (found, port) = mpsc::channel();
+        // Reads the log until the end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("tickstream listening") {
+                    let _ = found.send(listening_port(&line));
+                }
+            }
+        });
+        let port = match port.recv_timeout(TIMEOUT) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let mut stderr = String::new();
+                let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("no `tickstream listening` line; stderr: {stderr}");
+            }
+        };
+        Server { child, port }
+    }
+
+    fn kill9(mut self) {
+        // SIGKILL: no handler runs, nothing is flushed on the way out.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn sigterm(mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "graceful stop exits 0: {status:?}");
+                return;
+            }
+            assert!(started.elapsed() < TIMEOUT, "stops within the grace period");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        request(self.port, "GET", path, None)
+    }
+
+    fn publish(&self, ticks: &Value) -> (u16, Value) {
+        request(self.port, "POST", "/api/v1/ticks", Some(ticks))
+    }
+
+    fn quote(&self, symbol: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/quotes/{symbol}"));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn bars(&self, symbol: &str, interval: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/history/{symbol}?interval={interval}"));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `port=N` from the text log line (no colour codes: stdout is a pipe).
+fn listening_port(line: &str) -> u16 {
+    let at = line.find(" port=").expect("the line names the port") + " port=".len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect("a port number")
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`), with the test
+/// publisher's key on POST; returns the status and the JSON body.
+fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = if method == "POST" {
+        format!("Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n")
+    } else {
+        String::new()
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let status = response[9..12].parse().expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+/// Batch `n`: three trades (AAPL, AAPL, and the auto-created DURA) with `seq`s
+/// `3n+1..=3n+3`, seconds apart in event time so they make several bars.
+fn batch(n: i64) -> Value {
+    let ts = T0 + n * 20_000;
+    let seq = 3 * n as u64;
+    json!([
+        {"symbol": "AAPL", "price": 190 + n, "size": 10 + n, "ts": ts, "seq": seq + 1},
+        {"symbol": "AAPL", "price": 185 + n, "size": 1, "ts": ts + 1_500, "seq": seq + 2},
+        {"symbol": "DURA", "price": 5 + n, "size": 100, "ts": ts + 3_000, "seq": seq + 3},
+    ])
+}
+
+const QUOTE_FIELDS: [&str; 7] = ["p", "v", "o", "h", "l", "pc", "t"];
+
+fn fields(quote: &Value) -> Vec<Value> {
+    QUOTE_FIELDS.iter().map(|f| quote[f].clone()).collect()
+}
+
+#[test]
+fn a_kill_right_after_the_last_200_loses_nothing_acknowledged() {
+    // Arrange
+    let dir = TempDir::new("kill9");
+    let data = dir.data_dir();
+    let server = Server::start(command(&dir, data.to_str().unwrap()));
+    let mut last = Value::Null;
+    for n in 0..6 {
+        last = batch(n);
+        let (status, report) = server.publish(&last);
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["accepted"], 3, "{report}");
+    }
+    let before = [server.quote("AAPL"), server.quote("DURA")];
+    let bars_before = [server.bars("AAPL", "1m"), server.bars("DURA", "1s")];
+
+    // Act: no graceful anything, right after the last acknowledgement.
+    server.kill9();
+    let server = Server::start(command(&dir, data.to_str().unwrap()));
+
+    // Assert: what was acknowledged, exactly, and the seqs with it.
+    let after = [server.quote("AAPL"), server.quote("DURA")];
+    for (before, after) in before.iter().zip(&after) {
+        assert_eq!(fields(before), fields(after), "{before} vs {after}");
+    }
+    assert_eq!(after[0]["v"], json!((10..16).sum::<i64>() + 6));
+    assert_eq!(
+        [server.bars("AAPL", "1m"), server.bars("DURA", "1s")],
+        bars_before
+    );
+    let (status, report) = server.publish(&last);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["accepted"], &report["duplicates"]),
+        (&json!(0), &json!(3))
+    );
+    assert_eq!(
+        fields(&server.quote("AAPL")),
+        fields(&after[0]),
+        "no volume twice"
+    );
+}
+
+#[test]
+fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
+    let dir = TempDir::new("sigterm");
+    let data = dir.data_dir();
+    let server = Server::start(command(&dir, data.to_str().unwrap()));
+    for n in 0..4 {
+        assert_eq!(server.publish(&batch(n)).0, 200);
+    }
+    let (_, quotes) = server.get("/api/v1/quotes");
+    let history = [server.bars("AAPL", "1s"), server.bars("DURA", "1m")];
+
+    server.sigterm();
+    let server = Server::start(command(&dir, data.to_str().unwrap()));
+
+    assert_eq!(server.get("/api/v1/quotes").1, quotes);
+    assert_eq!(
+        [server.bars("AAPL", "1s"), server.bars("DURA", "1m")],
+        history
+    );
+}
+
+#[test]
+fn a_damaged_data_file_stops_start_up_with_one_line_naming_it() {
+    let dir = TempDir::new("damaged");
+    let data = dir.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("tickstream.redb");
+    std::fs::write(
+        &file,
+        b"this is not a database, just some garbage bytes\n".repeat(200),
+    )
+    .unwrap();
+
+    let output = command(&dir, data.to_str().unwrap()).output().unwrap();
+
+    assert!(!output.status.success(), "{:?}", output.status);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].contains(&file.display().to_string()), "{stderr}");
+    assert!(lines[0].contains("move it away"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_empty_data_dir_writes_nothing() {
+    let dir = TempDir::new("memory");
+    let server = Server::start(command(&dir, ""));
+    assert_eq!(server.publish(&batch(0)).0, 200);
+    server.sigterm();
+    let left: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the working directory stays empty: {left:?}"
+    );
+}
