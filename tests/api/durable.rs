@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -310,4 +311,108 @@ fn an_empty_data_dir_writes_nothing() {
         left.is_empty(),
         "the working directory stays empty: {left:?}"
     );
+}
+
+/// Sets the child's largest file size (`RLIMIT_FSIZE`); writes past it fail with EFBIG.
+fn limit_file_size(server: &Server, bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let pid = server.child.id() as libc::pid_t;
+    let done = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Batch `n` of the disk-filling test: 200 new symbols, each with its own bars.
+fn growing_batch(n: u64) -> Value {
+    let ticks: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({
+                "symbol": format!("G{n}X{i}"),
+                "price": 10 + i,
+                "size": 1,
+                "ts": T0 + (i as i64) * 1_000,
+                "seq": 1_000 + n * 200 + i,
+            })
+        })
+        .collect();
+    Value::Array(ticks)
+}
+
+#[test]
+fn failing_writes_answer_503_and_acknowledge_only_what_is_stored() {
+    // Arrange: a server whose file may not grow past its size after start-up. The
+    // child ignores SIGXFSZ, so a write past the limit fails (EFBIG) instead of
+    // killing it.
+    let dir = TempDir::new("efbig");
+    let data = dir.data_dir();
+    let mut command = command(&dir, data.to_str().unwrap());
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let server = Server::start(command);
+    assert_eq!(server.publish(&batch(0)).0, 200);
+    let size = std::fs::metadata(data.join("tickstream.redb"))
+        .unwrap()
+        .len();
+    limit_file_size(&server, size);
+
+    // Act: publish until the file would have to grow.
+    let mut acked = vec![batch(0)];
+    let mut refused = None;
+    for n in 0..500 {
+        let ticks = growing_batch(n);
+        let (status, body) = server.publish(&ticks);
+        match status {
+            200 => acked.push(ticks),
+            503 => {
+                assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+                refused = Some(ticks);
+                break;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let refused = refused.expect("a write past the size limit is refused with 503");
+    let (status, ready) = server.get("/readyz");
+    assert_eq!(
+        (status, &ready["storage"]),
+        (200, &json!("unavailable")),
+        "{ready}"
+    );
+    // The same batch again, still unable to store: not acknowledged as duplicates.
+    assert_eq!(server.publish(&refused).0, 503);
+
+    // Assert: the writer recovers by itself once writes succeed again...
+    limit_file_size(&server, libc::RLIM_INFINITY);
+    let started = Instant::now();
+    let retried = loop {
+        let (status, report) = server.publish(&refused);
+        if status == 200 {
+            break report;
+        }
+        assert!(started.elapsed() < TIMEOUT, "recovers: {status} {report}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // (Accepted before the refusal and stored since: the retry is all duplicates.)
+    assert_eq!(retried["duplicates"], 200, "{retried}");
+    assert_eq!(server.get("/readyz").1["storage"], "ok");
+    acked.push(refused);
+
+    // ...and everything acknowledged survives a kill.
+    server.kill9();
+    let server = Server::start(command_again(&dir));
+    for ticks in &acked {
+        let (status, report) = server.publish(ticks);
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["accepted"], 0, "stored before its 200: {report}");
+    }
+}
+
+fn command_again(dir: &TempDir) -> Command {
+    command(dir, dir.data_dir().to_str().unwrap())
 }
