@@ -2,7 +2,9 @@
 //! Docker (no daemon in CI): the binary alone in a `bin/` directory on `PATH`, run as
 //! `tickstream serve` in a read-only working directory that holds a copy of
 //! `config/` (the image's `/app`), as the image's user 10001 when the test runs as
-//! root, with an environment that holds nothing but `PATH` and `TICKSTREAM__*`.
+//! root, with an environment that holds nothing but `PATH` and `TICKSTREAM__*`, and
+//! the one writable directory the image has: its market-state volume
+//! (`var/lib/tickstream`, the image's `TICKSTREAM__STORE__DATA_DIR`).
 //! tests/deploy/dockerfile_checks.py fails when the Dockerfile stops matching this.
 
 use std::collections::BTreeMap;
@@ -76,6 +78,12 @@ impl ImageLayout {
         );
         // As in the image: /app and its files belong to root and nobody may write.
         make_read_only(&root.join("app"));
+        // The image's volume, owned by its user.
+        let data = root.join("var/lib/tickstream");
+        std::fs::create_dir_all(&data).unwrap();
+        if as_image_user {
+            std::os::unix::fs::chown(&data, Some(IMAGE_UID), Some(IMAGE_UID)).unwrap();
+        }
         ImageLayout {
             root,
             as_image_user,
@@ -84,6 +92,11 @@ impl ImageLayout {
 
     pub fn workdir(&self) -> PathBuf {
         self.root.join("app")
+    }
+
+    /// The image's market-state volume (Dockerfile: `/var/lib/tickstream`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("var/lib/tickstream")
     }
 
     /// `tickstream ARGS` as the image runs it, listening on 127.0.0.1:`port`. The
@@ -103,6 +116,8 @@ impl ImageLayout {
             )
             .env("TICKSTREAM__SERVER__HOST", "127.0.0.1")
             .env("TICKSTREAM__SERVER__PORT", port.to_string())
+            // The image sets /var/lib/tickstream; here, the layout's copy of it.
+            .env("TICKSTREAM__STORE__DATA_DIR", self.data_dir())
             .current_dir(self.workdir());
         if self.as_image_user {
             command.uid(IMAGE_UID).gid(IMAGE_UID);
