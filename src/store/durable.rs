@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Bar, Changes, Interval, SnapshotStore};
 use crate::domain::{Field, Price, Quote, Symbol};
@@ -377,11 +377,18 @@ impl Writer {
         if self.store.generation() <= status.committed && self.retry.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let changes = self.store.take_changes();
         let generation = changes.generation;
+        let symbols = changes.symbols.len();
         self.retry.push(changes);
         match self.commit() {
             Ok(()) => {
+                debug!(
+                    symbols,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "market state committed"
+                );
                 self.retry.clear();
                 // THE DURABILITY MOMENT: the commit above returned after redb's fsync,
                 // so every change up to `generation` (ticks with their publisher's seq,
@@ -638,6 +645,19 @@ mod tests {
             std::fs::read(&path).unwrap(),
             vec![0x5a; 8192],
             "left as it was"
+        );
+    }
+
+    #[test]
+    fn a_file_in_use_is_refused_saying_so() {
+        let dir = TempDir::new("in-use");
+        let _first = Durable::open(&dir.0, &universe(), FLUSH).unwrap();
+        let error = Durable::open(&dir.0, &universe(), FLUSH)
+            .err()
+            .expect("refused");
+        assert!(
+            format!("{error:#}").contains("in use by another"),
+            "{error:#}"
         );
     }
 

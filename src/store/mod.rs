@@ -656,6 +656,40 @@ mod tests {
     }
 
     #[test]
+    fn every_copy_of_changes_is_a_consistent_cut_of_volume_and_seq() {
+        let store = store_with(&["AAPL"]);
+        let publisher: Arc<str> = Arc::from("p");
+        let writer = {
+            let store = store.clone();
+            let publisher = publisher.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=20_000u64 {
+                    let tick = Tick {
+                        symbol: SymbolId(0),
+                        price: Price::parse("101").ok(),
+                        size: Some(1),
+                        ts: seq as i64,
+                        ..Tick::default()
+                    };
+                    store.apply_publisher_batch(&[tick], Some((&publisher, seq)));
+                }
+            })
+        };
+        // Every batch adds 1 to the volume and carries seq = its number: a copy
+        // taken between the two would store a seq that its volume does not match.
+        let mut copies = 0;
+        while !writer.is_finished() || copies == 0 {
+            let changes = store.take_changes();
+            let seq = changes.publishers.first().map(|&(_, seq)| seq);
+            let volume = changes.symbols.first().and_then(|s| s.quote.get(Field::V));
+            assert_eq!(seq.map(|s| s as i64), volume, "{changes:?}");
+            copies += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(store.publisher_seq("p"), Some(20_000));
+    }
+
+    #[test]
     fn removed_symbols_disappear_and_come_back_with_a_new_id() {
         let store = store_with(&["AAPL", "MSFT"]);
         let aapl = Symbol::parse("AAPL").unwrap();
