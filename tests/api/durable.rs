@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const KEY: &str = "durable-publisher-key";
+const ADMIN_KEY: &str = "durable-admin-key";
 /// Longer than any start-up or graceful stop takes.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// A fixed event time, so bars fall in known buckets: 2025-11-25 12:00:00 UTC.
@@ -67,6 +68,7 @@ fn command(dir: &TempDir, data_dir: &str) -> Command {
         .env("TICKSTREAM__LOG__FORMAT", "text")
         .env("TICKSTREAM__LOG__LEVEL", "info")
         .env("TICKSTREAM__INGEST__PUBLISHER_KEYS", KEY)
+        .env("TICKSTREAM__ADMIN__API_KEY", ADMIN_KEY)
         .env("TICKSTREAM__INGEST__AUTO_CREATE_SYMBOLS", "true")
         .env("TICKSTREAM__STORE__DATA_DIR", data_dir)
         .stdin(Stdio::null())
@@ -127,11 +129,15 @@ impl Server {
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        request(self.port, "GET", path, None)
+        request(self.port, "GET", path, None, None)
     }
 
     fn publish(&self, ticks: &Value) -> (u16, Value) {
-        request(self.port, "POST", "/api/v1/ticks", Some(ticks))
+        request(self.port, "POST", "/api/v1/ticks", Some(KEY), Some(ticks))
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        request(self.port, method, path, Some(ADMIN_KEY), body)
     }
 
     fn quote(&self, symbol: &str) -> Value {
@@ -164,16 +170,21 @@ fn listening_port(line: &str) -> u16 {
     digits.parse().expect("a port number")
 }
 
-/// One HTTP/1.1 request on its own connection (`Connection: close`), with the test
-/// publisher's key on POST; returns the status and the JSON body.
-fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+/// One HTTP/1.1 request on its own connection (`Connection: close`), with a bearer
+/// key if given; returns the status and the JSON body.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
-    let auth = if method == "POST" {
-        format!("Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n")
-    } else {
-        String::new()
+    let auth = match key {
+        Some(key) => format!("Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"),
+        None => String::new(),
     };
     write!(
         stream,
@@ -258,19 +269,39 @@ fn a_kill_right_after_the_last_200_loses_nothing_acknowledged() {
 
 #[test]
 fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
+    // Arrange: background commits far apart, so only the stop can store the admin
+    // changes below (nobody waits for them).
     let dir = TempDir::new("sigterm");
     let data = dir.data_dir();
-    let server = Server::start(command(&dir, data.to_str().unwrap()));
+    let mut command = command(&dir, data.to_str().unwrap());
+    command.env("TICKSTREAM__STORE__FLUSH_INTERVAL_MS", "60000");
+    let server = Server::start(command);
     for n in 0..4 {
         assert_eq!(server.publish(&batch(n)).0, 200);
     }
+    let added = server.admin(
+        "PUT",
+        "/api/v1/admin/symbols/newco",
+        Some(&json!({"name": "New Co", "pc": 12.34})),
+    );
+    assert_eq!(added.0, 201, "{}", added.1);
+    assert_eq!(
+        server.admin("DELETE", "/api/v1/admin/symbols/MSFT", None).0,
+        204
+    );
     let (_, quotes) = server.get("/api/v1/quotes");
     let history = [server.bars("AAPL", "1s"), server.bars("DURA", "1m")];
 
     server.sigterm();
-    let server = Server::start(command(&dir, data.to_str().unwrap()));
+    let server = Server::start(command_again(&dir));
 
     assert_eq!(server.get("/api/v1/quotes").1, quotes);
+    assert_eq!(server.quote("NEWCO")["pc"], 12.34);
+    assert_eq!(
+        server.get("/api/v1/quotes/MSFT").0,
+        404,
+        "removed stays removed"
+    );
     assert_eq!(
         [server.bars("AAPL", "1s"), server.bars("DURA", "1m")],
         history
