@@ -22,7 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::{Bar, Changes, Interval, SnapshotStore};
+use super::{Bar, Changes, Interval, SnapshotStore, StoreFull};
 use crate::domain::{Field, Price, Quote, Symbol};
 
 /// The file name inside `store.data_dir`.
@@ -136,7 +136,15 @@ impl Durable {
         })?;
         let path = data_dir.join(DATA_FILE);
         let database = open_database(&path)?;
-        let restored = restore(&database, store).map_err(|e| damaged(&path, &e))?;
+        let restored =
+            restore(&database, store).map_err(|e| match e.downcast_ref::<StoreFull>() {
+                Some(full) => anyhow::anyhow!(
+                    "data file {} holds more symbols than store.max_symbols ({}); raise it",
+                    path.display(),
+                    full.0
+                ),
+                None => damaged(&path, &format!("{e:#}")),
+            })?;
         info!(file = %path.display(), symbols = restored, "market state restored");
         let (status, _) = watch::channel(StorageStatus {
             committed: store.generation(),
@@ -312,9 +320,7 @@ fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> 
             }
             kept.push((interval, list));
         }
-        store
-            .restore_symbol(symbol, &name, quote, kept)
-            .context("store.max_symbols is smaller than the stored universe")?;
+        store.restore_symbol(symbol, &name, quote, kept)?;
         restored += 1;
     }
     for entry in read.open_table(PUBLISHERS)?.iter()? {
@@ -659,6 +665,26 @@ mod tests {
             format!("{error:#}").contains("in use by another"),
             "{error:#}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_universe_too_big_for_max_symbols_says_which_setting() {
+        let dir = TempDir::new("full");
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        store
+            .add_symbol(Symbol::parse("EXTRA").unwrap(), "Extra", None)
+            .unwrap();
+        durable.wait_stored(store.generation()).await.unwrap();
+        durable.close();
+        let small = SnapshotStore::new(2);
+        for s in ["AAPL", "MSFT"] {
+            small
+                .add_symbol(Symbol::parse(s).unwrap(), s, None)
+                .unwrap();
+        }
+        let error = Durable::open(&dir.0, &small, FLUSH).err().expect("refused");
+        assert!(format!("{error:#}").contains("raise it"), "{error:#}");
     }
 
     #[test]
