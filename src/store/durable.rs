@@ -8,9 +8,10 @@
 //! One writer thread (redb is blocking) commits in groups: whatever changed, copied at
 //! one consistent moment by [`SnapshotStore::take_changes`], at most every
 //! `store.flush_interval_ms`, and at once when an acknowledgement waits for it. Every
-//! waiter that change covers is released by that one commit. A failed commit is
-//! retried from the store's current state (quotes and bars are whole values, a `seq`
-//! only grows), so the writer recovers by itself once the disk accepts writes again.
+//! waiter that change covers is released by that one commit. A failed commit marks
+//! its changes changed again ([`SnapshotStore::requeue`]) and is retried from the
+//! store's current state (quotes and bars are whole values, a `seq` only grows), so
+//! the writer recovers by itself once the disk accepts writes again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -42,6 +43,9 @@ const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers"
 /// Longest an acknowledgement waits for its commit before it is refused (a writer
 /// that stopped making progress must not hold publishers for ever).
 const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest pause between attempts while commits fail, whatever the flush interval.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The answer to a publisher whose batch could not be stored.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -162,7 +166,6 @@ impl Durable {
             store: store.clone(),
             shared: shared.clone(),
             flush_interval,
-            retry: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("tickstream-durable".into())
@@ -337,8 +340,6 @@ struct Writer {
     store: SnapshotStore,
     shared: Arc<Shared>,
     flush_interval: Duration,
-    /// Copies taken but not yet committed (a failed attempt), written first next time.
-    retry: Vec<Changes>,
 }
 
 impl Writer {
@@ -351,14 +352,17 @@ impl Writer {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 let healthy = self.shared.status.borrow().healthy;
-                // After a failure wait the whole interval: an urgent request must not
-                // turn a full disk into a busy loop.
+                // After a failure wait a whole pause: an urgent request must not turn a
+                // full disk into a busy loop.
+                let pause = if healthy {
+                    self.flush_interval
+                } else {
+                    self.flush_interval.min(RETRY_INTERVAL)
+                };
                 let (mut requests, _) = self
                     .shared
                     .wake
-                    .wait_timeout_while(requests, self.flush_interval, |r| {
-                        !(r.stop || (r.urgent && healthy))
-                    })
+                    .wait_timeout_while(requests, pause, |r| !(r.stop || (r.urgent && healthy)))
                     .unwrap_or_else(PoisonError::into_inner);
                 requests.urgent = false;
                 requests.stop
@@ -380,22 +384,20 @@ impl Writer {
     /// Copies what changed (briefly holding the store's gate) and commits it.
     fn flush(&mut self) {
         let status = *self.shared.status.borrow();
-        if self.store.generation() <= status.committed && self.retry.is_empty() {
+        if self.store.generation() <= status.committed {
             return;
         }
         let started = std::time::Instant::now();
         let changes = self.store.take_changes();
         let generation = changes.generation;
         let symbols = changes.symbols.len();
-        self.retry.push(changes);
-        match self.commit() {
+        match self.commit(&changes) {
             Ok(()) => {
                 debug!(
                     symbols,
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "market state committed"
                 );
-                self.retry.clear();
                 // THE DURABILITY MOMENT: the commit above returned after redb's fsync,
                 // so every change up to `generation` (ticks with their publisher's seq,
                 // universe changes) is on disk. Only now are the acknowledgements that
@@ -409,6 +411,7 @@ impl Writer {
                 });
             }
             Err(error) => {
+                self.store.requeue(&changes);
                 self.database = None;
                 warn!(file = %self.path.display(), error = %format!("{error:#}"), "cannot store the market state; retrying");
                 self.shared.status.send_modify(|s| {
@@ -419,7 +422,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self) -> anyhow::Result<()> {
+    fn commit(&mut self, changes: &Changes) -> anyhow::Result<()> {
         if self.database.is_none() {
             self.database = Some(Database::create(&self.path).context("re-open")?);
         }
@@ -429,40 +432,35 @@ impl Writer {
             let mut symbols = write.open_table(SYMBOLS)?;
             let mut bars = write.open_table(BARS)?;
             let mut publishers = write.open_table(PUBLISHERS)?;
-            for changes in &self.retry {
-                for change in &changes.symbols {
-                    let key = change.symbol.as_str();
-                    if change.removed {
-                        symbols.insert(key, encode_symbol(None).as_slice())?;
-                        for interval in [Interval::OneSecond, Interval::OneMinute] {
-                            let code = interval_code(interval);
-                            bars.retain_in(
-                                (key, code, i64::MIN)..=(key, code, i64::MAX),
-                                |_, _| false,
-                            )?;
-                        }
-                        continue;
+            for change in &changes.symbols {
+                let key = change.symbol.as_str();
+                if change.removed {
+                    symbols.insert(key, encode_symbol(None).as_slice())?;
+                    for interval in [Interval::OneSecond, Interval::OneMinute] {
+                        let code = interval_code(interval);
+                        bars.retain_in((key, code, i64::MIN)..=(key, code, i64::MAX), |_, _| {
+                            false
+                        })?;
                     }
-                    let record = encode_symbol(Some((&change.name, &change.quote)));
-                    symbols.insert(key, record.as_slice())?;
-                    for changed in &change.bars {
-                        let code = interval_code(changed.interval);
-                        if let Some(oldest) = changed.oldest_kept {
-                            // Bars that fell off the ring leave the file too.
-                            bars.retain_in((key, code, i64::MIN)..(key, code, oldest), |_, _| {
-                                false
-                            })?;
-                        }
-                        for bar in &changed.bars {
-                            bars.insert((key, code, bar.t), encode_bar(bar).as_slice())?;
-                        }
+                    continue;
+                }
+                let record = encode_symbol(Some((&change.name, &change.quote)));
+                symbols.insert(key, record.as_slice())?;
+                for changed in &change.bars {
+                    let code = interval_code(changed.interval);
+                    if let Some(oldest) = changed.oldest_kept {
+                        // Bars that fell off the ring leave the file too.
+                        bars.retain_in((key, code, i64::MIN)..(key, code, oldest), |_, _| false)?;
+                    }
+                    for bar in &changed.bars {
+                        bars.insert((key, code, bar.t), encode_bar(bar).as_slice())?;
                     }
                 }
-                for (fingerprint, seq) in &changes.publishers {
-                    let stored = publishers.get(&**fingerprint)?.map(|v| v.value());
-                    if stored.is_none_or(|stored| *seq > stored) {
-                        publishers.insert(&**fingerprint, *seq)?;
-                    }
+            }
+            for (fingerprint, seq) in &changes.publishers {
+                let stored = publishers.get(&**fingerprint)?.map(|v| v.value());
+                if stored.is_none_or(|stored| *seq > stored) {
+                    publishers.insert(&**fingerprint, *seq)?;
                 }
             }
         }

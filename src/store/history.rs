@@ -114,6 +114,12 @@ impl History {
         changed
     }
 
+    /// Marks the bars from `t` on as changed again (their commit failed).
+    pub fn mark_changed_from(&mut self, interval: Interval, t: i64) {
+        let from = &mut self.changed_from[interval as usize];
+        *from = Some(from.map_or(t, |from| from.min(t)));
+    }
+
     /// Puts back stored bars of one interval (oldest first) at start-up, keeping the
     /// newest the ring holds.
     pub fn restore(&mut self, interval: Interval, bars: impl IntoIterator<Item = Bar>) {

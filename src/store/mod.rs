@@ -88,6 +88,7 @@ pub struct Changes {
 /// A symbol's full stored state, and its bars changed since the last copy.
 #[derive(Debug, Clone)]
 pub struct SymbolChange {
+    pub id: SymbolId,
     pub symbol: Symbol,
     pub removed: bool,
     pub name: Arc<str>,
@@ -494,6 +495,7 @@ impl SnapshotStore {
             }
             let mut state = slot.lock();
             symbols.push(SymbolChange {
+                id: SymbolId(index as u32),
                 symbol: self.info(SymbolId(index as u32)).symbol.clone(),
                 removed: slot.removed.load(Ordering::Acquire),
                 name: state.name.clone(),
@@ -511,6 +513,29 @@ impl SnapshotStore {
             generation,
             symbols,
             publishers,
+        }
+    }
+
+    /// Marks everything in a copy whose commit failed as changed again, so the next
+    /// copy takes it (at its then current state) instead of the writer keeping old
+    /// copies for as long as the disk fails.
+    pub fn requeue(&self, changes: &Changes) {
+        for change in &changes.symbols {
+            let slot = self.slot(change.id);
+            let mut state = slot.lock();
+            for changed in &change.bars {
+                if let Some(first) = changed.bars.first() {
+                    state.history.mark_changed_from(changed.interval, first.t);
+                }
+            }
+            drop(state);
+            slot.dirty.store(true, Ordering::Relaxed);
+        }
+        let mut seqs = self.publisher_seqs();
+        for (fingerprint, _) in &changes.publishers {
+            if let Some(entry) = seqs.get_mut(fingerprint) {
+                entry.1 = true;
+            }
         }
     }
 
@@ -687,6 +712,31 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(store.publisher_seq("p"), Some(20_000));
+    }
+
+    #[test]
+    fn a_requeued_copy_is_taken_again_with_its_bars() {
+        let store = store_with(&["AAPL", "MSFT"]);
+        let publisher: Arc<str> = Arc::from("p");
+        let tick = Tick {
+            symbol: SymbolId(1),
+            price: Price::parse("101").ok(),
+            size: Some(3),
+            ts: 1_000,
+            ..Tick::default()
+        };
+        store.apply_publisher_batch(&[tick], Some((&publisher, 9)));
+        let failed = store.take_changes();
+        assert!(store.take_changes().symbols.is_empty(), "taken once");
+        store.requeue(&failed);
+        let again = store.take_changes();
+        assert_eq!(again.publishers, vec![(publisher, 9)]);
+        let ids: Vec<_> = again.symbols.iter().map(|s| s.id).collect();
+        let failed_ids: Vec<_> = failed.symbols.iter().map(|s| s.id).collect();
+        assert_eq!(ids, failed_ids);
+        let msft = again.symbols.iter().find(|s| s.id == SymbolId(1)).unwrap();
+        assert_eq!(msft.bars.len(), 2, "both intervals' bars again");
+        assert_eq!(msft.bars[0].bars[0].v, 3);
     }
 
     #[test]
