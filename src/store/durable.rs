@@ -149,7 +149,10 @@ impl Durable {
                 ),
                 None => damaged(&path, &format!("{e:#}")),
             })?;
-        info!(file = %path.display(), symbols = restored, "market state restored");
+        let run = next_run(&database)
+            .with_context(|| format!("data file {}: cannot write it", path.display()))?;
+        store.set_run(run);
+        info!(file = %path.display(), symbols = restored, run, "market state restored");
         let (status, _) = watch::channel(StorageStatus {
             committed: store.generation(),
             failures: 0,
@@ -294,22 +297,38 @@ fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Counts this start in the file ("runs" in the meta table) and returns its number.
+fn next_run(database: &Database) -> anyhow::Result<u64> {
+    let write = database.begin_write()?;
+    let run = {
+        let mut meta = write.open_table(META)?;
+        let run = meta.get("runs")?.map_or(0, |v| v.value()) + 1;
+        meta.insert("runs", run)?;
+        run
+    };
+    write.commit()?;
+    Ok(run)
+}
+
 /// Puts the stored state into `store`; returns the number of live symbols restored.
+/// Symbols the universe file does not have are created in their stored order.
 fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> {
     let read = database.begin_read()?;
     let symbols = read.open_table(SYMBOLS)?;
     let bars = read.open_table(BARS)?;
-    let mut restored = 0;
+    let mut live = Vec::new();
     for entry in symbols.iter()? {
         let (key, value) = entry?;
         let symbol = Symbol::parse(key.value())
             .map_err(|_| anyhow::anyhow!("bad symbol {:?}", key.value()))?;
-        let stored =
-            decode_symbol(value.value()).with_context(|| format!("bad record for {symbol}"))?;
-        let Some((name, quote)) = stored else {
-            store.restore_removal(&symbol);
-            continue;
-        };
+        match decode_symbol(value.value()).with_context(|| format!("bad record for {symbol}"))? {
+            Some((name, order, quote)) => live.push((order, symbol, name, quote)),
+            None => store.restore_removal(&symbol),
+        }
+    }
+    live.sort_by_key(|&(order, ..)| order);
+    let restored = live.len();
+    for (order, symbol, name, quote) in live {
         let mut kept = Vec::new();
         for interval in [Interval::OneSecond, Interval::OneMinute] {
             let code = interval_code(interval);
@@ -323,8 +342,7 @@ fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> 
             }
             kept.push((interval, list));
         }
-        store.restore_symbol(symbol, &name, quote, kept)?;
-        restored += 1;
+        store.restore_symbol(symbol, &name, order, quote, kept)?;
     }
     for entry in read.open_table(PUBLISHERS)?.iter()? {
         let (fingerprint, seq) = entry?;
@@ -444,7 +462,7 @@ impl Writer {
                     }
                     continue;
                 }
-                let record = encode_symbol(Some((&change.name, &change.quote)));
+                let record = encode_symbol(Some((&change.name, change.order, &change.quote)));
                 symbols.insert(key, record.as_slice())?;
                 for changed in &change.bars {
                     let code = interval_code(changed.interval);
@@ -477,15 +495,16 @@ fn interval_code(interval: Interval) -> u8 {
     }
 }
 
-/// `[live: u8][present: u16][count: u8][values: count × i64][name: UTF-8]`, all little
-/// endian; a removed symbol is the single byte 0.
-fn encode_symbol(live: Option<(&str, &Quote)>) -> Vec<u8> {
-    let Some((name, quote)) = live else {
+/// `[live: u8][order: u64][present: u16][count: u8][values: count × i64][name: UTF-8]`,
+/// all little endian; a removed symbol is the single byte 0.
+fn encode_symbol(live: Option<(&str, u64, &Quote)>) -> Vec<u8> {
+    let Some((name, order, quote)) = live else {
         return vec![0];
     };
     let (present, values) = quote.to_parts();
-    let mut out = Vec::with_capacity(4 + 8 * Field::COUNT + name.len());
+    let mut out = Vec::with_capacity(HEAD + 8 * Field::COUNT + name.len());
     out.push(1);
+    out.extend_from_slice(&order.to_le_bytes());
     out.extend_from_slice(&present.to_le_bytes());
     out.push(Field::COUNT as u8);
     for value in values {
@@ -495,8 +514,11 @@ fn encode_symbol(live: Option<(&str, &Quote)>) -> Vec<u8> {
     out
 }
 
-/// The name and quote of a live symbol, `None` for a removed one.
-fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, Quote)>> {
+/// The bytes before a live record's values: kind, order, present, count.
+const HEAD: usize = 1 + 8 + 2 + 1;
+
+/// The name, order and quote of a live symbol, `None` for a removed one.
+fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, u64, Quote)>> {
     match bytes.first() {
         Some(0) if bytes.len() == 1 => return Ok(None),
         Some(1) => {}
@@ -504,16 +526,21 @@ fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, Quote)>> {
     }
     let fields = 8 * Field::COUNT;
     anyhow::ensure!(
-        bytes.len() >= 4 + fields && usize::from(bytes[3]) == Field::COUNT,
+        bytes.len() >= HEAD + fields && usize::from(bytes[HEAD - 1]) == Field::COUNT,
         "quote of another layout"
     );
-    let present = u16::from_le_bytes([bytes[1], bytes[2]]);
+    let order = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
+    let present = u16::from_le_bytes([bytes[9], bytes[10]]);
     let values = std::array::from_fn(|i| {
-        let at = 4 + 8 * i;
+        let at = HEAD + 8 * i;
         i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
     });
-    let name = std::str::from_utf8(&bytes[4 + fields..]).context("name is not UTF-8")?;
-    Ok(Some((name.to_owned(), Quote::from_parts(present, values))))
+    let name = std::str::from_utf8(&bytes[HEAD + fields..]).context("name is not UTF-8")?;
+    Ok(Some((
+        name.to_owned(),
+        order,
+        Quote::from_parts(present, values),
+    )))
 }
 
 /// `o, h, l, c` (micros, i64) and `v` (u64), little endian.
@@ -633,6 +660,44 @@ mod tests {
         assert_eq!(restarted.publisher_seq("abcd"), Some(7));
     }
 
+    /// The live symbols in universe order.
+    fn names(store: &SnapshotStore) -> Vec<String> {
+        store
+            .symbols()
+            .map(|info| info.symbol.to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn symbols_added_at_run_time_come_back_in_the_order_they_were_added() {
+        let dir = TempDir::new("order");
+        let add = |store: &SnapshotStore, s: &str| {
+            store
+                .upsert_symbol(Symbol::parse(s).unwrap(), None, None)
+                .unwrap();
+        };
+        // Run 1: ids grow past the ones the next run will hand out.
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        for s in ["ZZZ", "XA", "XB", "MMM"] {
+            add(&store, s);
+        }
+        for s in ["XA", "XB"] {
+            store.remove_symbol(&Symbol::parse(s).unwrap());
+        }
+        durable.close();
+        // Run 2: a new symbol gets a lower id than MMM had, but was added later.
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM"]);
+        add(&store, "AAA");
+        durable.close();
+
+        let store = universe();
+        let _durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM", "AAA"]);
+    }
+
     #[test]
     fn a_damaged_file_is_refused_naming_it() {
         let dir = TempDir::new("damaged");
@@ -711,10 +776,10 @@ mod tests {
     fn records_round_trip() {
         let mut quote = Quote::with_previous_close(Price::parse("12.5").ok());
         quote.set(Field::V, 42);
-        let bytes = encode_symbol(Some(("Name", &quote)));
+        let bytes = encode_symbol(Some(("Name", 7 << 32 | 3, &quote)));
         assert_eq!(
             decode_symbol(&bytes).unwrap(),
-            Some(("Name".to_owned(), quote))
+            Some(("Name".to_owned(), 7 << 32 | 3, quote))
         );
         assert_eq!(decode_symbol(&encode_symbol(None)).unwrap(), None);
         assert!(decode_symbol(&[7]).is_err());

@@ -69,6 +69,8 @@ struct Inner {
     /// Counts changes, bumped under the gate; the writer records the value it copied
     /// at, and a waiter is covered once a commit reached its change's number.
     generation: AtomicU64,
+    /// The number of this process's run of the data file (see `SlotState::order`).
+    run: AtomicU64,
     /// Highest accepted `seq` per publisher fingerprint, with a "changed since the
     /// last copy" flag; written under the gate with the batch it belongs to.
     publisher_seqs: Mutex<HashMap<Arc<str>, (u64, bool)>>,
@@ -92,6 +94,8 @@ pub struct SymbolChange {
     pub symbol: Symbol,
     pub removed: bool,
     pub name: Arc<str>,
+    /// Creation order across restarts; the restore recreates symbols in it.
+    pub order: u64,
     pub quote: Quote,
     pub bars: Vec<ChangedBars>,
 }
@@ -169,6 +173,9 @@ struct SlotState {
     quote: Quote,
     history: History,
     name: Arc<str>,
+    /// Where the symbol stands in the universe across restarts: the run that created
+    /// it (high 32 bits, see [`SnapshotStore::set_run`]) and its id in that run.
+    order: u64,
 }
 
 impl Slot {
@@ -193,6 +200,7 @@ impl SnapshotStore {
                 ticks_applied: AtomicU64::new(0),
                 gate: RwLock::new(()),
                 generation: AtomicU64::new(0),
+                run: AtomicU64::new(0),
                 publisher_seqs: Mutex::new(HashMap::new()),
             }),
         }
@@ -253,6 +261,7 @@ impl SnapshotStore {
             let mut state = slot.lock();
             state.quote = Quote::with_previous_close(previous_close);
             state.name = Arc::from(name.unwrap_or(symbol.as_str()));
+            state.order = (self.inner.run.load(Ordering::Relaxed) << 32) | index as u64;
             slot.published.publish(&state.quote, false);
         }
         // The slot at `len` has never been published, so this is its first and only set.
@@ -499,6 +508,7 @@ impl SnapshotStore {
                 symbol: self.info(SymbolId(index as u32)).symbol.clone(),
                 removed: slot.removed.load(Ordering::Acquire),
                 name: state.name.clone(),
+                order: state.order,
                 quote: state.quote,
                 bars: state.history.take_changed(),
             });
@@ -546,6 +556,7 @@ impl SnapshotStore {
         &self,
         symbol: Symbol,
         name: &str,
+        order: u64,
         quote: Quote,
         bars: Vec<(Interval, Vec<Bar>)>,
     ) -> Result<SymbolId, StoreFull> {
@@ -553,6 +564,7 @@ impl SnapshotStore {
         let slot = self.slot(id);
         let mut state = slot.lock();
         state.quote = quote;
+        state.order = order;
         for (interval, bars) in bars {
             state.history.restore(interval, bars);
         }
@@ -560,6 +572,12 @@ impl SnapshotStore {
         drop(state);
         slot.dirty.store(false, Ordering::Relaxed);
         Ok(id)
+    }
+
+    /// Start-up only: numbers this run of the data file, so symbols created from now
+    /// on sort after every stored one (their `order`'s high 32 bits).
+    pub fn set_run(&self, run: u64) {
+        self.inner.run.store(run, Ordering::Relaxed);
     }
 
     /// Start-up only: a symbol removed at run time stays removed.

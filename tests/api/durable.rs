@@ -270,7 +270,8 @@ fn a_kill_right_after_the_last_200_loses_nothing_acknowledged() {
 #[test]
 fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
     // Arrange: background commits far apart, so only the stop can store the admin
-    // changes below (nobody waits for them).
+    // changes below (nobody waits for them). AACO is added after DURA: the restart
+    // must keep that order, not the alphabet's.
     let dir = TempDir::new("sigterm");
     let data = dir.data_dir();
     let mut command = command(&dir, data.to_str().unwrap());
@@ -281,7 +282,7 @@ fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
     }
     let added = server.admin(
         "PUT",
-        "/api/v1/admin/symbols/newco",
+        "/api/v1/admin/symbols/aaco",
         Some(&json!({"name": "New Co", "pc": 12.34})),
     );
     assert_eq!(added.0, 201, "{}", added.1);
@@ -296,7 +297,7 @@ fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
     let server = Server::start(command_again(&dir));
 
     assert_eq!(server.get("/api/v1/quotes").1, quotes);
-    assert_eq!(server.quote("NEWCO")["pc"], 12.34);
+    assert_eq!(server.quote("AACO")["pc"], 12.34);
     assert_eq!(
         server.get("/api/v1/quotes/MSFT").0,
         404,
