@@ -31,14 +31,20 @@ FROM debian:bookworm-slim
 # A fixed uid and gid (10001), so Kubernetes' runAsNonRoot can verify the numeric USER
 # and volumes can be given to this exact user.
 RUN groupadd --system --gid 10001 tickstream \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tickstream
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tickstream \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/tickstream
 # /app and config/ stay owned by root: the server only reads its working directory.
+# It writes only the market state (quotes, bars, run-time symbols, publishers' seq)
+# to /var/lib/tickstream, a volume owned by the runtime user: mount one there to
+# keep it across containers (docs/DEPLOYMENT.md).
 WORKDIR /app
 COPY --from=build /src/target/release/tickstream /usr/local/bin/tickstream
 COPY config ./config
 USER 10001:10001
 ENV TICKSTREAM__SERVER__HOST=0.0.0.0 \
-    TICKSTREAM__SERVER__PORT=8080
+    TICKSTREAM__SERVER__PORT=8080 \
+    TICKSTREAM__STORE__DATA_DIR=/var/lib/tickstream
+VOLUME ["/var/lib/tickstream"]
 EXPOSE 8080
 # `tickstream healthcheck` probes /healthz of the server in this container (0.0.0.0
 # means loopback to it), so the image needs no curl.

@@ -104,6 +104,8 @@ async fn run_client(port: u16, deflate: bool, seconds: u64) -> Tally {
 async fn measure(level: u32, dictionary: usize, seconds: u64, clients: usize) -> (Tally, Tally) {
     let mut settings = Settings::from_sources(&[], Vec::<(String, String)>::new()).unwrap();
     settings.server.port = 0;
+    // Memory only: a restored state would change what the seeded simulator sends.
+    settings.store.data_dir = String::new();
     settings.simulator.seed = Some(7);
     settings.stream.deflate_level = level;
     settings.stream.deflate_dictionary_bytes = dictionary;

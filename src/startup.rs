@@ -38,7 +38,7 @@ use crate::security::Security;
 use crate::sources::feed::{FeedMonitor, Vendor};
 use crate::sources::trading_day::{run_rollovers, Clock, SystemClock};
 use crate::sources::{parse_replay, run_replay, Simulator};
-use crate::store::{load_universe, SnapshotStore, DEFAULT_UNIVERSE_CSV};
+use crate::store::{load_universe, Durable, SnapshotStore, DEFAULT_UNIVERSE_CSV};
 use crate::stream::StreamContext;
 use crate::transport::DriverSettings;
 
@@ -50,6 +50,7 @@ pub struct Application {
     shutdown: CancellationToken,
     open_streams: TaskTracker,
     shutdown_grace: Duration,
+    durable: Option<Durable>,
 }
 
 impl Application {
@@ -66,6 +67,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         let store = build_store(&settings.store)?;
+        let durable = open_durable(&settings, &store)?;
         let replay = if settings.replay.file.is_empty() {
             None
         } else {
@@ -89,6 +91,7 @@ impl Application {
         let ingestor = Arc::new(Ingestor::new(
             store.clone(),
             broker.clone(),
+            durable.clone(),
             &settings.ingest,
         ));
         let viewer_metrics = Arc::new(Metrics::default());
@@ -137,6 +140,7 @@ impl Application {
             store: store.clone(),
             broker: broker.clone(),
             feed: feed_monitor.clone(),
+            storage: durable.clone(),
         });
         let metric_sources = web::Data::new(MetricSources {
             viewers: viewer_metrics,
@@ -299,6 +303,7 @@ impl Application {
             shutdown,
             open_streams,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_timeout_ms),
+            durable,
         })
     }
 
@@ -336,7 +341,12 @@ impl Application {
             let _ = tokio::time::timeout(grace, open_streams.wait()).await;
             handle.stop(true).await;
         });
-        self.server.await.context("HTTP server failed")?;
+        let served = self.server.await.context("HTTP server failed");
+        if let Some(durable) = self.durable {
+            // Graceful stop: every change so far is committed before the process exits.
+            let _ = tokio::task::spawn_blocking(move || durable.close()).await;
+        }
+        served?;
         info!("stopped");
         Ok(())
     }
@@ -422,6 +432,25 @@ fn build_store(settings: &StoreSettings) -> anyhow::Result<SnapshotStore> {
             .context("store.max_symbols is smaller than the universe")?;
     }
     Ok(store)
+}
+
+/// Opens the data file and restores the market state into `store`, when
+/// `store.data_dir` is set. The durable layer covers a single instance: with Redis the
+/// cluster's state lives there (persisting it here is a later increment).
+fn open_durable(settings: &Settings, store: &SnapshotStore) -> anyhow::Result<Option<Durable>> {
+    let dir = &settings.store.data_dir;
+    if dir.is_empty() {
+        return Ok(None);
+    }
+    if settings.broker.kind != crate::config::BrokerKind::Memory {
+        tracing::warn!(
+            data_dir = %dir,
+            "store.data_dir is not used with broker.kind = \"redis\" yet; the state lives in Redis"
+        );
+        return Ok(None);
+    }
+    let flush = Duration::from_millis(settings.store.flush_interval_ms);
+    Durable::open(std::path::Path::new(dir), store, flush).map(Some)
 }
 
 /// A socket's bounds: its own message limit and timers, and the shared control-frame

@@ -181,14 +181,18 @@ thread_local! {
 }
 
 /// Resolves each tick's symbol to this store's id (once) and applies the batch. A tick
-/// whose symbol is not here (removed since the source checked) is dropped.
+/// whose symbol is not here (removed since the source checked) is dropped. A
+/// publisher's highest `seq` in the batch is recorded with its ticks, in one step, so
+/// the durable state never has one without the other.
 pub(crate) fn apply_resolved(store: &SnapshotStore, batch: &TickBatch) {
+    let seq = batch.ticks.iter().filter_map(|parsed| parsed.seq).max();
+    let publisher = batch.publisher.as_ref().zip(seq);
     RESOLVED.with_borrow_mut(|resolved| {
         resolved.clear();
         resolved.extend(batch.ticks.iter().filter_map(|parsed| {
             let id = store.lookup(&parsed.symbol)?;
             Some(parsed.to_tick(id, batch.received_at))
         }));
-        store.apply_batch(resolved);
+        store.apply_publisher_batch(resolved, publisher);
     });
 }

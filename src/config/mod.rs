@@ -411,6 +411,12 @@ pub struct StreamSettings {
 pub struct StoreSettings {
     pub universe_file: String,
     pub max_symbols: usize,
+    /// Directory of the durable market state (`tickstream.redb`); empty keeps
+    /// everything in memory only, so a restart starts from the universe file.
+    pub data_dir: String,
+    /// Longest time a change from an unacknowledged source (simulator, replay, vendor
+    /// feed) waits before it is committed; a publisher's batch is committed at once.
+    pub flush_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -110,6 +110,14 @@ impl Settings {
             format!("must be in [1, 1000000], got {}", self.store.max_symbols),
         )?;
         check(
+            (1..=60_000).contains(&self.store.flush_interval_ms),
+            "store.flush_interval_ms",
+            format!(
+                "must be in [1, 60000], got {}",
+                self.store.flush_interval_ms
+            ),
+        )?;
+        check(
             !self.simulator.enabled || self.simulator.ticks_per_second > 0,
             "simulator.ticks_per_second",
             "must be positive when the simulator is enabled",

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerStatus};
 use crate::sources::feed::FeedMonitor;
-use crate::store::SnapshotStore;
+use crate::store::{Durable, SnapshotStore};
 
 /// Whether the instance is ready for new viewers: start-up finished and shutdown has
 /// not begun. The wiring marks it ready once every part is running.
@@ -45,6 +45,8 @@ pub struct HealthSources {
     pub broker: Broker,
     /// The built-in feed connector's health, when `feed.kind` is set.
     pub feed: Option<Arc<FeedMonitor>>,
+    /// The durable writer, when `store.data_dir` is set.
+    pub storage: Option<Durable>,
 }
 
 /// Liveness: the process answers HTTP.
@@ -62,6 +64,11 @@ pub async fn healthz() -> HttpResponse {
 /// With a built-in feed (`feed.kind`), every answer carries a `feed` object with the
 /// connector's status; feed trouble never changes the status code (the instance still
 /// serves its last quotes, and a restart would not fix a refused key).
+///
+/// With a data directory (`store.data_dir`), every answer carries `"storage"`: `"ok"`,
+/// or `"unavailable"` while commits fail (disk full, I/O error). Publishers then get
+/// 503 `storage_unavailable`, but the status code stays as above: viewers are still
+/// served their quotes, and the writer retries and recovers by itself.
 pub async fn readyz(state: web::Data<HealthSources>) -> HttpResponse {
     let symbols = state.store.symbols().count();
     let (ready, mut body) = if state.readiness.is_ready() {
@@ -84,6 +91,13 @@ pub async fn readyz(state: web::Data<HealthSources>) -> HttpResponse {
     };
     if let Some(monitor) = &state.feed {
         body["feed"] = crate::sources::feed::readiness(monitor);
+    }
+    if let Some(storage) = &state.storage {
+        body["storage"] = json!(if storage.status().healthy {
+            "ok"
+        } else {
+            "unavailable"
+        });
     }
     if ready {
         HttpResponse::Ok().json(body)

@@ -10,6 +10,7 @@ use super::body::{read_body, BodyDeadline};
 use super::ApiError;
 use crate::ingest::{Ingestor, PublisherId};
 use crate::security::bearer;
+use crate::wire::ErrorCode;
 
 pub async fn post_ticks(
     req: HttpRequest,
@@ -48,6 +49,11 @@ pub async fn post_ticks(
             .ingest(publisher, items.iter().map(|item| item.get()))
             .await
     };
+    let report = report.map_err(|e| {
+        let mut error = ApiError::from_code(ErrorCode::StorageUnavailable, e.to_string());
+        error.retry_after = Some(1);
+        error
+    })?;
     Ok(HttpResponse::Ok().json(report))
 }
 

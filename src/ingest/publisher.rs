@@ -12,7 +12,7 @@ use super::tick_json::{parse_tick, TickError};
 use crate::broker::{Broker, TickBatch};
 use crate::config::{IngestSettings, Secret};
 use crate::domain::{now_millis, ParsedTick};
-use crate::store::SnapshotStore;
+use crate::store::{Durable, SnapshotStore, StorageUnavailable};
 use crate::wire::ErrorCode;
 
 /// Which configured key a request presented (its position in the key list).
@@ -45,6 +45,9 @@ pub struct IngestCounters {
 pub struct Ingestor {
     store: SnapshotStore,
     broker: Broker,
+    /// The durable writer, when `store.data_dir` is set: a batch is answered only
+    /// once it is committed.
+    durable: Option<Durable>,
     keys: Vec<Secret>,
     /// A stable name for each publisher in the cluster's seq table: a digest of its
     /// key, so instances agree without sharing the key's position or the key itself.
@@ -59,13 +62,26 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(store: SnapshotStore, broker: Broker, settings: &IngestSettings) -> Ingestor {
+    /// `store` already holds the restored state, so each publisher continues from its
+    /// stored `seq`.
+    pub fn new(
+        store: SnapshotStore,
+        broker: Broker,
+        durable: Option<Durable>,
+        settings: &IngestSettings,
+    ) -> Ingestor {
         let keys = settings.keys();
+        let fingerprints: Vec<Arc<str>> =
+            keys.iter().map(|key| Arc::from(fingerprint(key))).collect();
         Ingestor {
+            last_seq: fingerprints
+                .iter()
+                .map(|f| Mutex::new(store.publisher_seq(f)))
+                .collect(),
+            fingerprints,
             store,
             broker,
-            fingerprints: keys.iter().map(|key| Arc::from(fingerprint(key))).collect(),
-            last_seq: keys.iter().map(|_| Mutex::new(None)).collect(),
+            durable,
             keys,
             auto_create_symbols: settings.auto_create_symbols,
             max_batch_ticks: settings.max_batch_ticks,
@@ -87,12 +103,14 @@ impl Ingestor {
     }
 
     /// Validates, de-duplicates and publishes one batch of ticks given as JSON texts.
-    /// Returns once the broker has applied the batch.
+    /// Returns once the broker has applied the batch and, with a data directory, once
+    /// it is stored; `StorageUnavailable` when it could not be (nothing is
+    /// acknowledged then, and a retry with the same `seq`s is safe).
     pub async fn ingest<'a>(
         &self,
         publisher: PublisherId,
         items: impl IntoIterator<Item = &'a str>,
-    ) -> IngestReport {
+    ) -> Result<IngestReport, StorageUnavailable> {
         let mut report = IngestReport::default();
         let mut batch = TickBatch {
             publisher: Some(self.fingerprints[publisher.0].clone()),
@@ -124,14 +142,23 @@ impl Ingestor {
         // Another instance may have accepted some of these already (a retry that
         // went elsewhere): the cluster drops those and says how many.
         let seen_elsewhere = self.broker.publish(&batch).await;
+        // Read after the batch (and any symbol it created) was applied: this number
+        // covers it, and also whatever earlier batch these duplicates repeat.
+        let generation = self.store.generation();
         drop(last_seq);
+        if let Some(durable) = &self.durable {
+            // Acknowledged means durable: wait for the group commit that covers this
+            // batch with its seq (store/durable.rs, "THE DURABILITY MOMENT") before
+            // any answer is built.
+            durable.wait_stored(generation).await?;
+        }
         report.accepted = batch.ticks.len() - seen_elsewhere;
         report.duplicates += seen_elsewhere;
         let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
         add(&self.counters.accepted, report.accepted);
         add(&self.counters.duplicates, report.duplicates);
         add(&self.counters.rejected, report.rejected.len());
-        report
+        Ok(report)
     }
 
     /// Parses one tick and checks that its symbol exists, first creating it through
@@ -183,6 +210,7 @@ mod tests {
         Ingestor::new(
             store.clone(),
             Broker::memory(store),
+            None,
             &IngestSettings {
                 publisher_keys: Secret::new("k1,k2"),
                 max_body_bytes: 1 << 20,
@@ -218,7 +246,8 @@ mod tests {
                     r#"{"symbol":"AAPL","price":102,"size":5}"#,
                 ],
             )
-            .await;
+            .await
+            .unwrap();
         assert_eq!(report.accepted, 2);
         let codes: Vec<_> = report.rejected.iter().map(|r| (r.index, r.code)).collect();
         assert_eq!(
@@ -236,11 +265,17 @@ mod tests {
             r#"{"symbol":"AAPL","price":101,"size":10,"seq":1}"#,
             r#"{"symbol":"AAPL","price":102,"size":10,"seq":2}"#,
         ];
-        assert_eq!(ingest.ingest(PublisherId(0), batch).await.accepted, 2);
-        let retry = ingest.ingest(PublisherId(0), batch).await;
+        assert_eq!(
+            ingest.ingest(PublisherId(0), batch).await.unwrap().accepted,
+            2
+        );
+        let retry = ingest.ingest(PublisherId(0), batch).await.unwrap();
         assert_eq!((retry.accepted, retry.duplicates), (0, 2));
         // Another publisher has its own sequence.
-        assert_eq!(ingest.ingest(PublisherId(1), batch).await.accepted, 2);
+        assert_eq!(
+            ingest.ingest(PublisherId(1), batch).await.unwrap().accepted,
+            2
+        );
         // Within a batch, a repeated or lower seq is a duplicate too.
         let mixed = ingest
             .ingest(
@@ -252,7 +287,8 @@ mod tests {
                     r#"{"symbol":"AAPL","price":1,"size":1}"#,
                 ],
             )
-            .await;
+            .await
+            .unwrap();
         assert_eq!((mixed.accepted, mixed.duplicates), (2, 2));
         let (quote, _) = ingest.store.read(SymbolId(0));
         assert_eq!(quote.get(Field::V), Some(42), "no volume counted twice");
@@ -263,7 +299,8 @@ mod tests {
         let ingest = ingestor(true);
         let report = ingest
             .ingest(PublisherId(0), [r#"{"symbol":"newco","price":5}"#])
-            .await;
+            .await
+            .unwrap();
         assert_eq!(report.accepted, 1);
         assert!(ingest
             .store

@@ -127,9 +127,13 @@ async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> Stri
         );
         return error(req_id, ErrorCode::BadRequest, &message);
     }
-    let report = ingestor
+    let report = match ingestor
         .ingest(publisher, ticks.iter().map(|t| t.get()))
-        .await;
+        .await
+    {
+        Ok(report) => report,
+        Err(e) => return error(req_id, ErrorCode::StorageUnavailable, &e.to_string()),
+    };
     serde_json::to_string(&Ack {
         kind: "ack",
         req_id,

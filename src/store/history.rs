@@ -65,6 +65,18 @@ pub struct Bar {
 pub struct History {
     seconds: VecDeque<Bar>,
     minutes: VecDeque<Bar>,
+    /// Per interval, the oldest bar `t` changed since the durable layer last took the
+    /// changed bars ([`History::take_changed`]); `None` when nothing changed.
+    changed_from: [Option<i64>; 2],
+}
+
+/// The bars of one interval that changed since the last [`History::take_changed`],
+/// and the oldest bar still kept (older ones fell off the ring and can be dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedBars {
+    pub interval: Interval,
+    pub bars: Vec<Bar>,
+    pub oldest_kept: Option<i64>,
 }
 
 impl History {
@@ -72,35 +84,71 @@ impl History {
     /// its volume to the bar of its own bucket if that bar is still kept, and moves
     /// no price, matching the quote's rule.
     pub fn record_trade(&mut self, ts: i64, price: Price, size: u64, in_order: bool) {
-        record(
-            &mut self.seconds,
-            Interval::OneSecond,
-            ts,
-            price,
-            size,
-            in_order,
-        );
-        record(
-            &mut self.minutes,
-            Interval::OneMinute,
-            ts,
-            price,
-            size,
-            in_order,
-        );
+        for interval in [Interval::OneSecond, Interval::OneMinute] {
+            let ring = match interval {
+                Interval::OneSecond => &mut self.seconds,
+                Interval::OneMinute => &mut self.minutes,
+            };
+            if let Some(t) = record(ring, interval, ts, price, size, in_order) {
+                let from = &mut self.changed_from[interval as usize];
+                *from = Some(from.map_or(t, |from| from.min(t)));
+            }
+        }
+    }
+
+    /// The bars changed since the last call, per interval with a change, and forgets
+    /// them: the durable layer writes exactly these (the slot lock is held).
+    pub fn take_changed(&mut self) -> Vec<ChangedBars> {
+        let mut changed = Vec::new();
+        for interval in [Interval::OneSecond, Interval::OneMinute] {
+            let Some(from) = self.changed_from[interval as usize].take() else {
+                continue;
+            };
+            let ring = self.ring(interval);
+            changed.push(ChangedBars {
+                interval,
+                bars: ring.iter().filter(|bar| bar.t >= from).copied().collect(),
+                oldest_kept: ring.front().map(|bar| bar.t),
+            });
+        }
+        changed
+    }
+
+    /// Marks the bars from `t` on as changed again (their commit failed).
+    pub fn mark_changed_from(&mut self, interval: Interval, t: i64) {
+        let from = &mut self.changed_from[interval as usize];
+        *from = Some(from.map_or(t, |from| from.min(t)));
+    }
+
+    /// Puts back stored bars of one interval (oldest first) at start-up, keeping the
+    /// newest the ring holds.
+    pub fn restore(&mut self, interval: Interval, bars: impl IntoIterator<Item = Bar>) {
+        let ring = match interval {
+            Interval::OneSecond => &mut self.seconds,
+            Interval::OneMinute => &mut self.minutes,
+        };
+        ring.extend(bars);
+        while ring.len() > interval.capacity() {
+            ring.pop_front();
+        }
+    }
+
+    fn ring(&self, interval: Interval) -> &VecDeque<Bar> {
+        match interval {
+            Interval::OneSecond => &self.seconds,
+            Interval::OneMinute => &self.minutes,
+        }
     }
 
     /// The newest `limit` bars, oldest first.
     pub fn bars(&self, interval: Interval, limit: usize) -> Vec<Bar> {
-        let ring = match interval {
-            Interval::OneSecond => &self.seconds,
-            Interval::OneMinute => &self.minutes,
-        };
+        let ring = self.ring(interval);
         let skip = ring.len().saturating_sub(limit);
         ring.iter().skip(skip).copied().collect()
     }
 }
 
+/// Records one trade in one ring; returns the `t` of the bar it changed, if any.
 fn record(
     ring: &mut VecDeque<Bar>,
     interval: Interval,
@@ -108,7 +156,7 @@ fn record(
     price: Price,
     size: u64,
     in_order: bool,
-) {
+) -> Option<i64> {
     let start = ts - ts.rem_euclid(interval.millis());
     match ring.back_mut() {
         Some(bar) if bar.t == start => {
@@ -118,14 +166,15 @@ fn record(
                 bar.l = bar.l.min(price);
                 bar.c = price;
             }
+            Some(start)
         }
         Some(bar) if bar.t > start || !in_order => {
             // An older bucket: volume only, and only if that bar is still kept.
-            if let Ok(index) = ring.binary_search_by_key(&start, |b| b.t) {
-                ring[index].v = ring[index].v.saturating_add(size);
-            }
+            let index = ring.binary_search_by_key(&start, |b| b.t).ok()?;
+            ring[index].v = ring[index].v.saturating_add(size);
+            Some(start)
         }
-        None if !in_order => {}
+        None if !in_order => None,
         _ => {
             ring.push_back(Bar {
                 t: start,
@@ -138,6 +187,7 @@ fn record(
             if ring.len() > interval.capacity() {
                 ring.pop_front();
             }
+            Some(start)
         }
     }
 }
@@ -202,6 +252,43 @@ mod tests {
         // A bucket no longer (or never) kept: nothing to add to.
         history.record_trade(1_000, p("99"), 3, false);
         assert_eq!(history.bars(Interval::OneSecond, 10).len(), 2);
+    }
+
+    #[test]
+    fn changed_bars_are_taken_once_with_the_oldest_kept() {
+        let mut history = History::default();
+        history.record_trade(0, p("10"), 1, true);
+        history.record_trade(61_000, p("11"), 2, true);
+        let first = history.take_changed();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].bars.len(), 2, "both second bars are new");
+        assert!(history.take_changed().is_empty(), "nothing changed since");
+        // A late trade changes only its own (older) bucket, and the ones after it.
+        history.record_trade(500, p("99"), 7, false);
+        let late = history.take_changed();
+        assert_eq!(late[0].interval, Interval::OneSecond);
+        assert_eq!((late[0].bars[0].t, late[0].bars[0].v), (0, 8));
+        assert_eq!(late[0].oldest_kept, Some(0));
+    }
+
+    #[test]
+    fn restore_keeps_the_newest_bars_a_ring_holds() {
+        let mut history = History::default();
+        let bars = (0..400).map(|i| Bar {
+            t: i * 1_000,
+            o: p("1"),
+            h: p("1"),
+            l: p("1"),
+            c: p("1"),
+            v: 1,
+        });
+        history.restore(Interval::OneSecond, bars);
+        let kept = history.bars(Interval::OneSecond, usize::MAX);
+        assert_eq!((kept.len(), kept[0].t), (SECOND_BARS, 100_000));
+        assert!(
+            history.take_changed().is_empty(),
+            "restored bars are stored"
+        );
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! Slots are pre-allocated up to a configured capacity: ids stay valid forever and the
 //! hot path indexes a plain slice, at the cost of a fixed limit on the universe size.
 
+mod durable;
 mod history;
 mod universe;
 
-pub use history::{Bar, History, Interval, MINUTE_BARS, SECOND_BARS};
+pub use durable::{Durable, StorageStatus, StorageUnavailable, DATA_FILE};
+pub use history::{Bar, ChangedBars, History, Interval, MINUTE_BARS, SECOND_BARS};
 pub(crate) use universe::split_csv_line;
 pub use universe::{load_universe, UniverseEntry, DEFAULT_UNIVERSE_CSV};
 
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{
     fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
 
@@ -57,6 +59,45 @@ struct Inner {
     /// Carries the number of applied batches; viewers wait on it instead of polling.
     changes: watch::Sender<u64>,
     ticks_applied: AtomicU64,
+    /// The consistent-cut gate of the durable layer: every change (a batch with its
+    /// publisher's `seq`, a universe change, a rollover) is made under a shared hold,
+    /// and the durable writer takes it exclusively just long enough to copy what
+    /// changed. So a copy never holds half a batch, nor a batch without its `seq`.
+    /// Std lock: held for plain memory work only, never across an `.await`; one
+    /// uncontended read-lock per batch, not per tick.
+    gate: RwLock<()>,
+    /// Counts changes, bumped under the gate; the writer records the value it copied
+    /// at, and a waiter is covered once a commit reached its change's number.
+    generation: AtomicU64,
+    /// The number of this process's run of the data file (see `SlotState::order`).
+    run: AtomicU64,
+    /// Highest accepted `seq` per publisher fingerprint, with a "changed since the
+    /// last copy" flag; written under the gate with the batch it belongs to.
+    publisher_seqs: Mutex<HashMap<Arc<str>, (u64, bool)>>,
+}
+
+/// Everything that changed since the previous [`SnapshotStore::take_changes`], copied
+/// at one consistent moment (see `Inner::gate`).
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The [`SnapshotStore::generation`] this copy covers.
+    pub generation: u64,
+    /// In id order, so a removed slot is written before a later slot of its symbol.
+    pub symbols: Vec<SymbolChange>,
+    pub publishers: Vec<(Arc<str>, u64)>,
+}
+
+/// A symbol's full stored state, and its bars changed since the last copy.
+#[derive(Debug, Clone)]
+pub struct SymbolChange {
+    pub id: SymbolId,
+    pub symbol: Symbol,
+    pub removed: bool,
+    pub name: Arc<str>,
+    /// Creation order across restarts; the restore recreates symbols in it.
+    pub order: u64,
+    pub quote: Quote,
+    pub bars: Vec<ChangedBars>,
 }
 
 #[derive(Default)]
@@ -65,6 +106,8 @@ struct Slot {
     published: Published,
     info: OnceLock<SymbolInfo>,
     removed: AtomicBool,
+    /// Changed since the durable writer last copied it (set under the gate).
+    dirty: AtomicBool,
     state: Mutex<SlotState>,
 }
 
@@ -130,6 +173,9 @@ struct SlotState {
     quote: Quote,
     history: History,
     name: Arc<str>,
+    /// Where the symbol stands in the universe across restarts: the run that created
+    /// it (high 32 bits, see [`SnapshotStore::set_run`]) and its id in that run.
+    order: u64,
 }
 
 impl Slot {
@@ -152,6 +198,10 @@ impl SnapshotStore {
                 removals: AtomicU64::new(0),
                 changes,
                 ticks_applied: AtomicU64::new(0),
+                gate: RwLock::new(()),
+                generation: AtomicU64::new(0),
+                run: AtomicU64::new(0),
+                publisher_seqs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -175,6 +225,7 @@ impl SnapshotStore {
         name: Option<&str>,
         previous_close: Option<Price>,
     ) -> Result<(SymbolId, bool), StoreFull> {
+        let _gate = self.change_gate();
         let mut registry = self
             .inner
             .registry
@@ -194,6 +245,7 @@ impl SnapshotStore {
                     slot.published.publish(&state.quote, true);
                 }
                 drop(state);
+                self.mark_changed(slot);
                 self.notify_change();
             }
             return Ok((id, false));
@@ -209,6 +261,7 @@ impl SnapshotStore {
             let mut state = slot.lock();
             state.quote = Quote::with_previous_close(previous_close);
             state.name = Arc::from(name.unwrap_or(symbol.as_str()));
+            state.order = (self.inner.run.load(Ordering::Relaxed) << 32) | index as u64;
             slot.published.publish(&state.quote, false);
         }
         // The slot at `len` has never been published, so this is its first and only set.
@@ -220,6 +273,7 @@ impl SnapshotStore {
         // Publish the slot only once it is fully initialised.
         self.inner.len.store(index + 1, Ordering::Release);
         drop(registry);
+        self.mark_changed(slot);
         self.notify_change();
         Ok((id, true))
     }
@@ -227,6 +281,7 @@ impl SnapshotStore {
     /// Removes a symbol from the universe. Its id stays dead (a later re-add gets a new
     /// slot), so viewers can tell "removed" from "changed".
     pub fn remove_symbol(&self, symbol: &Symbol) -> Option<SymbolId> {
+        let _gate = self.change_gate();
         let id = self
             .inner
             .registry
@@ -234,6 +289,7 @@ impl SnapshotStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(symbol)?;
         self.slot(id).removed.store(true, Ordering::Release);
+        self.mark_changed(self.slot(id));
         self.inner.removals.fetch_add(1, Ordering::Release);
         self.notify_change();
         Some(id)
@@ -322,8 +378,23 @@ impl SnapshotStore {
     /// Applies ticks in order (quote and bars together), then wakes waiting viewers
     /// once for the whole batch. Ticks for removed symbols are dropped.
     pub fn apply_batch(&self, ticks: &[Tick]) {
-        if ticks.is_empty() {
+        self.apply_publisher_batch(ticks, None);
+    }
+
+    /// [`SnapshotStore::apply_batch`], recording `publisher`'s highest accepted `seq`
+    /// together with its ticks: the durable layer stores both or neither, so after a
+    /// crash a retried batch is either all duplicates or all new, never counted twice.
+    pub fn apply_publisher_batch(&self, ticks: &[Tick], publisher: Option<(&Arc<str>, u64)>) {
+        if ticks.is_empty() && publisher.is_none() {
             return;
+        }
+        let _gate = self.change_gate();
+        if let Some((fingerprint, seq)) = publisher {
+            let mut seqs = self.publisher_seqs();
+            let entry = seqs.entry(fingerprint.clone()).or_insert((seq, true));
+            if seq >= entry.0 {
+                *entry = (seq, true);
+            }
         }
         for tick in ticks {
             let slot = self.slot(tick.symbol);
@@ -339,7 +410,10 @@ impl SnapshotStore {
             }
             state.quote.apply(tick);
             slot.published.publish(&state.quote, true);
+            drop(state);
+            slot.dirty.store(true, Ordering::Relaxed);
         }
+        self.inner.generation.fetch_add(1, Ordering::Release);
         self.inner
             .ticks_applied
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
@@ -349,12 +423,14 @@ impl SnapshotStore {
     /// Replaces a symbol's quote (a cluster resync), bumping its version only when
     /// something changed so viewers send just the difference. Bars are kept.
     pub fn replace_quote(&self, id: SymbolId, quote: Quote) {
+        let _gate = self.change_gate();
         let slot = self.slot(id);
         let mut state = slot.lock();
         if state.quote != quote {
             state.quote = quote;
             slot.published.publish(&state.quote, true);
             drop(state);
+            self.mark_changed(slot);
             self.notify_change();
         }
     }
@@ -363,6 +439,7 @@ impl SnapshotStore {
     /// reference (`pc`), volume restarts at zero and open/high/low wait for the next
     /// trade. Bars are not touched.
     pub fn roll_over(&self) {
+        let _gate = self.change_gate();
         for id in (0..self.len()).map(|i| SymbolId(i as u32)) {
             let slot = self.slot(id);
             if slot.removed.load(Ordering::Acquire) {
@@ -371,8 +448,149 @@ impl SnapshotStore {
             let mut state = slot.lock();
             state.quote.roll_over();
             slot.published.publish(&state.quote, true);
+            drop(state);
+            self.mark_changed(slot);
         }
         self.notify_change();
+    }
+
+    /// A shared hold on the consistent-cut gate, for the length of one change.
+    fn change_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.inner
+            .gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks a slot for the durable writer and counts one change (gate held).
+    fn mark_changed(&self, slot: &Slot) {
+        slot.dirty.store(true, Ordering::Relaxed);
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn publisher_seqs(&self) -> MutexGuard<'_, HashMap<Arc<str>, (u64, bool)>> {
+        self.inner
+            .publisher_seqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of changes made so far. A change is stored once a commit covered
+    /// the generation read after it was made.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// The highest stored or accepted `seq` of a publisher (restored at start-up).
+    pub fn publisher_seq(&self, fingerprint: &str) -> Option<u64> {
+        self.publisher_seqs().get(fingerprint).map(|&(seq, _)| seq)
+    }
+
+    /// Copies every change since the last call at one consistent moment: the gate
+    /// is held exclusively, so no batch is half applied and every applied batch's
+    /// `seq` is in the same copy. Cheap: the writer does the I/O after releasing it.
+    pub fn take_changes(&self) -> Changes {
+        let _exclusive = self
+            .inner
+            .gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation();
+        let mut symbols = Vec::new();
+        for index in 0..self.len() {
+            let slot = &self.inner.slots[index];
+            if !slot.dirty.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let mut state = slot.lock();
+            symbols.push(SymbolChange {
+                id: SymbolId(index as u32),
+                symbol: self.info(SymbolId(index as u32)).symbol.clone(),
+                removed: slot.removed.load(Ordering::Acquire),
+                name: state.name.clone(),
+                order: state.order,
+                quote: state.quote,
+                bars: state.history.take_changed(),
+            });
+        }
+        let mut publishers = Vec::new();
+        for (fingerprint, (seq, changed)) in self.publisher_seqs().iter_mut() {
+            if std::mem::take(changed) {
+                publishers.push((fingerprint.clone(), *seq));
+            }
+        }
+        Changes {
+            generation,
+            symbols,
+            publishers,
+        }
+    }
+
+    /// Marks everything in a copy whose commit failed as changed again, so the next
+    /// copy takes it (at its then current state) instead of the writer keeping old
+    /// copies for as long as the disk fails.
+    pub fn requeue(&self, changes: &Changes) {
+        for change in &changes.symbols {
+            let slot = self.slot(change.id);
+            let mut state = slot.lock();
+            for changed in &change.bars {
+                if let Some(first) = changed.bars.first() {
+                    state.history.mark_changed_from(changed.interval, first.t);
+                }
+            }
+            drop(state);
+            slot.dirty.store(true, Ordering::Relaxed);
+        }
+        let mut seqs = self.publisher_seqs();
+        for (fingerprint, _) in &changes.publishers {
+            if let Some(entry) = seqs.get_mut(fingerprint) {
+                entry.1 = true;
+            }
+        }
+    }
+
+    /// Start-up only, before anything else runs: puts back a stored symbol's name,
+    /// quote and bars, creating it if the universe file does not have it. Not marked
+    /// changed: it is what the file already holds.
+    pub fn restore_symbol(
+        &self,
+        symbol: Symbol,
+        name: &str,
+        order: u64,
+        quote: Quote,
+        bars: Vec<(Interval, Vec<Bar>)>,
+    ) -> Result<SymbolId, StoreFull> {
+        let (id, _) = self.upsert_symbol(symbol, Some(name), None)?;
+        let slot = self.slot(id);
+        let mut state = slot.lock();
+        state.quote = quote;
+        state.order = order;
+        for (interval, bars) in bars {
+            state.history.restore(interval, bars);
+        }
+        slot.published.publish(&state.quote, false);
+        drop(state);
+        slot.dirty.store(false, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Start-up only: numbers this run of the data file, so symbols created from now
+    /// on sort after every stored one (their `order`'s high 32 bits).
+    pub fn set_run(&self, run: u64) {
+        self.inner.run.store(run, Ordering::Relaxed);
+    }
+
+    /// Start-up only: a symbol removed at run time stays removed.
+    pub fn restore_removal(&self, symbol: &Symbol) {
+        if let Some(id) = self.remove_symbol(symbol) {
+            self.slot(id).dirty.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Start-up only: a publisher's stored highest `seq`.
+    pub fn restore_publisher_seq(&self, fingerprint: &str, seq: u64) {
+        self.publisher_seqs()
+            .insert(Arc::from(fingerprint), (seq, false));
     }
 
     fn notify_change(&self) {
@@ -478,6 +696,65 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(store.read(id).1, 20_000);
+    }
+
+    #[test]
+    fn every_copy_of_changes_is_a_consistent_cut_of_volume_and_seq() {
+        let store = store_with(&["AAPL"]);
+        let publisher: Arc<str> = Arc::from("p");
+        let writer = {
+            let store = store.clone();
+            let publisher = publisher.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=20_000u64 {
+                    let tick = Tick {
+                        symbol: SymbolId(0),
+                        price: Price::parse("101").ok(),
+                        size: Some(1),
+                        ts: seq as i64,
+                        ..Tick::default()
+                    };
+                    store.apply_publisher_batch(&[tick], Some((&publisher, seq)));
+                }
+            })
+        };
+        // Every batch adds 1 to the volume and carries seq = its number: a copy
+        // taken between the two would store a seq that its volume does not match.
+        let mut copies = 0;
+        while !writer.is_finished() || copies == 0 {
+            let changes = store.take_changes();
+            let seq = changes.publishers.first().map(|&(_, seq)| seq);
+            let volume = changes.symbols.first().and_then(|s| s.quote.get(Field::V));
+            assert_eq!(seq.map(|s| s as i64), volume, "{changes:?}");
+            copies += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(store.publisher_seq("p"), Some(20_000));
+    }
+
+    #[test]
+    fn a_requeued_copy_is_taken_again_with_its_bars() {
+        let store = store_with(&["AAPL", "MSFT"]);
+        let publisher: Arc<str> = Arc::from("p");
+        let tick = Tick {
+            symbol: SymbolId(1),
+            price: Price::parse("101").ok(),
+            size: Some(3),
+            ts: 1_000,
+            ..Tick::default()
+        };
+        store.apply_publisher_batch(&[tick], Some((&publisher, 9)));
+        let failed = store.take_changes();
+        assert!(store.take_changes().symbols.is_empty(), "taken once");
+        store.requeue(&failed);
+        let again = store.take_changes();
+        assert_eq!(again.publishers, vec![(publisher, 9)]);
+        let ids: Vec<_> = again.symbols.iter().map(|s| s.id).collect();
+        let failed_ids: Vec<_> = failed.symbols.iter().map(|s| s.id).collect();
+        assert_eq!(ids, failed_ids);
+        let msft = again.symbols.iter().find(|s| s.id == SymbolId(1)).unwrap();
+        assert_eq!(msft.bars.len(), 2, "both intervals' bars again");
+        assert_eq!(msft.bars[0].bars[0].v, 3);
     }
 
     #[test]

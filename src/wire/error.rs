@@ -16,6 +16,9 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     Internal,
+    /// The instance cannot store accepted ticks (disk full, I/O error): the batch was
+    /// not acknowledged; retry it (with `seq`, a retry never counts twice).
+    StorageUnavailable,
 }
 
 impl ErrorCode {
@@ -31,6 +34,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
         }
     }
 
@@ -46,6 +50,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -131,6 +136,7 @@ mod tests {
             ErrorCode::Unauthorized,
             ErrorCode::Forbidden,
             ErrorCode::Internal,
+            ErrorCode::StorageUnavailable,
         ] {
             let json = serde_json::to_string(&code).expect("codes serialize");
             assert_eq!(json, format!("\"{}\"", code.as_str()));

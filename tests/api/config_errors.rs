@@ -23,6 +23,9 @@ fn tickstream(args: &[&str], env: &[(&str, &str)]) -> Command {
     command
         .current_dir(std::env::temp_dir())
         .args(args)
+        // Memory only, unless a test says otherwise: the shared temp directory must
+        // not collect a data file that the next test's process finds locked.
+        .env("TICKSTREAM__STORE__DATA_DIR", "")
         .envs(env.iter().copied())
         .env("RUST_BACKTRACE", "1")
         .env("RUST_LIB_BACKTRACE", "1")

@@ -390,11 +390,14 @@ async fn the_documented_environment_variables_start_a_finnhub_feed() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let settings = Settings::from_sources(&[], env).expect("the documented variables load");
+    let mut settings = Settings::from_sources(&[], env).expect("the documented variables load");
     assert!(
         settings.simulator.enabled,
         "on by default, and the feed replaces it"
     );
+    // Memory only: the default data directory would be the repository's `data/`,
+    // and a state restored from an earlier run would change the volumes below.
+    settings.store.data_dir = String::new();
     let app = spawn_app_with(move |s| *s = Settings { ..settings }).await;
     wait_for(&app, "MSFT", "p", "101.25").await;
     let msft = quote_text(&app, "MSFT").await;

@@ -34,6 +34,8 @@ pub fn test_settings() -> Settings {
     settings.server.shutdown_timeout_ms = 2000;
     settings.simulator.enabled = false;
     settings.stream.max_hz = 50.0;
+    // Memory only: a test that wants the durable state names its own temp directory.
+    settings.store.data_dir = String::new();
     settings
 }
 

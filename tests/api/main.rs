@@ -3,6 +3,7 @@
 mod binary;
 mod config_errors;
 mod container;
+mod durable;
 mod exactness;
 mod example_adapter;
 mod feed;

@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE_UID = 10001
 IMAGE_PORT = 8080
 IMAGE_WORKDIR = "/app"
+# Where the image keeps the market state (TICKSTREAM__STORE__DATA_DIR, a VOLUME owned
+# by IMAGE_UID); tests/api/container/image.rs gives the server its copy of it.
+IMAGE_DATA_DIR = "/var/lib/tickstream"
 
 # The sizing figure of docs/DEPLOYMENT.md: 40 KiB per connection with everything
 # included (an SSE viewer measures 31.5 KiB, a deflate W1 viewer 11.5 KiB since issue

@@ -6,7 +6,7 @@ import json
 import re
 import tomllib
 
-from common import IMAGE_PORT, IMAGE_UID, IMAGE_WORKDIR, ROOT, Problems
+from common import IMAGE_DATA_DIR, IMAGE_PORT, IMAGE_UID, IMAGE_WORKDIR, ROOT, Problems
 
 
 def instructions(text):
@@ -212,6 +212,18 @@ def check_dockerfile(dockerfile, dockerignore, cargo_toml, sources):
     problems.check(
         "TICKSTREAM__SERVER__HOST=0.0.0.0" in env and f"TICKSTREAM__SERVER__PORT={IMAGE_PORT}" in env,
         "the image must listen on 0.0.0.0 and the EXPOSEd port through TICKSTREAM__ env",
+    )
+    problems.check(
+        f"TICKSTREAM__STORE__DATA_DIR={IMAGE_DATA_DIR}" in env
+        and IMAGE_DATA_DIR in last.get("VOLUME", ""),
+        f"the image must keep its market state in a VOLUME at {IMAGE_DATA_DIR} "
+        "(TICKSTREAM__STORE__DATA_DIR); the root file system is read-only",
+    )
+    problems.check(
+        re.search(rf"-o {IMAGE_UID} -g {IMAGE_UID} .*{re.escape(IMAGE_DATA_DIR)}", runtime_runs)
+        is not None,
+        f"{IMAGE_DATA_DIR} must be created owned by the runtime user {IMAGE_UID} "
+        f"(install -d -o {IMAGE_UID} -g {IMAGE_UID} ... {IMAGE_DATA_DIR})",
     )
     health = last.get("HEALTHCHECK", "")
     problems.check(

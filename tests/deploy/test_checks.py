@@ -81,6 +81,12 @@ class DockerfileChecks(Expectations):
         self.assertFlags(self.broken("COPY config ./config\nUSER", "COPY config ./config\nCOPY docs ./docs\nUSER"), "exactly the binary")
         self.assertFlags(self.broken("FROM debian:bookworm-slim", "FROM debian:bookworm"), "slim")
         self.assertFlags(self.broken("WORKDIR /app", "WORKDIR /srv"), "WORKDIR")
+        self.assertFlags(self.broken('VOLUME ["/var/lib/tickstream"]\n', ""), "VOLUME at /var/lib/tickstream")
+        self.assertFlags(
+            self.broken("TICKSTREAM__STORE__DATA_DIR=/var/lib/tickstream", "TICKSTREAM__STORE__DATA_DIR=data"),
+            "VOLUME at /var/lib/tickstream",
+        )
+        self.assertFlags(self.broken("-o 10001 -g 10001 ", ""), "owned by the runtime user")
 
     def test_the_dependency_layer_is_checked(self):
         self.assertFlags(self.broken("COPY Cargo.toml Cargo.lock ./", "COPY . ./"), "only Cargo.toml and Cargo.lock")

@@ -223,6 +223,10 @@ pub fn tickstream_command_at(binary: impl AsRef<OsStr>) -> Command {
             command.env_remove(key);
         }
     }
+    // Memory only unless a test says otherwise: tests share working directories, and
+    // a data file is locked by the one process that has it open
+    // (tests/api/durable.rs covers the file).
+    command.env("TICKSTREAM__STORE__DATA_DIR", "");
     command
 }
 

@@ -3,7 +3,9 @@
 //! `tickstream serve` in a read-only working directory that holds a copy of
 //! `config/` (the image's `/app`), as the image's user 10001 when the test runs as
 //! root, with an environment that holds nothing but `PATH` and `TICKSTREAM__*` (and,
-//! for a server, the port file through which the test support learns its port).
+//! for a server, the port file through which the test support learns its port), and
+//! the one writable directory the image has: its market-state volume
+//! (`var/lib/tickstream`, the image's `TICKSTREAM__STORE__DATA_DIR`).
 //! tests/deploy/dockerfile_checks.py fails when the Dockerfile stops matching this.
 
 use std::collections::BTreeMap;
@@ -71,6 +73,12 @@ impl ImageLayout {
         );
         // As in the image: /app and its files belong to root and nobody may write.
         make_read_only(&root.join("app"));
+        // The image's volume, owned by its user.
+        let data = root.join("var/lib/tickstream");
+        std::fs::create_dir_all(&data).unwrap();
+        if as_image_user {
+            std::os::unix::fs::chown(&data, Some(IMAGE_UID), Some(IMAGE_UID)).unwrap();
+        }
         ImageLayout {
             root,
             as_image_user,
@@ -81,9 +89,14 @@ impl ImageLayout {
         self.root.join("app")
     }
 
-    /// `tickstream ARGS` as the image runs it, for 127.0.0.1:`port`. The image sets
-    /// `TICKSTREAM__SERVER__HOST=0.0.0.0`; tests listen on loopback only, so that one
-    /// value differs (`healthcheck_with_host` uses the image's value).
+    /// The image's market-state volume (Dockerfile: `/var/lib/tickstream`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("var/lib/tickstream")
+    }
+
+    /// `tickstream ARGS` as the image runs it, listening on 127.0.0.1:`port`. The
+    /// image sets `TICKSTREAM__SERVER__HOST=0.0.0.0`; tests listen on loopback only,
+    /// so that one value differs (`healthcheck_with_host` uses the image's value).
     pub fn command(&self, args: &[&str], port: u16) -> Command {
         let mut command = Command::new("tickstream");
         command
@@ -98,6 +111,8 @@ impl ImageLayout {
             )
             .env("TICKSTREAM__SERVER__HOST", "127.0.0.1")
             .env("TICKSTREAM__SERVER__PORT", port.to_string())
+            // The image sets /var/lib/tickstream; here, the layout's copy of it.
+            .env("TICKSTREAM__STORE__DATA_DIR", self.data_dir())
             .current_dir(self.workdir());
         if self.as_image_user {
             command.uid(IMAGE_UID).gid(IMAGE_UID);

@@ -1,0 +1,796 @@
+//! The durable market state: one redb file under `store.data_dir` that the store
+//! starts from and one background writer keeps up to date.
+//!
+//! What is kept: every symbol the store has had (name, full quote, or a tombstone
+//! when removed at run time), its 1 s and 1 m bars keyed by symbol, interval and `t`,
+//! and each publisher's highest accepted `seq`, keyed by its key's fingerprint.
+//!
+//! One writer thread (redb is blocking) commits in groups: whatever changed, copied at
+//! one consistent moment by [`SnapshotStore::take_changes`], at most every
+//! `store.flush_interval_ms`, and at once when an acknowledgement waits for it. Every
+//! waiter that change covers is released by that one commit. A failed commit marks
+//! its changes changed again ([`SnapshotStore::requeue`]) and is retried from the
+//! store's current state (quotes and bars are whole values, a `seq` only grows), so
+//! the writer recovers by itself once the disk accepts writes again.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::{Bar, Changes, Interval, SnapshotStore, StoreFull};
+use crate::domain::{Field, Price, Quote, Symbol};
+
+/// The file name inside `store.data_dir`.
+pub const DATA_FILE: &str = "tickstream.redb";
+
+/// The layout below; another number is refused, never guessed at.
+const FORMAT_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// symbol -> [`encode_symbol`].
+const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("symbols");
+/// (symbol, interval: 0 = 1 s, 1 = 1 m, bar start ms) -> [`encode_bar`].
+const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
+/// publisher fingerprint -> highest accepted seq.
+const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+
+/// Longest an acknowledgement waits for its commit before it is refused (a writer
+/// that stopped making progress must not hold publishers for ever).
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest pause between attempts while commits fail, whatever the flush interval.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The answer to a publisher whose batch could not be stored.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the market state cannot be stored right now (disk full or I/O error); retry later")]
+pub struct StorageUnavailable;
+
+/// What the writer reports; `/readyz` and waiting acknowledgements read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStatus {
+    /// Every change up to this [`SnapshotStore::generation`] is committed.
+    pub committed: u64,
+    /// Failed commit attempts so far; a waiter fails when this moves.
+    pub failures: u64,
+    /// False from a failed commit until the next one succeeds.
+    pub healthy: bool,
+}
+
+/// A cheap-to-clone handle to the writer. When the last one goes, the writer
+/// commits what is pending and stops, releasing the file.
+#[derive(Clone)]
+pub struct Durable {
+    shared: Arc<Shared>,
+    thread: Arc<WriterThread>,
+}
+
+struct WriterThread {
+    shared: Arc<Shared>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WriterThread {
+    fn stop(&self) {
+        request(&self.shared, |r| r.stop = true);
+        let thread = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                warn!("the durable writer panicked");
+            }
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn request(shared: &Shared, change: impl FnOnce(&mut Requests)) {
+    let mut requests = shared
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    change(&mut requests);
+    shared.wake.notify_one();
+}
+
+struct Shared {
+    /// Std lock: flags only, never held across an `.await` or a commit.
+    requests: Mutex<Requests>,
+    wake: Condvar,
+    status: watch::Sender<StorageStatus>,
+}
+
+#[derive(Default)]
+struct Requests {
+    /// An acknowledgement waits: commit now instead of at the next interval.
+    urgent: bool,
+    stop: bool,
+}
+
+impl Durable {
+    /// Opens (or creates) `<data_dir>/tickstream.redb`, restores its state into
+    /// `store` (which holds the universe file's symbols), and starts the writer.
+    /// A damaged, foreign or newer file is an error naming the file, never a silent
+    /// fresh start.
+    pub fn open(
+        data_dir: &Path,
+        store: &SnapshotStore,
+        flush_interval: Duration,
+    ) -> anyhow::Result<Durable> {
+        std::fs::create_dir_all(data_dir).with_context(|| {
+            format!(
+                "store.data_dir: cannot create {} (make it writable for this user, or set \
+                 store.data_dir = \"\" to keep the market state in memory only)",
+                data_dir.display()
+            )
+        })?;
+        let path = data_dir.join(DATA_FILE);
+        let database = open_database(&path)?;
+        let restored =
+            restore(&database, store).map_err(|e| match e.downcast_ref::<StoreFull>() {
+                Some(full) => anyhow::anyhow!(
+                    "data file {} holds more symbols than store.max_symbols ({}); raise it",
+                    path.display(),
+                    full.0
+                ),
+                None => damaged(&path, &format!("{e:#}")),
+            })?;
+        let run = next_run(&database)
+            .with_context(|| format!("data file {}: cannot write it", path.display()))?;
+        store.set_run(run);
+        info!(file = %path.display(), symbols = restored, run, "market state restored");
+        let (status, _) = watch::channel(StorageStatus {
+            committed: store.generation(),
+            failures: 0,
+            healthy: true,
+        });
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Requests::default()),
+            wake: Condvar::new(),
+            status,
+        });
+        let writer = Writer {
+            path,
+            database: Some(database),
+            store: store.clone(),
+            shared: shared.clone(),
+            flush_interval,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tickstream-durable".into())
+            .spawn(move || writer.run())
+            .context("cannot start the durable writer thread")?;
+        Ok(Durable {
+            shared: shared.clone(),
+            thread: Arc::new(WriterThread {
+                shared,
+                handle: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    pub fn status(&self) -> StorageStatus {
+        *self.shared.status.borrow()
+    }
+
+    /// Resolves once every change up to `generation` is committed to disk (fsynced),
+    /// asking the writer to commit now. Fails when a commit attempt fails meanwhile.
+    pub async fn wait_stored(&self, generation: u64) -> Result<(), StorageUnavailable> {
+        let mut status = self.shared.status.subscribe();
+        let start = *status.borrow_and_update();
+        if start.committed >= generation {
+            return Ok(());
+        }
+        request(&self.shared, |r| r.urgent = true);
+        let covered = async {
+            let now = status
+                .wait_for(|s| s.committed >= generation || s.failures > start.failures)
+                .await
+                .map(|now| now.committed >= generation);
+            matches!(now, Ok(true))
+        };
+        match tokio::time::timeout(MAX_WAIT, covered).await {
+            Ok(true) => Ok(()),
+            _ => Err(StorageUnavailable),
+        }
+    }
+
+    /// Commits everything still pending and stops the writer (graceful shutdown).
+    /// Blocks until the last commit is done.
+    pub fn close(&self) {
+        self.thread.stop();
+    }
+}
+
+/// A user's mistake about the file, as one line that says what to do.
+fn damaged(path: &Path, error: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "data file {} is damaged or not a tickstream file ({error}); move it away to start \
+         empty",
+        path.display()
+    )
+}
+
+/// Opens the file, telling a file in use, a damaged or foreign file, and an I/O
+/// problem apart. redb's own checks can panic on some damage in debug builds; that
+/// is caught and reported as damage too.
+fn open_database(path: &Path) -> anyhow::Result<Database> {
+    let opened = {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(|| Database::create(path));
+        std::panic::set_hook(hook);
+        opened
+    };
+    let database = match opened {
+        Err(_) => return Err(damaged(path, &"unreadable structure")),
+        Ok(Ok(database)) => database,
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => anyhow::bail!(
+            "data file {} is in use by another tickstream process; stop it, or give this one \
+             its own store.data_dir",
+            path.display()
+        ),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            anyhow::bail!("data file {}: cannot open it ({e})", path.display())
+        }
+        Ok(Err(e)) => return Err(damaged(path, &e)),
+    };
+    check_format(&database, path)?;
+    Ok(database)
+}
+
+/// A new file gets the format version; an existing one must carry ours.
+fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
+    let read = database.begin_read().map_err(|e| damaged(path, &e))?;
+    let tables = read
+        .list_tables()
+        .map_err(|e| damaged(path, &e))?
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect::<Vec<_>>();
+    if tables.is_empty() {
+        drop(read);
+        let write = database.begin_write().map_err(|e| damaged(path, &e))?;
+        {
+            let mut meta = write.open_table(META).map_err(|e| damaged(path, &e))?;
+            meta.insert("format_version", FORMAT_VERSION)
+                .map_err(|e| damaged(path, &e))?;
+            write.open_table(SYMBOLS).map_err(|e| damaged(path, &e))?;
+            write.open_table(BARS).map_err(|e| damaged(path, &e))?;
+            write
+                .open_table(PUBLISHERS)
+                .map_err(|e| damaged(path, &e))?;
+        }
+        write
+            .commit()
+            .with_context(|| format!("data file {}: cannot write it", path.display()))?;
+        return Ok(());
+    }
+    let version = read
+        .open_table(META)
+        .and_then(|meta| Ok(meta.get("format_version")?.map(|v| v.value())))
+        .map_err(|e| damaged(path, &e))?;
+    match version {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(other) => anyhow::bail!(
+            "data file {} has format version {other}, this tickstream reads version \
+             {FORMAT_VERSION}; run the release that wrote it, or move the file away to start \
+             empty",
+            path.display()
+        ),
+        None => Err(damaged(path, &"no format version")),
+    }
+}
+
+/// Counts this start in the file ("runs" in the meta table) and returns its number.
+fn next_run(database: &Database) -> anyhow::Result<u64> {
+    let write = database.begin_write()?;
+    let run = {
+        let mut meta = write.open_table(META)?;
+        let run = meta.get("runs")?.map_or(0, |v| v.value()) + 1;
+        meta.insert("runs", run)?;
+        run
+    };
+    write.commit()?;
+    Ok(run)
+}
+
+/// Puts the stored state into `store`; returns the number of live symbols restored.
+/// Symbols the universe file does not have are created in their stored order.
+fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> {
+    let read = database.begin_read()?;
+    let symbols = read.open_table(SYMBOLS)?;
+    let bars = read.open_table(BARS)?;
+    let mut live = Vec::new();
+    for entry in symbols.iter()? {
+        let (key, value) = entry?;
+        let symbol = Symbol::parse(key.value())
+            .map_err(|_| anyhow::anyhow!("bad symbol {:?}", key.value()))?;
+        match decode_symbol(value.value()).with_context(|| format!("bad record for {symbol}"))? {
+            Some((name, order, quote)) => live.push((order, symbol, name, quote)),
+            None => store.restore_removal(&symbol),
+        }
+    }
+    live.sort_by_key(|&(order, ..)| order);
+    let restored = live.len();
+    for (order, symbol, name, quote) in live {
+        let mut kept = Vec::new();
+        for interval in [Interval::OneSecond, Interval::OneMinute] {
+            let code = interval_code(interval);
+            let range =
+                bars.range((symbol.as_str(), code, i64::MIN)..=(symbol.as_str(), code, i64::MAX))?;
+            let mut list = Vec::new();
+            for entry in range {
+                let (key, value) = entry?;
+                let t = key.value().2;
+                list.push(decode_bar(t, value.value()).context("bad bar")?);
+            }
+            kept.push((interval, list));
+        }
+        store.restore_symbol(symbol, &name, order, quote, kept)?;
+    }
+    for entry in read.open_table(PUBLISHERS)?.iter()? {
+        let (fingerprint, seq) = entry?;
+        store.restore_publisher_seq(fingerprint.value(), seq.value());
+    }
+    Ok(restored)
+}
+
+struct Writer {
+    path: PathBuf,
+    /// `None` after a failed commit: redb asks for a re-open after an I/O error.
+    database: Option<Database>,
+    store: SnapshotStore,
+    shared: Arc<Shared>,
+    flush_interval: Duration,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let reason = loop {
+            let stop = {
+                let requests = self
+                    .shared
+                    .requests
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let healthy = self.shared.status.borrow().healthy;
+                // After a failure wait a whole pause: an urgent request must not turn a
+                // full disk into a busy loop.
+                let pause = if healthy {
+                    self.flush_interval
+                } else {
+                    self.flush_interval.min(RETRY_INTERVAL)
+                };
+                let (mut requests, _) = self
+                    .shared
+                    .wake
+                    .wait_timeout_while(requests, pause, |r| !(r.stop || (r.urgent && healthy)))
+                    .unwrap_or_else(PoisonError::into_inner);
+                requests.urgent = false;
+                requests.stop
+            };
+            self.flush();
+            if stop {
+                break "shutdown";
+            }
+        };
+        let status = *self.shared.status.borrow();
+        info!(
+            reason,
+            committed = status.committed,
+            healthy = status.healthy,
+            "durable writer stopped"
+        );
+    }
+
+    /// Copies what changed (briefly holding the store's gate) and commits it.
+    fn flush(&mut self) {
+        let status = *self.shared.status.borrow();
+        if self.store.generation() <= status.committed {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let changes = self.store.take_changes();
+        let generation = changes.generation;
+        let symbols = changes.symbols.len();
+        match self.commit(&changes) {
+            Ok(()) => {
+                debug!(
+                    symbols,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "market state committed"
+                );
+                // THE DURABILITY MOMENT: the commit above returned after redb's fsync,
+                // so every change up to `generation` (ticks with their publisher's seq,
+                // universe changes) is on disk. Only now are the acknowledgements that
+                // wait for it released (`Durable::wait_stored`).
+                self.shared.status.send_modify(|s| {
+                    if !s.healthy {
+                        info!(file = %self.path.display(), "market state stored again");
+                    }
+                    s.committed = s.committed.max(generation);
+                    s.healthy = true;
+                });
+            }
+            Err(error) => {
+                self.store.requeue(&changes);
+                self.database = None;
+                warn!(file = %self.path.display(), error = %format!("{error:#}"), "cannot store the market state; retrying");
+                self.shared.status.send_modify(|s| {
+                    s.failures += 1;
+                    s.healthy = false;
+                });
+            }
+        }
+    }
+
+    fn commit(&mut self, changes: &Changes) -> anyhow::Result<()> {
+        if self.database.is_none() {
+            self.database = Some(Database::create(&self.path).context("re-open")?);
+        }
+        let database = self.database.as_ref().expect("opened just above");
+        let write = database.begin_write()?;
+        {
+            let mut symbols = write.open_table(SYMBOLS)?;
+            let mut bars = write.open_table(BARS)?;
+            let mut publishers = write.open_table(PUBLISHERS)?;
+            for change in &changes.symbols {
+                let key = change.symbol.as_str();
+                if change.removed {
+                    symbols.insert(key, encode_symbol(None).as_slice())?;
+                    for interval in [Interval::OneSecond, Interval::OneMinute] {
+                        let code = interval_code(interval);
+                        bars.retain_in((key, code, i64::MIN)..=(key, code, i64::MAX), |_, _| {
+                            false
+                        })?;
+                    }
+                    continue;
+                }
+                let record = encode_symbol(Some((&change.name, change.order, &change.quote)));
+                symbols.insert(key, record.as_slice())?;
+                for changed in &change.bars {
+                    let code = interval_code(changed.interval);
+                    if let Some(oldest) = changed.oldest_kept {
+                        // Bars that fell off the ring leave the file too.
+                        bars.retain_in((key, code, i64::MIN)..(key, code, oldest), |_, _| false)?;
+                    }
+                    for bar in &changed.bars {
+                        bars.insert((key, code, bar.t), encode_bar(bar).as_slice())?;
+                    }
+                }
+            }
+            for (fingerprint, seq) in &changes.publishers {
+                let stored = publishers.get(&**fingerprint)?.map(|v| v.value());
+                if stored.is_none_or(|stored| *seq > stored) {
+                    publishers.insert(&**fingerprint, *seq)?;
+                }
+            }
+        }
+        // Durability::Immediate (redb's default): commit returns after fsync.
+        write.commit()?;
+        Ok(())
+    }
+}
+
+fn interval_code(interval: Interval) -> u8 {
+    match interval {
+        Interval::OneSecond => 0,
+        Interval::OneMinute => 1,
+    }
+}
+
+/// `[live: u8][order: u64][present: u16][count: u8][values: count × i64][name: UTF-8]`,
+/// all little endian; a removed symbol is the single byte 0.
+fn encode_symbol(live: Option<(&str, u64, &Quote)>) -> Vec<u8> {
+    let Some((name, order, quote)) = live else {
+        return vec![0];
+    };
+    let (present, values) = quote.to_parts();
+    let mut out = Vec::with_capacity(HEAD + 8 * Field::COUNT + name.len());
+    out.push(1);
+    out.extend_from_slice(&order.to_le_bytes());
+    out.extend_from_slice(&present.to_le_bytes());
+    out.push(Field::COUNT as u8);
+    for value in values {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The bytes before a live record's values: kind, order, present, count.
+const HEAD: usize = 1 + 8 + 2 + 1;
+
+/// The name, order and quote of a live symbol, `None` for a removed one.
+fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, u64, Quote)>> {
+    match bytes.first() {
+        Some(0) if bytes.len() == 1 => return Ok(None),
+        Some(1) => {}
+        _ => anyhow::bail!("unknown record kind"),
+    }
+    let fields = 8 * Field::COUNT;
+    anyhow::ensure!(
+        bytes.len() >= HEAD + fields && usize::from(bytes[HEAD - 1]) == Field::COUNT,
+        "quote of another layout"
+    );
+    let order = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
+    let present = u16::from_le_bytes([bytes[9], bytes[10]]);
+    let values = std::array::from_fn(|i| {
+        let at = HEAD + 8 * i;
+        i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+    });
+    let name = std::str::from_utf8(&bytes[HEAD + fields..]).context("name is not UTF-8")?;
+    Ok(Some((
+        name.to_owned(),
+        order,
+        Quote::from_parts(present, values),
+    )))
+}
+
+/// `o, h, l, c` (micros, i64) and `v` (u64), little endian.
+fn encode_bar(bar: &Bar) -> [u8; 40] {
+    let mut out = [0; 40];
+    let words = [
+        bar.o.micros(),
+        bar.h.micros(),
+        bar.l.micros(),
+        bar.c.micros(),
+        bar.v as i64,
+    ];
+    for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
+
+fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
+    anyhow::ensure!(bytes.len() == 40, "bar of another layout");
+    let word = |i: usize| i64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    Ok(Bar {
+        t,
+        o: Price::from_micros(word(0)),
+        h: Price::from_micros(word(1)),
+        l: Price::from_micros(word(2)),
+        c: Price::from_micros(word(3)),
+        v: word(4) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{SymbolId, Tick};
+
+    /// A directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "tickstream-durable-{name}-{}-{n}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn universe() -> SnapshotStore {
+        let store = SnapshotStore::new(16);
+        for s in ["AAPL", "MSFT"] {
+            store
+                .add_symbol(Symbol::parse(s).unwrap(), s, Price::parse("100").ok())
+                .unwrap();
+        }
+        store
+    }
+
+    fn trade(id: u32, price: &str, size: u64, ts: i64) -> Tick {
+        Tick {
+            symbol: SymbolId(id),
+            price: Price::parse(price).ok(),
+            size: Some(size),
+            ts,
+            ..Tick::default()
+        }
+    }
+
+    const FLUSH: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn a_restart_sees_exactly_what_was_stored() {
+        let dir = TempDir::new("roundtrip");
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        let publisher: Arc<str> = Arc::from("abcd");
+        store.apply_publisher_batch(
+            &[trade(0, "101", 10, 1_000), trade(0, "99", 5, 62_000)],
+            Some((&publisher, 7)),
+        );
+        let (newco, _) = store
+            .upsert_symbol(Symbol::parse("NEWCO").unwrap(), Some("New Co"), None)
+            .unwrap();
+        store.apply_batch(&[trade(newco.0, "5", 3, 2_000)]);
+        store.remove_symbol(&Symbol::parse("MSFT").unwrap());
+        durable.wait_stored(store.generation()).await.unwrap();
+        let stored = store.generation();
+        // Not waited for: committed by the graceful close.
+        store.apply_batch(&[trade(0, "102", 1, 63_000)]);
+        durable.close();
+        assert!(durable.status().committed > stored);
+
+        let restarted = universe();
+        let _reopened = Durable::open(&dir.0, &restarted, FLUSH).unwrap();
+        let aapl = restarted.lookup_str("AAPL").unwrap();
+        assert_eq!(restarted.read(aapl).0, store.read(SymbolId(0)).0);
+        for interval in [Interval::OneSecond, Interval::OneMinute] {
+            assert_eq!(
+                restarted.bars(aapl, interval, 1_000),
+                store.bars(SymbolId(0), interval, 1_000)
+            );
+        }
+        let newco_again = restarted.lookup_str("NEWCO").expect("added at run time");
+        assert_eq!(&*restarted.name(newco_again), "New Co");
+        assert_eq!(restarted.read(newco_again).0, store.read(newco).0);
+        assert_eq!(restarted.lookup_str("MSFT"), None, "removed stays removed");
+        assert_eq!(restarted.publisher_seq("abcd"), Some(7));
+    }
+
+    /// The live symbols in universe order.
+    fn names(store: &SnapshotStore) -> Vec<String> {
+        store
+            .symbols()
+            .map(|info| info.symbol.to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn symbols_added_at_run_time_come_back_in_the_order_they_were_added() {
+        let dir = TempDir::new("order");
+        let add = |store: &SnapshotStore, s: &str| {
+            store
+                .upsert_symbol(Symbol::parse(s).unwrap(), None, None)
+                .unwrap();
+        };
+        // Run 1: ids grow past the ones the next run will hand out.
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        for s in ["ZZZ", "XA", "XB", "MMM"] {
+            add(&store, s);
+        }
+        for s in ["XA", "XB"] {
+            store.remove_symbol(&Symbol::parse(s).unwrap());
+        }
+        durable.close();
+        // Run 2: a new symbol gets a lower id than MMM had, but was added later.
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM"]);
+        add(&store, "AAA");
+        durable.close();
+
+        let store = universe();
+        let _durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM", "AAA"]);
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_naming_it() {
+        let dir = TempDir::new("damaged");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join(DATA_FILE);
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let error = Durable::open(&dir.0, &universe(), FLUSH)
+            .err()
+            .expect("refused");
+        let text = format!("{error:#}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("move it away"), "{text}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            vec![0x5a; 8192],
+            "left as it was"
+        );
+    }
+
+    #[test]
+    fn a_file_in_use_is_refused_saying_so() {
+        let dir = TempDir::new("in-use");
+        let _first = Durable::open(&dir.0, &universe(), FLUSH).unwrap();
+        let error = Durable::open(&dir.0, &universe(), FLUSH)
+            .err()
+            .expect("refused");
+        assert!(
+            format!("{error:#}").contains("in use by another"),
+            "{error:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_universe_too_big_for_max_symbols_says_which_setting() {
+        let dir = TempDir::new("full");
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        store
+            .add_symbol(Symbol::parse("EXTRA").unwrap(), "Extra", None)
+            .unwrap();
+        durable.wait_stored(store.generation()).await.unwrap();
+        durable.close();
+        let small = SnapshotStore::new(2);
+        for s in ["AAPL", "MSFT"] {
+            small
+                .add_symbol(Symbol::parse(s).unwrap(), s, None)
+                .unwrap();
+        }
+        let error = Durable::open(&dir.0, &small, FLUSH).err().expect("refused");
+        assert!(format!("{error:#}").contains("raise it"), "{error:#}");
+    }
+
+    #[test]
+    fn another_format_version_is_refused() {
+        let dir = TempDir::new("version");
+        drop(Durable::open(&dir.0, &universe(), FLUSH).unwrap());
+        let database = Database::create(dir.0.join(DATA_FILE)).unwrap();
+        let write = database.begin_write().unwrap();
+        write
+            .open_table(META)
+            .unwrap()
+            .insert("format_version", 2)
+            .unwrap();
+        write.commit().unwrap();
+        drop(database);
+        let error = Durable::open(&dir.0, &universe(), FLUSH)
+            .err()
+            .expect("refused");
+        assert!(
+            format!("{error:#}").contains("format version 2"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut quote = Quote::with_previous_close(Price::parse("12.5").ok());
+        quote.set(Field::V, 42);
+        let bytes = encode_symbol(Some(("Name", 7 << 32 | 3, &quote)));
+        assert_eq!(
+            decode_symbol(&bytes).unwrap(),
+            Some(("Name".to_owned(), 7 << 32 | 3, quote))
+        );
+        assert_eq!(decode_symbol(&encode_symbol(None)).unwrap(), None);
+        assert!(decode_symbol(&[7]).is_err());
+        let bar = Bar {
+            t: 60_000,
+            o: Price::parse("1").unwrap(),
+            h: Price::parse("2").unwrap(),
+            l: Price::parse("0.5").unwrap(),
+            c: Price::parse("1.5").unwrap(),
+            v: 99,
+        };
+        assert_eq!(decode_bar(60_000, &encode_bar(&bar)).unwrap(), bar);
+    }
+}
