@@ -24,7 +24,7 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 const SPARK_W = 100;
 const SPARK_H = 28;
 const PING_EVERY_MS = 5000;
-const HISTORY_LIMIT = 390; // one US trading session of 1-minute bars
+const HISTORY_LIMIT = 390; // one US trading day of 1-minute bars
 const HISTORY_REFRESH_MS = 60_000;
 
 const $ = (id) => document.getElementById(id);

@@ -1,6 +1,6 @@
 //! Process shutdown: one cancellation token for the HTTP server, the feeds and every
-//! session. actix-web stops accepting on its own but does not tell WebSocket tasks, so
-//! we own the signal and cancel the token; sessions then close with 1001.
+//! viewer. actix-web stops accepting on its own but does not tell WebSocket tasks, so
+//! we own the signal and cancel the token; viewers then close with 1001.
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;

@@ -60,7 +60,7 @@ impl Application {
         Application::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    /// As [`Application::build`], with the wall clock that schedules trading-session
+    /// As [`Application::build`], with the wall clock that schedules trading-day
     /// rollovers injected (tests move it to just before 09:30).
     pub async fn build_with_clock(
         settings: Settings,
@@ -162,7 +162,7 @@ impl Application {
         };
         let builder = Server::build()
             .workers(workers)
-            // We own SIGTERM: sessions must be told before the server stops (shutdown.rs).
+            // We own SIGTERM: viewers must be told before the server stops (shutdown.rs).
             .disable_signals()
             .shutdown_timeout(
                 Duration::from_millis(settings.server.shutdown_timeout_ms)
@@ -327,7 +327,7 @@ impl Application {
     }
 
     /// Serves until the shutdown token is cancelled (by a signal or a caller), then
-    /// lets sessions send 1001 and stops the server gracefully.
+    /// lets viewers send 1001 and stops the server gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();

@@ -101,7 +101,7 @@ impl FeedKind {
     }
 }
 
-/// The built-in market-data connector (src/feed/, docs/FEEDS.md).
+/// The built-in market-data connector (src/sources/feed/, docs/FEEDS.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedSettings {
@@ -241,7 +241,7 @@ pub struct LimitSettings {
     pub rest_burst_per_ip: f64,
 }
 
-/// Bounds on every plain HTTP connection (src/http/connection.rs): how many may be
+/// Bounds on every plain HTTP connection (src/listener/guard.rs): how many may be
 /// open, and how long a client may keep one busy without making progress.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

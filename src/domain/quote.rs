@@ -185,8 +185,8 @@ impl Quote {
         self.values[field as usize] = 0;
     }
 
-    /// A new trading session: the last price becomes the reference close, volume
-    /// restarts at zero, and open/high/low wait for the session's first trade.
+    /// A new trading day: the last price becomes the reference close, volume
+    /// restarts at zero, and open/high/low wait for the day's first trade.
     pub fn roll_over(&mut self) {
         if let Some(p) = self.get(Field::P) {
             self.set(Field::Pc, p);
@@ -341,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn derives_session_fields_from_trades() {
+    fn derives_the_trading_days_fields_from_trades() {
         let mut quote = Quote::with_previous_close(price("187.30"));
         quote.apply(&trade("189.12", 100, 1_000));
         quote.apply(&trade("188.5", 50, 2_000));

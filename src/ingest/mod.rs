@@ -6,6 +6,6 @@ mod publisher;
 mod publisher_socket;
 mod tick_json;
 
-pub use publisher::{IngestReport, Ingestor, PublisherId, Rejected};
+pub use publisher::{Applied, IngestReport, Ingestor, PublisherId, Rejected};
 pub use publisher_socket::run_publisher;
 pub use tick_json::{parse_tick, TickError};

@@ -15,6 +15,14 @@ use crate::domain::{now_millis, ParsedTick};
 use crate::store::{Durable, SnapshotStore, StorageUnavailable};
 use crate::wire::ErrorCode;
 
+/// A batch applied to the store, waiting to be stored before it is acknowledged.
+#[derive(Debug)]
+pub struct Applied {
+    report: IngestReport,
+    /// The store's change count just after the batch: a commit at or past it covers it.
+    generation: u64,
+}
+
 /// Which configured key a request presented (its position in the key list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublisherId(usize);
@@ -111,6 +119,18 @@ impl Ingestor {
         publisher: PublisherId,
         items: impl IntoIterator<Item = &'a str>,
     ) -> Result<IngestReport, StorageUnavailable> {
+        let applied = self.apply(publisher, items).await;
+        self.acknowledge(applied).await
+    }
+
+    /// The first half of [`Ingestor::ingest`]: validates, de-duplicates and applies
+    /// one batch, without waiting for it to be stored. A publisher's socket applies
+    /// its next batch while this one's commit is still under way, and answers in order.
+    pub async fn apply<'a>(
+        &self,
+        publisher: PublisherId,
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> Applied {
         let mut report = IngestReport::default();
         let mut batch = TickBatch {
             publisher: Some(self.fingerprints[publisher.0].clone()),
@@ -146,14 +166,35 @@ impl Ingestor {
         // covers it, and also whatever earlier batch these duplicates repeat.
         let generation = self.store.generation();
         drop(last_seq);
+        report.accepted = batch.ticks.len() - seen_elsewhere;
+        report.duplicates += seen_elsewhere;
+        Applied { report, generation }
+    }
+
+    /// Whether `applied` is stored already (always, without a data directory).
+    pub fn is_stored(&self, applied: &Applied) -> bool {
+        self.durable
+            .as_ref()
+            .is_none_or(|durable| durable.status().committed >= applied.generation)
+    }
+
+    /// Resolves once `applied` is stored, or once storing it failed (then
+    /// [`Ingestor::acknowledge`] says so).
+    pub async fn stored(&self, applied: &Applied) {
+        if let Some(durable) = &self.durable {
+            let _ = durable.wait_stored(applied.generation).await;
+        }
+    }
+
+    /// The second half of [`Ingestor::ingest`]: the report, once the batch is stored.
+    pub async fn acknowledge(&self, applied: Applied) -> Result<IngestReport, StorageUnavailable> {
         if let Some(durable) = &self.durable {
             // Acknowledged means durable: wait for the group commit that covers this
             // batch with its seq (store/durable.rs, "THE DURABILITY MOMENT") before
             // any answer is built.
-            durable.wait_stored(generation).await?;
+            durable.wait_stored(applied.generation).await?;
         }
-        report.accepted = batch.ticks.len() - seen_elsewhere;
-        report.duplicates += seen_elsewhere;
+        let report = applied.report;
         let add = |counter: &AtomicU64, n: usize| counter.fetch_add(n as u64, Ordering::Relaxed);
         add(&self.counters.accepted, report.accepted);
         add(&self.counters.duplicates, report.duplicates);

@@ -1,13 +1,15 @@
 //! `GET /ws/ingest`: a publisher's WebSocket. Each `publish` message is one batch,
 //! answered by an `ack` with the same report as the HTTP route.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::{debug, Instrument};
 
-use super::{IngestReport, Ingestor, PublisherId};
+use super::{Applied, IngestReport, Ingestor, PublisherId};
 use crate::security::Admission;
-use crate::transport::{Driver, Event, Transport};
+use crate::transport::{Driver, Ending, Event, Transport};
 use crate::wire::{peek_req_id, ErrorCode, ReqId};
 
 /// `{"op":"publish","ticks":[…],"req_id":n}`
@@ -42,7 +44,7 @@ struct ErrorReply<'a> {
 }
 
 /// Runs an admitted publisher's socket until it ends: each text message is one batch,
-/// answered before the next is read. The driver owns every write's deadline, the
+/// answered in order once stored. The driver owns every write's deadline, the
 /// pings, the idle timeout and stop; a publisher has no wake-ups of its own.
 pub async fn run_publisher(
     mut driver: Driver,
@@ -55,15 +57,45 @@ pub async fn run_publisher(
     };
     let span = tracing::info_span!("ingest_socket", publisher = ?publisher);
     let ending = async {
+        // Replies in the order their messages came: each batch is applied as soon as
+        // it is read, and answered once stored, so a commit's fsync delays the
+        // answers, never the next batches (a publisher that sends every 10 ms would
+        // otherwise queue behind every commit).
+        let mut in_flight: VecDeque<Reply> = VecDeque::new();
         loop {
-            let text = match driver.next(std::future::pending::<()>()).await {
-                Ok(Event::Text(text)) => text,
-                Ok(Event::Wake(())) => continue,
-                Err(ending) => return ending,
+            while in_flight
+                .front()
+                .is_some_and(|reply| reply.is_ready(ingestor))
+            {
+                if let Err(ending) = answer_oldest(&mut driver, &mut in_flight, ingestor).await {
+                    return ending;
+                }
+            }
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                // Backpressure: read no more until the oldest batch is answered (its
+                // wait is bounded by the store's own deadline).
+                if let Err(ending) = answer_oldest(&mut driver, &mut in_flight, ingestor).await {
+                    return ending;
+                }
+                continue;
+            }
+            let oldest_stored = async {
+                match in_flight.front() {
+                    Some(Reply::Applied(_, applied)) => ingestor.stored(applied).await,
+                    _ => std::future::pending().await,
+                }
             };
-            let reply = handle(&text, publisher, ingestor).await;
-            if let Err(ending) = driver.send_text("ack", None, reply.as_bytes()).await {
-                return ending;
+            match driver.next(oldest_stored).await {
+                Ok(Event::Text(text)) => {
+                    in_flight.push_back(handle(&text, publisher, ingestor).await)
+                }
+                Ok(Event::Wake(())) => {
+                    if let Err(ending) = answer_oldest(&mut driver, &mut in_flight, ingestor).await
+                    {
+                        return ending;
+                    }
+                }
+                Err(ending) => return ending,
             }
         }
     }
@@ -73,16 +105,68 @@ pub async fn run_publisher(
     driver.close(&ending).await;
 }
 
-/// One `publish` message to its reply text (`ack` or `error`).
-async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> String {
+/// Batches applied and not yet answered, at the most: a publisher that sends faster
+/// than the disk commits waits for its answers instead of growing this queue.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// One message's reply: ready now (an error), or its batch's ack once stored.
+enum Reply {
+    Ready(String),
+    Applied(Option<ReqId>, Applied),
+}
+
+impl Reply {
+    fn is_ready(&self, ingestor: &Ingestor) -> bool {
+        match self {
+            Reply::Ready(_) => true,
+            Reply::Applied(_, applied) => ingestor.is_stored(applied),
+        }
+    }
+}
+
+/// Sends the oldest message's reply, if any: its error, or its batch's `ack` once
+/// stored (`storage_unavailable` when it could not be).
+async fn answer_oldest(
+    driver: &mut Driver,
+    in_flight: &mut VecDeque<Reply>,
+    ingestor: &Ingestor,
+) -> Result<(), Ending> {
+    let Some(reply) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    let text = match reply {
+        Reply::Ready(text) => text,
+        Reply::Applied(req_id, applied) => match ingestor.acknowledge(applied).await {
+            Ok(report) => serde_json::to_string(&Ack {
+                kind: "ack",
+                req_id: req_id.as_ref(),
+                report: &report,
+            })
+            .expect("acks always serialize"),
+            Err(e) => error(
+                req_id.as_ref(),
+                ErrorCode::StorageUnavailable,
+                &e.to_string(),
+            ),
+        },
+    };
+    driver.send_text("ack", None, text.as_bytes()).await
+}
+
+fn error(req_id: Option<&ReqId>, code: ErrorCode, message: &str) -> String {
+    serde_json::to_string(&ErrorReply {
+        kind: "error",
+        req_id,
+        code,
+        message,
+    })
+    .expect("replies always serialize")
+}
+
+/// One `publish` message: its batch applied (answered once stored), or its error.
+async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> Reply {
     let error = |req_id: Option<&ReqId>, code: ErrorCode, message: &str| {
-        serde_json::to_string(&ErrorReply {
-            kind: "error",
-            req_id,
-            code,
-            message,
-        })
-        .expect("replies always serialize")
+        Reply::Ready(error(req_id, code, message))
     };
     let request: PublishRequest = match serde_json::from_str(text) {
         Ok(request) => request,
@@ -127,17 +211,8 @@ async fn handle(text: &str, publisher: PublisherId, ingestor: &Ingestor) -> Stri
         );
         return error(req_id, ErrorCode::BadRequest, &message);
     }
-    let report = match ingestor
-        .ingest(publisher, ticks.iter().map(|t| t.get()))
-        .await
-    {
-        Ok(report) => report,
-        Err(e) => return error(req_id, ErrorCode::StorageUnavailable, &e.to_string()),
-    };
-    serde_json::to_string(&Ack {
-        kind: "ack",
-        req_id,
-        report: &report,
-    })
-    .expect("acks always serialize")
+    let applied = ingestor
+        .apply(publisher, ticks.iter().map(|t| t.get()))
+        .await;
+    Reply::Applied(req_id.cloned(), applied)
 }

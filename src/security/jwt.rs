@@ -69,7 +69,7 @@ impl JwtVerifier {
             validation.set_audience(&[audience]);
             validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         }
-        // Expiry is enforced to the second; sessions are also closed at `exp`.
+        // Expiry is enforced to the second; viewers are also closed at `exp`.
         validation.leeway = 0;
         JwtVerifier { key, validation }
     }

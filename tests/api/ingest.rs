@@ -348,3 +348,42 @@ async fn close_code(
         }
     }
 }
+
+/// With a data directory, a publisher's socket applies each batch as it arrives and
+/// answers once it is stored: every batch sent back to back, errors among them, gets
+/// its own answer in the order sent, and nothing is counted twice.
+#[actix_web::test]
+async fn the_ingest_socket_answers_pipelined_batches_in_order_once_stored() {
+    let dir = crate::support::TempDir::new("pipelined");
+    let data_dir = dir.join("data").display().to_string();
+    let app = spawn_app_with(|settings| settings.store.data_dir = data_dir).await;
+    let mut socket = app.ingest_socket(PUBLISHER_KEY).await;
+    let batches: u64 = 40;
+    for n in 1..=batches {
+        let request = if n == 20 {
+            json!({"op":"nope","req_id":n}).to_string()
+        } else {
+            json!({"op":"publish","req_id":n,"ticks":[{"symbol":"AMZN","price":100 + n,"size":1,"seq":n}]})
+                .to_string()
+        };
+        socket.send(Message::Text(request)).await.unwrap();
+    }
+    for n in 1..=batches {
+        let reply = next_text(&mut socket).await;
+        assert_eq!(reply["req_id"], n, "in the order sent: {reply}");
+        if n == 20 {
+            assert_eq!(reply["code"], "unknown_op", "{reply}");
+        } else {
+            assert_eq!(
+                (reply["type"].as_str(), &reply["accepted"]),
+                (Some("ack"), &json!(1)),
+                "{reply}"
+            );
+        }
+    }
+    let quote = app.rest_quote("AMZN").await;
+    assert_eq!(
+        (&quote["v"], &quote["p"]),
+        (&json!(batches - 1), &json!(100 + batches))
+    );
+}
