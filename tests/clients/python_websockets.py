@@ -71,6 +71,8 @@ class Server:
             "TICKSTREAM__SERVER__HOST": "127.0.0.1",
             "TICKSTREAM__SERVER__PORT": "0",
             "TICKSTREAM_PORT_FILE": str(port_file),
+            # Memory only: the server runs in the repository, which must stay clean.
+            "TICKSTREAM__STORE__DATA_DIR": "",
             "TICKSTREAM__SIMULATOR__ENABLED": "false",
             "TICKSTREAM__INGEST__PUBLISHER_KEYS": PUBLISHER_KEY,
             "TICKSTREAM__STREAM__HEARTBEAT_MS": "500",

@@ -29,6 +29,9 @@ export async function startTickstream({ bin, cwd, env = {}, port = 0, readyTimeo
     env: {
       ...process.env,
       TICKSTREAM__SERVER__HOST: '127.0.0.1',
+      // Memory only unless a test asks for a data directory: test servers share the
+      // repository as their working directory, and a data file has one owner.
+      TICKSTREAM__STORE__DATA_DIR: '',
       ...env,
       TICKSTREAM__SERVER__PORT: String(port),
       TICKSTREAM_PORT_FILE: portFile,
