@@ -12,6 +12,15 @@ fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> Result<(), ConfigE
     }
 }
 
+/// Timers and intervals below 10 ms would spin rather than wait.
+fn at_least_10_ms(key: &str, value: u64) -> Result<(), ConfigError> {
+    check(
+        value >= 10,
+        key,
+        format!("must be at least 10 ms, got {value}"),
+    )
+}
+
 impl Settings {
     /// Checks every value; called by the loaders, and again after command-line changes.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -44,11 +53,7 @@ impl Settings {
             ("ingest.write_timeout_ms", self.ingest.write_timeout_ms),
             ("broker.lock_ttl_ms", self.broker.lock_ttl_ms),
         ] {
-            check(
-                value >= 10,
-                key,
-                format!("must be at least 10 ms, got {value}"),
-            )?;
+            at_least_10_ms(key, value)?;
         }
         if self.broker.kind == BrokerKind::Redis {
             check(
@@ -194,11 +199,7 @@ impl Settings {
             ("http.body_timeout_ms", h.body_timeout_ms),
             ("http.write_timeout_ms", h.write_timeout_ms),
         ] {
-            check(
-                value >= 10,
-                key,
-                format!("must be at least 10 ms, got {value}"),
-            )?;
+            at_least_10_ms(key, value)?;
         }
         check(
             h.max_connections >= 1,
@@ -289,11 +290,7 @@ impl Settings {
             ("feed.backoff_max_ms", f.backoff_max_ms),
             ("feed.refusal_backoff_ms", f.refusal_backoff_ms),
         ] {
-            check(
-                value >= 10,
-                key,
-                format!("must be at least 10 ms, got {value}"),
-            )?;
+            at_least_10_ms(key, value)?;
         }
         check(
             f.backoff_max_ms >= f.backoff_initial_ms,
