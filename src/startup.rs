@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
 use crate::http::{
-    close_on_unread_body, routes, upgrade_service, AdminKey, BodyDeadline, HealthSources,
+    close_on_unread_body, routes, upgrade_service, AdminRoutes, BodyDeadline, HealthSources,
     MetricSources, Readiness, SocketRoutes,
 };
 use crate::ingest::Ingestor;
@@ -130,7 +130,13 @@ impl Application {
         let broker_data = web::Data::new(broker.clone());
         let ingestor_data = web::Data::from(ingestor.clone());
         let security_data = web::Data::from(security.clone());
-        let admin_key = web::Data::new(AdminKey(settings.admin.api_key.clone()));
+        let admin = web::Data::new(AdminRoutes {
+            key: settings.admin.api_key.clone(),
+            broker: broker.clone(),
+            store: store.clone(),
+            storage: durable.clone(),
+            security: security.clone(),
+        });
         let body_deadline = web::Data::new(BodyDeadline {
             timeout: settings.http.body_timeout(),
             guard: http_guard.clone(),
@@ -183,7 +189,7 @@ impl Application {
                     .app_data(broker_data.clone())
                     .app_data(ingestor_data.clone())
                     .app_data(security_data.clone())
-                    .app_data(admin_key.clone())
+                    .app_data(admin.clone())
                     .app_data(body_deadline.clone())
                     .app_data(health.clone())
                     .app_data(metric_sources.clone())

@@ -1,5 +1,7 @@
 //! Managing the symbol universe at run time (admin key).
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -11,11 +13,40 @@ use crate::broker::Broker;
 use crate::config::Secret;
 use crate::domain::{Field, Price, Symbol};
 use crate::security::Security;
-use crate::store::SnapshotStore;
+use crate::store::{Durable, SnapshotStore};
 use crate::wire::ErrorCode;
 
-/// The admin key (`admin.api_key`), as application data of the admin routes.
-pub struct AdminKey(pub Secret);
+/// What the admin routes touch: their key, the broker every universe change goes
+/// through, the store they read back, the durable writer (when `store.data_dir` is
+/// set: a change is answered only once stored, like a publisher's batch), and the
+/// registry of live viewers.
+pub struct AdminRoutes {
+    /// `admin.api_key`; unset refuses every admin request.
+    pub key: Secret,
+    pub broker: Broker,
+    pub store: SnapshotStore,
+    pub storage: Option<Durable>,
+    pub security: Arc<Security>,
+}
+
+impl AdminRoutes {
+    /// Waits until every change made so far (this request's included) is stored;
+    /// 503 `storage_unavailable` when it cannot be.
+    async fn stored(&self) -> Result<(), ApiError> {
+        let Some(durable) = &self.storage else {
+            return Ok(());
+        };
+        // THE DURABILITY MOMENT for admin changes: the reply waits for the commit.
+        durable
+            .wait_stored(self.store.generation())
+            .await
+            .map_err(|e| {
+                let mut error = ApiError::from_code(ErrorCode::StorageUnavailable, e.to_string());
+                error.retry_after = Some(1);
+                error
+            })
+    }
+}
 
 /// Optional body of `PUT /api/v1/admin/symbols/{symbol}`.
 #[derive(Debug, Default, Deserialize)]
@@ -33,14 +64,12 @@ pub async fn put_symbol(
     req: HttpRequest,
     path: web::Path<String>,
     mut payload: web::Payload,
-    key: web::Data<AdminKey>,
-    broker: web::Data<Broker>,
-    store: web::Data<SnapshotStore>,
+    admin: web::Data<AdminRoutes>,
     deadline: web::Data<BodyDeadline>,
 ) -> Result<HttpResponse, ApiError> {
     // The key before the body: an unauthenticated client gets 401 at once, whatever
     // it claims to send, and cannot hold the connection with a slow body.
-    require_admin(&req, &key.0)?;
+    require_admin(&req, &admin.key)?;
     let symbol = Symbol::parse(&path)
         .map_err(|e| ApiError::from_code(ErrorCode::InvalidSymbol, e.to_string()))?;
     let body = read_body(
@@ -63,18 +92,20 @@ pub async fn put_symbol(
         .map(Price::positive_from_json)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("pc: {e}")))?;
-    let (id, created) = broker
+    let (id, created) = admin
+        .broker
         .upsert_symbol(symbol.clone(), body.name.as_deref(), pc)
         .await
         .map_err(|e| ApiError::from_code(ErrorCode::Internal, e.to_string()))?;
+    admin.stored().await?;
     tracing::info!(symbol = %symbol, created, "symbol upserted");
     // The reply is written like `/api/v1/symbols`: `pc` as its shortest exact decimal.
-    let (quote, _) = store.read(id);
+    let (quote, _) = admin.store.read(id);
     let mut reply = Vec::with_capacity(96);
     reply.extend_from_slice(b"{\"s\":\"");
     reply.extend_from_slice(symbol.as_str().as_bytes());
     reply.extend_from_slice(b"\",\"name\":");
-    super::write_json_string(&store.name(id), &mut reply);
+    super::write_json_string(&admin.store.name(id), &mut reply);
     if let Some(pc) = quote.price(Field::Pc) {
         reply.extend_from_slice(b",\"pc\":");
         pc.write_to(&mut reply);
@@ -94,18 +125,18 @@ pub async fn put_symbol(
 pub async fn delete_symbol(
     req: HttpRequest,
     path: web::Path<String>,
-    key: web::Data<AdminKey>,
-    broker: web::Data<Broker>,
+    admin: web::Data<AdminRoutes>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &key.0)?;
+    require_admin(&req, &admin.key)?;
     let symbol = Symbol::parse(&path)
         .map_err(|e| ApiError::from_code(ErrorCode::InvalidSymbol, e.to_string()))?;
-    broker.remove_symbol(&symbol).await.ok_or_else(|| {
+    admin.broker.remove_symbol(&symbol).await.ok_or_else(|| {
         ApiError::from_code(
             ErrorCode::UnknownSymbol,
             format!("no such symbol: {symbol}"),
         )
     })?;
+    admin.stored().await?;
     tracing::info!(symbol = %symbol, "symbol removed");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -113,22 +144,20 @@ pub async fn delete_symbol(
 /// `GET /api/v1/admin/sessions`: every live viewer (the wire calls them sessions).
 pub async fn list_viewers(
     req: HttpRequest,
-    key: web::Data<AdminKey>,
-    security: web::Data<Security>,
+    admin: web::Data<AdminRoutes>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &key.0)?;
-    Ok(HttpResponse::Ok().json(security.viewers.to_json()))
+    require_admin(&req, &admin.key)?;
+    Ok(HttpResponse::Ok().json(admin.security.viewers.to_json()))
 }
 
 /// `DELETE /api/v1/admin/sessions/{id}`: closes that viewer's connection with 1008.
 pub async fn kick_viewer(
     req: HttpRequest,
     path: web::Path<String>,
-    key: web::Data<AdminKey>,
-    security: web::Data<Security>,
+    admin: web::Data<AdminRoutes>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&req, &key.0)?;
-    if !security.viewers.kick(&path) {
+    require_admin(&req, &admin.key)?;
+    if !admin.security.viewers.kick(&path) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

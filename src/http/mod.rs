@@ -15,7 +15,7 @@ mod quotes;
 mod rate_limit;
 mod sockets;
 
-pub use admin::AdminKey;
+pub use admin::AdminRoutes;
 pub use body::{close_on_unread_body, BodyDeadline};
 pub use health::{HealthSources, Readiness};
 pub use metrics::MetricSources;

@@ -196,9 +196,9 @@ fn a_kill_right_after_the_last_200_loses_nothing_acknowledged() {
 
 #[test]
 fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
-    // Arrange: background commits far apart, so only the stop can store the admin
-    // changes below (nobody waits for them). AACO is added after DURA: the restart
-    // must keep that order, not the alphabet's.
+    // Arrange: background commits far apart (publishers and admin changes wait for
+    // their own commit). AACO is added after DURA: the restart must keep that order,
+    // not the alphabet's.
     let dir = TempDir::new("sigterm");
     let data = data_dir(&dir);
     let mut command = command(&dir, data.to_str().unwrap());
@@ -234,6 +234,80 @@ fn a_graceful_stop_and_restart_serves_identical_quotes_and_history() {
         [server.bars("AAPL", "1s"), server.bars("DURA", "1m")],
         history
     );
+}
+
+#[test]
+fn a_graceful_stop_stores_what_nobody_waited_for() {
+    // Arrange: replayed ticks, which no answer waits for, and background commits a
+    // minute apart: only the commit at SIGTERM can store them.
+    let dir = TempDir::new("replayed");
+    let data = data_dir(&dir);
+    let recording = dir.join("ticks.csv");
+    std::fs::write(
+        &recording,
+        "ts,symbol,price,size,bid,bid_size,ask,ask_size\n\
+         0,AAPL,190.01,100,,,,\n\
+         10,AAPL,190.02,200,190.01,300,190.03,400\n\
+         20,MSFT,410.5,50,,,,\n",
+    )
+    .unwrap();
+    let mut command = command(&dir, data.to_str().unwrap());
+    command
+        .env("TICKSTREAM__STORE__FLUSH_INTERVAL_MS", "60000")
+        .args(["replay", recording.to_str().unwrap(), "--no-loop"]);
+    let server = Server::start(command);
+    let started = Instant::now();
+    while server.quote("MSFT")["v"] != 50 {
+        assert!(started.elapsed() < TIMEOUT, "the replay is applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = [server.quote("AAPL"), server.quote("MSFT")];
+
+    // Act
+    server.sigterm();
+    let server = Server::start(command_again(&dir));
+
+    // Assert
+    assert_eq!([server.quote("AAPL"), server.quote("MSFT")], before);
+    assert_eq!(before[0]["v"], 300);
+}
+
+#[test]
+fn an_admin_change_is_stored_before_its_answer() {
+    // Arrange: background commits a minute apart, so only the commit the answer
+    // waits for can have stored the change before the kill.
+    let dir = TempDir::new("admin");
+    let data = data_dir(&dir);
+    let mut slow = command(&dir, data.to_str().unwrap());
+    slow.env("TICKSTREAM__STORE__FLUSH_INTERVAL_MS", "60000");
+    let server = Server::start(slow);
+
+    // Act: add one symbol, remove another, and kill -9 right after each answer.
+    let added = server.admin(
+        "PUT",
+        "/api/v1/admin/symbols/NEWCO",
+        Some(&json!({"name": "New Co", "pc": 12.34})),
+    );
+    assert_eq!(added.0, 201, "{}", added.1);
+    server.kill9();
+    let mut again = command_again(&dir);
+    again.env("TICKSTREAM__STORE__FLUSH_INTERVAL_MS", "60000");
+    let server = Server::start(again);
+    assert_eq!(server.quote("NEWCO")["pc"], 12.34, "added before its 201");
+    assert_eq!(
+        server.admin("DELETE", "/api/v1/admin/symbols/MSFT", None).0,
+        204
+    );
+    server.kill9();
+    let server = Server::start(command_again(&dir));
+
+    // Assert
+    assert_eq!(
+        server.get("/api/v1/quotes/MSFT").0,
+        404,
+        "removed before its 204"
+    );
+    assert_eq!(server.quote("NEWCO")["pc"], 12.34);
 }
 
 #[test]
