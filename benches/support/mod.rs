@@ -40,6 +40,11 @@ pub fn start_server(env: &[(&str, &str)]) -> ServerProcess {
         )
         .env("TICKSTREAM__LIMITS__REST_BURST_PER_IP", "100000")
         .envs(env.iter().copied());
+    // Memory only (the shared support's default) unless TICKSTREAM_BENCH_DATA_DIR names
+    // a directory for the durable store (issue 23's durable-against-memory comparison).
+    if let Ok(dir) = std::env::var("TICKSTREAM_BENCH_DATA_DIR") {
+        command.env("TICKSTREAM__STORE__DATA_DIR", dir);
+    }
     shared::spawn_server("tickstream", command)
 }
 
