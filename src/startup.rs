@@ -29,14 +29,14 @@ use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
 use crate::http::{
     close_on_unread_body, routes, upgrade_service, AdminRoutes, BodyDeadline, HealthSources,
-    MetricSources, Readiness, SocketRoutes,
+    MetricSources, Readiness, SocketRoutes, StoredHistory,
 };
 use crate::ingest::Ingestor;
 use crate::listener::{refuse, wait_until_writable, GuardedIo, HttpGuard};
 use crate::metrics::Metrics;
 use crate::security::Security;
 use crate::sources::feed::{FeedMonitor, Vendor};
-use crate::sources::trading_day::{run_rollovers, Clock, SystemClock};
+use crate::sources::trading_day::{current_day, run_rollovers, Clock, SystemClock};
 use crate::sources::{parse_replay, run_replay, Simulator};
 use crate::store::{load_universe, Durable, SnapshotStore, DEFAULT_UNIVERSE_CSV};
 use crate::stream::StreamContext;
@@ -148,6 +148,7 @@ impl Application {
             feed: feed_monitor.clone(),
             storage: durable.clone(),
         });
+        let stored_history = web::Data::new(StoredHistory(durable.clone()));
         let metric_sources = web::Data::new(MetricSources {
             viewers: viewer_metrics,
             store: store.clone(),
@@ -193,6 +194,7 @@ impl Application {
                     .app_data(body_deadline.clone())
                     .app_data(health.clone())
                     .app_data(metric_sources.clone())
+                    .app_data(stored_history.clone())
                     .app_data(sockets.clone())
                     .wrap(actix_web::middleware::from_fn(close_on_unread_body))
                     .wrap(actix_web::middleware::from_fn(wait_until_writable))
@@ -253,6 +255,11 @@ impl Application {
         .context("cannot start the HTTP server")?;
         let server = builder.run();
 
+        // Before any source applies a tick: a rollover missed while stopped must not
+        // zero the new day's first trades.
+        broker
+            .start_trading_day(current_day(clock.now(), rollover_time, time_zone))
+            .await;
         if let (Some(vendor), Some(monitor)) = (vendor, feed_monitor) {
             crate::sources::feed::add_symbols(&settings.feed, &store, &broker).await?;
             tokio::spawn(crate::sources::feed::run(
@@ -456,7 +463,8 @@ fn open_durable(settings: &Settings, store: &SnapshotStore) -> anyhow::Result<Op
         return Ok(None);
     }
     let flush = Duration::from_millis(settings.store.flush_interval_ms);
-    Durable::open(std::path::Path::new(dir), store, flush).map(Some)
+    let retention = settings.store.retention();
+    Durable::open(std::path::Path::new(dir), store, flush, retention).map(Some)
 }
 
 /// A socket's bounds: its own message limit and timers, and the shared control-frame

@@ -19,12 +19,15 @@ pub use cluster::{Cluster, ClusterCounters};
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use chrono::NaiveDate;
+
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::config::{BrokerKind, BrokerSettings};
 use crate::domain::{ParsedTick, Price, Symbol, SymbolId, Tick};
-use crate::store::{SnapshotStore, StoreFull};
+use crate::store::{day_bar_time, SnapshotStore, StoreFull};
 
 /// How the instance stands towards the rest of the cluster (`/readyz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,12 +117,25 @@ impl Broker {
         }
     }
 
-    /// Starts a new trading day (`day` names it, e.g. the date), once per cluster
-    /// however many instances ask.
-    pub async fn roll_over(&self, day: &str) {
+    /// Starts trading day `day`, once per cluster however many instances ask.
+    pub async fn roll_over(&self, day: NaiveDate) {
         match &self.cluster {
-            None => self.store.roll_over(),
+            None => self.store.roll_over(day_bar_time(day)),
             Some(cluster) => cluster.roll_over(day).await,
+        }
+    }
+
+    /// At start-up: `day` is the trading day by the clock. A stored day before it
+    /// means rollovers were missed while the server was down: roll over now, so
+    /// yesterday's volume is not counted as today's. With no stored day, `day` is it.
+    pub async fn start_trading_day(&self, day: NaiveDate) {
+        match self.store.trading_day() {
+            Some(stored) if stored < day_bar_time(day) => {
+                info!(%day, "a trading-day rollover was missed while stopped; rolling over now");
+                self.roll_over(day).await;
+            }
+            Some(_) => {}
+            None => self.store.set_trading_day(day_bar_time(day)),
         }
     }
 
@@ -195,4 +211,44 @@ pub(crate) fn apply_resolved(store: &SnapshotStore, batch: &TickBatch) {
         }));
         store.apply_publisher_batch(resolved, publisher);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Field;
+    use crate::store::Interval;
+
+    #[tokio::test]
+    async fn a_rollover_missed_while_stopped_happens_at_start_up_and_only_then() {
+        let store = SnapshotStore::new(4);
+        let aapl = store
+            .add_symbol(Symbol::parse("AAPL").unwrap(), "Apple", None)
+            .unwrap();
+        let broker = Broker::memory(store.clone());
+        let monday = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let tuesday = monday.succ_opt().unwrap();
+        // No stored day: the clock's day is taken as it is, nothing rolls.
+        broker.start_trading_day(monday).await;
+        assert_eq!(store.trading_day(), Some(day_bar_time(monday)));
+        store.apply_batch(&[Tick {
+            symbol: aapl,
+            price: Price::parse("190.5").ok(),
+            size: Some(100),
+            ts: 1,
+            ..Tick::default()
+        }]);
+        // The same day again (a restart within the day): the volume stays.
+        broker.start_trading_day(monday).await;
+        assert_eq!(store.read(aapl).0.get(Field::V), Some(100));
+        // A later day: Monday closes as a daily bar, Tuesday starts from zero.
+        broker.start_trading_day(tuesday).await;
+        assert_eq!(store.read(aapl).0.get(Field::V), Some(0));
+        assert_eq!(store.trading_day(), Some(day_bar_time(tuesday)));
+        let days = store.bars(aapl, Interval::OneDay, 10);
+        assert_eq!(
+            (days.len(), days[0].t, days[0].v),
+            (1, day_bar_time(monday), 100)
+        );
+    }
 }

@@ -417,6 +417,22 @@ pub struct StoreSettings {
     /// Longest time a change from an unacknowledged source (simulator, replay, vendor
     /// feed) waits before it is committed; a publisher's batch is committed at once.
     pub flush_interval_ms: u64,
+    /// How far back the data file keeps each interval's bars, counted back from a
+    /// symbol's newest bar of it (see `store::Retention`).
+    pub history_1s_seconds: u64,
+    pub history_1m_days: u64,
+    pub history_1d_days: u64,
+}
+
+impl StoreSettings {
+    pub fn retention(&self) -> crate::store::Retention {
+        const DAY_MS: i64 = 86_400_000;
+        crate::store::Retention {
+            second_bars_ms: self.history_1s_seconds as i64 * 1_000,
+            minute_bars_ms: self.history_1m_days as i64 * DAY_MS,
+            day_bars_ms: self.history_1d_days as i64 * DAY_MS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -122,6 +122,35 @@ impl Settings {
                 self.store.flush_interval_ms
             ),
         )?;
+        // The file keeps at least what the rings in memory hold (store/history.rs), so
+        // a restart never shortens a history page; the upper bounds keep the numbers
+        // far from overflowing when turned into milliseconds.
+        for (value, key, least, most) in [
+            (
+                self.store.history_1s_seconds,
+                "store.history_1s_seconds",
+                300,
+                86_400 * 366,
+            ),
+            (
+                self.store.history_1m_days,
+                "store.history_1m_days",
+                1,
+                3_660,
+            ),
+            (
+                self.store.history_1d_days,
+                "store.history_1d_days",
+                366,
+                36_600,
+            ),
+        ] {
+            check(
+                (least..=most).contains(&value),
+                key,
+                format!("must be in [{least}, {most}], got {value}"),
+            )?;
+        }
         check(
             !self.simulator.enabled || self.simulator.ticks_per_second > 0,
             "simulator.ticks_per_second",

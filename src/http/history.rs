@@ -1,4 +1,5 @@
-//! `GET /api/v1/history/{symbol}?interval=1s|1m&limit=N`: recent OHLCV bars.
+//! `GET /api/v1/history/{symbol}?interval=1s|1m|1d&from=&to=&limit=`: a page of
+//! OHLCV bars, the newest of the range, oldest first, exact decimals.
 
 use std::collections::HashMap;
 
@@ -6,11 +7,18 @@ use actix_web::{web, HttpResponse};
 
 use super::quotes::resolve;
 use super::ApiError;
-use crate::store::Interval;
-use crate::store::SnapshotStore;
+use crate::store::{history_page, Durable, Interval, SnapshotStore, MAX_PAGE_BARS};
+use crate::wire::ErrorCode;
+
+/// The data file history pages read older bars from, when `store.data_dir` is set.
+pub struct StoredHistory(pub Option<Durable>);
+
+/// Bars in a page when the request names no `limit`.
+const DEFAULT_PAGE_BARS: usize = 1_000;
 
 pub async fn history(
     store: web::Data<SnapshotStore>,
+    stored: web::Data<StoredHistory>,
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -18,27 +26,41 @@ pub async fn history(
     let interval = match query.get("interval") {
         None => Interval::OneMinute,
         Some(raw) => Interval::parse(raw).ok_or_else(|| {
-            ApiError::bad_request(format!("interval must be 1s or 1m, not {raw:?}"))
+            ApiError::bad_request(format!("interval must be 1s, 1m or 1d, not {raw:?}"))
         })?,
     };
     let limit = match query.get("limit") {
-        None => interval.capacity(),
+        None => DEFAULT_PAGE_BARS,
         Some(raw) => raw
             .parse::<usize>()
             .ok()
             .filter(|&n| n >= 1)
             .ok_or_else(|| {
                 ApiError::bad_request(format!("limit must be a positive integer, not {raw:?}"))
-            })?,
+            })?
+            .min(MAX_PAGE_BARS),
     };
-    let bars = store.bars(id, interval, limit);
-    let mut out = Vec::with_capacity(96 * bars.len() + 64);
+    let from = time_param(&query, "from")?.unwrap_or(i64::MIN);
+    let to = time_param(&query, "to")?.unwrap_or(i64::MAX);
+    if from > to {
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) is after to ({to})"
+        )));
+    }
+    let page = history_page(&store, stored.0.as_ref(), id, interval, from, to, limit)
+        .await
+        .map_err(|e| {
+            let mut error = ApiError::from_code(ErrorCode::StorageUnavailable, e.to_string());
+            error.retry_after = Some(1);
+            error
+        })?;
+    let mut out = Vec::with_capacity(96 * page.bars.len() + 64);
     out.extend_from_slice(b"{\"s\":\"");
     out.extend_from_slice(store.info(id).symbol.as_str().as_bytes());
     out.extend_from_slice(b"\",\"interval\":\"");
     out.extend_from_slice(interval.as_str().as_bytes());
     out.extend_from_slice(b"\",\"bars\":[");
-    for (i, bar) in bars.iter().enumerate() {
+    for (i, bar) in page.bars.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -54,8 +76,30 @@ pub async fn history(
         out.extend_from_slice(itoa::Buffer::new().format(bar.v).as_bytes());
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b"],\"more\":");
+    out.extend_from_slice(if page.more { b"true" } else { b"false" });
+    out.push(b'}');
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(out))
+}
+
+/// A time bound: milliseconds since the epoch, or an RFC 3339 timestamp.
+fn time_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = query.get(name) else {
+        return Ok(None);
+    };
+    raw.parse::<i64>()
+        .ok()
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} must be milliseconds since the epoch or an RFC 3339 time, not {raw:?}"
+            ))
+        })
 }

@@ -9,6 +9,7 @@ mod body;
 mod frontend;
 mod health;
 mod history;
+pub use history::StoredHistory;
 mod ingest;
 mod metrics;
 mod quotes;

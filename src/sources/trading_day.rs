@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration as ChronoDuration, LocalResult, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Duration as ChronoDuration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -52,7 +54,19 @@ pub fn next_rollover(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<
     now + ChronoDuration::days(1)
 }
 
-/// Rolls the store over at every rollover time until shutdown.
+/// The trading day `now` is in: the local date of the last rollover at or before
+/// `now` (before today's rollover time, it is still yesterday's day).
+pub fn current_day(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> NaiveDate {
+    let local = now.with_timezone(&zone);
+    if local.time() >= time {
+        local.date_naive()
+    } else {
+        local.date_naive() - ChronoDuration::days(1)
+    }
+}
+
+/// Rolls the store over at every rollover time until shutdown (the current day was
+/// named at start-up: [`Broker::start_trading_day`]).
 pub async fn run_rollovers(
     broker: Broker,
     time: NaiveTime,
@@ -75,7 +89,7 @@ pub async fn run_rollovers(
         }
         // Every instance of a cluster gets here; the day's name makes it once.
         broker
-            .roll_over(&next.with_timezone(&zone).date_naive().to_string())
+            .roll_over(next.with_timezone(&zone).date_naive())
             .await;
         info!("trading day rolled over: pc = last price, o/h/l/v restarted");
     }

@@ -2,8 +2,14 @@
 //! starts from and one background writer keeps up to date.
 //!
 //! What is kept: every symbol the store has had (name, full quote, or a tombstone
-//! when removed at run time), its 1 s and 1 m bars keyed by symbol, interval and `t`,
-//! and each publisher's highest accepted `seq`, keyed by its key's fingerprint.
+//! when removed at run time), its 1 s, 1 m and daily bars keyed by symbol, interval
+//! and `t` (as far back as `store.history_*` retain), each publisher's highest
+//! accepted `seq`, keyed by its key's fingerprint, and the current trading day.
+//!
+//! At start-up only quotes, `seq`s and the newest bar of each interval come back into
+//! memory (so the bar in progress goes on): a restart costs the same however long
+//! the history. Older bars are read from the file when a history page asks for them
+//! ([`Durable::read_bars`]), in read transactions beside the writer's (redb is MVCC).
 //!
 //! One writer thread (redb is blocking) commits in groups: whatever changed, copied at
 //! one consistent moment by [`SnapshotStore::take_changes`], at most every
@@ -14,7 +20,7 @@
 //! the writer recovers by itself once the disk accepts writes again.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -23,7 +29,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::{Bar, Changes, Interval, SnapshotStore, StoreFull};
+use super::{Bar, Changes, Interval, Retention, SnapshotStore, StoreFull};
 use crate::domain::{Field, Price, Quote, Symbol};
 
 /// The file name inside `store.data_dir`.
@@ -35,7 +41,9 @@ const FORMAT_VERSION: u64 = 1;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// symbol -> [`encode_symbol`].
 const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("symbols");
-/// (symbol, interval: 0 = 1 s, 1 = 1 m, bar start ms) -> [`encode_bar`].
+/// (symbol, interval: 0 = 1 s, 1 = 1 m, 2 = 1 d, bar start ms) -> [`encode_bar`].
+/// Daily bars (code 2) and the meta key `trading_day` came later within format 1:
+/// additions an older reader skips, so the version did not change.
 const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
 /// publisher fingerprint -> highest accepted seq.
 const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
@@ -89,6 +97,12 @@ impl WriterThread {
                 warn!("the durable writer panicked");
             }
         }
+        // Release the file (readers answer `StorageUnavailable` from now on).
+        *self
+            .shared
+            .database
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
@@ -112,6 +126,10 @@ struct Shared {
     requests: Mutex<Requests>,
     wake: Condvar,
     status: watch::Sender<StorageStatus>,
+    /// The open file, for history reads; `None` while the writer re-opens it after an
+    /// I/O error (readers then answer [`StorageUnavailable`]). Std lock: held only
+    /// to clone or swap the handle.
+    database: RwLock<Option<Arc<Database>>>,
 }
 
 #[derive(Default)]
@@ -130,6 +148,7 @@ impl Durable {
         data_dir: &Path,
         store: &SnapshotStore,
         flush_interval: Duration,
+        retention: Retention,
     ) -> anyhow::Result<Durable> {
         std::fs::create_dir_all(data_dir).with_context(|| {
             format!(
@@ -158,10 +177,12 @@ impl Durable {
             failures: 0,
             healthy: true,
         });
+        let database = Arc::new(database);
         let shared = Arc::new(Shared {
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
             status,
+            database: RwLock::new(Some(database.clone())),
         });
         let writer = Writer {
             path,
@@ -169,6 +190,7 @@ impl Durable {
             store: store.clone(),
             shared: shared.clone(),
             flush_interval,
+            retention,
         };
         let thread = std::thread::Builder::new()
             .name("tickstream-durable".into())
@@ -207,6 +229,49 @@ impl Durable {
             Ok(true) => Ok(()),
             _ => Err(StorageUnavailable),
         }
+    }
+
+    /// The newest `limit` stored bars of `symbol` with `from <= t < to`, oldest first,
+    /// and whether older ones in the range were left out. Blocking: call it off the
+    /// async workers.
+    pub fn read_bars(
+        &self,
+        symbol: &Symbol,
+        interval: Interval,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<(Vec<Bar>, bool), StorageUnavailable> {
+        let database = self
+            .shared
+            .database
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StorageUnavailable)?;
+        let read = || -> anyhow::Result<(Vec<Bar>, bool)> {
+            let transaction = database.begin_read()?;
+            let table = transaction.open_table(BARS)?;
+            let (key, code) = (symbol.as_str(), interval_code(interval));
+            let mut bars = Vec::new();
+            let mut more = false;
+            if from < to {
+                for entry in table.range((key, code, from)..(key, code, to))?.rev() {
+                    let (k, v) = entry?;
+                    if bars.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    bars.push(decode_bar(k.value().2, v.value())?);
+                }
+            }
+            bars.reverse();
+            Ok((bars, more))
+        };
+        read().map_err(|error| {
+            warn!(%symbol, error = %format!("{error:#}"), "cannot read stored bars");
+            StorageUnavailable
+        })
     }
 
     /// Commits everything still pending and stops the writer (graceful shutdown).
@@ -314,6 +379,9 @@ fn next_run(database: &Database) -> anyhow::Result<u64> {
 /// Symbols the universe file does not have are created in their stored order.
 fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> {
     let read = database.begin_read()?;
+    if let Some(day) = read.open_table(META)?.get("trading_day")? {
+        store.restore_trading_day(day.value() as i64);
+    }
     let symbols = read.open_table(SYMBOLS)?;
     let bars = read.open_table(BARS)?;
     let mut live = Vec::new();
@@ -329,18 +397,18 @@ fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> 
     live.sort_by_key(|&(order, ..)| order);
     let restored = live.len();
     for (order, symbol, name, quote) in live {
+        // The newest bar of each interval: the one in progress goes on from it.
         let mut kept = Vec::new();
-        for interval in [Interval::OneSecond, Interval::OneMinute] {
+        for interval in Interval::ALL {
             let code = interval_code(interval);
-            let range =
-                bars.range((symbol.as_str(), code, i64::MIN)..=(symbol.as_str(), code, i64::MAX))?;
-            let mut list = Vec::new();
-            for entry in range {
-                let (key, value) = entry?;
-                let t = key.value().2;
-                list.push(decode_bar(t, value.value()).context("bad bar")?);
+            let newest = bars
+                .range((symbol.as_str(), code, i64::MIN)..=(symbol.as_str(), code, i64::MAX))?
+                .next_back()
+                .transpose()?;
+            if let Some((key, value)) = newest {
+                let bar = decode_bar(key.value().2, value.value()).context("bad bar")?;
+                kept.push((interval, vec![bar]));
             }
-            kept.push((interval, list));
         }
         store.restore_symbol(symbol, &name, order, quote, kept)?;
     }
@@ -354,10 +422,11 @@ fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> 
 struct Writer {
     path: PathBuf,
     /// `None` after a failed commit: redb asks for a re-open after an I/O error.
-    database: Option<Database>,
+    database: Option<Arc<Database>>,
     store: SnapshotStore,
     shared: Arc<Shared>,
     flush_interval: Duration,
+    retention: Retention,
 }
 
 impl Writer {
@@ -430,7 +499,13 @@ impl Writer {
             }
             Err(error) => {
                 self.store.requeue(&changes);
+                // Readers let go of the old handle so that it can be re-opened.
                 self.database = None;
+                *self
+                    .shared
+                    .database
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 warn!(file = %self.path.display(), error = %format!("{error:#}"), "cannot store the market state; retrying");
                 self.shared.status.send_modify(|s| {
                     s.failures += 1;
@@ -442,7 +517,13 @@ impl Writer {
 
     fn commit(&mut self, changes: &Changes) -> anyhow::Result<()> {
         if self.database.is_none() {
-            self.database = Some(Database::create(&self.path).context("re-open")?);
+            let database = Arc::new(Database::create(&self.path).context("re-open")?);
+            *self
+                .shared
+                .database
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(database.clone());
+            self.database = Some(database);
         }
         let database = self.database.as_ref().expect("opened just above");
         let write = database.begin_write()?;
@@ -450,11 +531,14 @@ impl Writer {
             let mut symbols = write.open_table(SYMBOLS)?;
             let mut bars = write.open_table(BARS)?;
             let mut publishers = write.open_table(PUBLISHERS)?;
+            if let Some(day) = changes.trading_day {
+                write.open_table(META)?.insert("trading_day", day as u64)?;
+            }
             for change in &changes.symbols {
                 let key = change.symbol.as_str();
                 if change.removed {
                     symbols.insert(key, encode_symbol(None).as_slice())?;
-                    for interval in [Interval::OneSecond, Interval::OneMinute] {
+                    for interval in Interval::ALL {
                         let code = interval_code(interval);
                         bars.retain_in((key, code, i64::MIN)..=(key, code, i64::MAX), |_, _| {
                             false
@@ -466,12 +550,14 @@ impl Writer {
                 symbols.insert(key, record.as_slice())?;
                 for changed in &change.bars {
                     let code = interval_code(changed.interval);
-                    if let Some(oldest) = changed.oldest_kept {
-                        // Bars that fell off the ring leave the file too.
-                        bars.retain_in((key, code, i64::MIN)..(key, code, oldest), |_, _| false)?;
-                    }
                     for bar in &changed.bars {
                         bars.insert((key, code, bar.t), encode_bar(bar).as_slice())?;
+                    }
+                    let newest = changed.bars.last().map(|bar| bar.t);
+                    if let Some(newest) = newest.filter(|_| changed.opened) {
+                        // A new bar started: those beyond the retention leave the file.
+                        let cutoff = newest.saturating_sub(self.retention.of(changed.interval));
+                        bars.retain_in((key, code, i64::MIN)..(key, code, cutoff), |_, _| false)?;
                     }
                 }
             }
@@ -492,6 +578,7 @@ fn interval_code(interval: Interval) -> u8 {
     match interval {
         Interval::OneSecond => 0,
         Interval::OneMinute => 1,
+        Interval::OneDay => 2,
     }
 }
 
@@ -620,13 +707,50 @@ mod tests {
     }
 
     const FLUSH: Duration = Duration::from_millis(50);
+    /// Short, to see pruning: 10 s of seconds, 2 days of minutes, 3 days of days.
+    const RETAIN: Retention = Retention {
+        second_bars_ms: 10_000,
+        minute_bars_ms: 2 * DAY,
+        day_bars_ms: 3 * DAY,
+    };
+    const DAY: i64 = 86_400_000;
+    const KEEP_ALL: Retention = Retention {
+        second_bars_ms: i64::MAX / 2,
+        minute_bars_ms: i64::MAX / 2,
+        day_bars_ms: i64::MAX / 2,
+    };
+
+    /// Everything a history page shows of one interval.
+    async fn all_bars(
+        store: &SnapshotStore,
+        durable: &Durable,
+        id: SymbolId,
+        interval: Interval,
+    ) -> Vec<Bar> {
+        let page = crate::store::history_page(
+            store,
+            Some(durable),
+            id,
+            interval,
+            i64::MIN,
+            i64::MAX,
+            5_000,
+        )
+        .await
+        .unwrap();
+        assert!(!page.more);
+        page.bars
+    }
 
     #[tokio::test]
     async fn a_restart_sees_exactly_what_was_stored() {
         let dir = TempDir::new("roundtrip");
         let store = universe();
-        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        let durable = Durable::open(&dir.0, &store, FLUSH, KEEP_ALL).unwrap();
         let publisher: Arc<str> = Arc::from("abcd");
+        store.set_trading_day(DAY);
+        store.apply_batch(&[trade(0, "100.25", 4, 500)]);
+        store.roll_over(2 * DAY);
         store.apply_publisher_batch(
             &[trade(0, "101", 10, 1_000), trade(0, "99", 5, 62_000)],
             Some((&publisher, 7)),
@@ -644,14 +768,22 @@ mod tests {
         assert!(durable.status().committed > stored);
 
         let restarted = universe();
-        let _reopened = Durable::open(&dir.0, &restarted, FLUSH).unwrap();
+        let reopened = Durable::open(&dir.0, &restarted, FLUSH, KEEP_ALL).unwrap();
         let aapl = restarted.lookup_str("AAPL").unwrap();
         assert_eq!(restarted.read(aapl).0, store.read(SymbolId(0)).0);
-        for interval in [Interval::OneSecond, Interval::OneMinute] {
+        assert_eq!(restarted.trading_day(), Some(2 * DAY));
+        for interval in Interval::ALL {
+            let before = store.bars(SymbolId(0), interval, 1_000);
+            assert!(!before.is_empty(), "{interval:?}");
             assert_eq!(
-                restarted.bars(aapl, interval, 1_000),
-                store.bars(SymbolId(0), interval, 1_000)
+                all_bars(&restarted, &reopened, aapl, interval).await,
+                before,
+                "{interval:?}"
             );
+            // Memory starts from the newest stored bar only (for days, the day in
+            // progress comes from the quote as well).
+            let in_memory = 1 + usize::from(interval == Interval::OneDay);
+            assert_eq!(restarted.bars(aapl, interval, 1_000).len(), in_memory);
         }
         let newco_again = restarted.lookup_str("NEWCO").expect("added at run time");
         assert_eq!(&*restarted.name(newco_again), "New Co");
@@ -678,7 +810,7 @@ mod tests {
         };
         // Run 1: ids grow past the ones the next run will hand out.
         let store = universe();
-        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
         for s in ["ZZZ", "XA", "XB", "MMM"] {
             add(&store, s);
         }
@@ -688,13 +820,13 @@ mod tests {
         durable.close();
         // Run 2: a new symbol gets a lower id than MMM had, but was added later.
         let store = universe();
-        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
         assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM"]);
         add(&store, "AAA");
         durable.close();
 
         let store = universe();
-        let _durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        let _durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
         assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM", "AAA"]);
     }
 
@@ -704,7 +836,7 @@ mod tests {
         std::fs::create_dir_all(&dir.0).unwrap();
         let path = dir.0.join(DATA_FILE);
         std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-        let error = Durable::open(&dir.0, &universe(), FLUSH)
+        let error = Durable::open(&dir.0, &universe(), FLUSH, RETAIN)
             .err()
             .expect("refused");
         let text = format!("{error:#}");
@@ -720,8 +852,8 @@ mod tests {
     #[test]
     fn a_file_in_use_is_refused_saying_so() {
         let dir = TempDir::new("in-use");
-        let _first = Durable::open(&dir.0, &universe(), FLUSH).unwrap();
-        let error = Durable::open(&dir.0, &universe(), FLUSH)
+        let _first = Durable::open(&dir.0, &universe(), FLUSH, RETAIN).unwrap();
+        let error = Durable::open(&dir.0, &universe(), FLUSH, RETAIN)
             .err()
             .expect("refused");
         assert!(
@@ -734,7 +866,7 @@ mod tests {
     async fn a_universe_too_big_for_max_symbols_says_which_setting() {
         let dir = TempDir::new("full");
         let store = universe();
-        let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
+        let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
         store
             .add_symbol(Symbol::parse("EXTRA").unwrap(), "Extra", None)
             .unwrap();
@@ -746,14 +878,16 @@ mod tests {
                 .add_symbol(Symbol::parse(s).unwrap(), s, None)
                 .unwrap();
         }
-        let error = Durable::open(&dir.0, &small, FLUSH).err().expect("refused");
+        let error = Durable::open(&dir.0, &small, FLUSH, RETAIN)
+            .err()
+            .expect("refused");
         assert!(format!("{error:#}").contains("raise it"), "{error:#}");
     }
 
     #[test]
     fn another_format_version_is_refused() {
         let dir = TempDir::new("version");
-        drop(Durable::open(&dir.0, &universe(), FLUSH).unwrap());
+        drop(Durable::open(&dir.0, &universe(), FLUSH, RETAIN).unwrap());
         let database = Database::create(dir.0.join(DATA_FILE)).unwrap();
         let write = database.begin_write().unwrap();
         write
@@ -763,13 +897,65 @@ mod tests {
             .unwrap();
         write.commit().unwrap();
         drop(database);
-        let error = Durable::open(&dir.0, &universe(), FLUSH)
+        let error = Durable::open(&dir.0, &universe(), FLUSH, RETAIN)
             .err()
             .expect("refused");
         assert!(
             format!("{error:#}").contains("format version 2"),
             "{error:#}"
         );
+    }
+
+    #[tokio::test]
+    async fn bars_beyond_the_retention_leave_the_file_and_trades_go_on_after_a_restart() {
+        let dir = TempDir::new("retention");
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
+        // 30 seconds of 1 s bars; the file keeps the newest 10 s (and the minute).
+        for second in 0..30 {
+            store.apply_batch(&[trade(0, "10", 1, second * 1_000)]);
+            durable.wait_stored(store.generation()).await.unwrap();
+        }
+        durable.close();
+        let restarted = universe();
+        let reopened = Durable::open(&dir.0, &restarted, FLUSH, RETAIN).unwrap();
+        let seconds = all_bars(&restarted, &reopened, SymbolId(0), Interval::OneSecond).await;
+        let ts: Vec<i64> = seconds.iter().map(|bar| bar.t).collect();
+        assert_eq!(ts, (19..30).map(|s| s * 1_000).collect::<Vec<_>>());
+        // The bar in progress goes on from what was stored, never restarts.
+        restarted.apply_batch(&[trade(0, "11", 2, 29_500)]);
+        let minute = all_bars(&restarted, &reopened, SymbolId(0), Interval::OneMinute).await;
+        assert_eq!(
+            (minute.len(), minute[0].v, minute[0].c),
+            (1, 32, Price::parse("11").unwrap())
+        );
+        // Paging back from the first bar of a page reaches the rest, once each.
+        let page = crate::store::history_page(
+            &restarted,
+            Some(&reopened),
+            SymbolId(0),
+            Interval::OneSecond,
+            i64::MIN,
+            i64::MAX,
+            4,
+        )
+        .await
+        .unwrap();
+        assert!(page.more);
+        assert_eq!(page.bars[0].t, 26_000);
+        let older = crate::store::history_page(
+            &restarted,
+            Some(&reopened),
+            SymbolId(0),
+            Interval::OneSecond,
+            i64::MIN,
+            page.bars[0].t,
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!((older.bars.len(), older.more), (7, false));
+        assert_eq!(older.bars.last().unwrap().t, 25_000);
     }
 
     #[test]

@@ -12,10 +12,15 @@
 
 mod durable;
 mod history;
+mod page;
 mod universe;
 
 pub use durable::{Durable, StorageStatus, StorageUnavailable, DATA_FILE};
-pub use history::{Bar, ChangedBars, History, Interval, MINUTE_BARS, SECOND_BARS};
+pub use history::{
+    day_bar_time, Bar, ChangedBars, History, Interval, RecentBars, Retention, DAY_BARS,
+    MINUTE_BARS, SECOND_BARS,
+};
+pub use page::{history_page, HistoryPage, MAX_PAGE_BARS};
 pub(crate) use universe::split_csv_line;
 pub use universe::{load_universe, UniverseEntry, DEFAULT_UNIVERSE_CSV};
 
@@ -71,6 +76,11 @@ struct Inner {
     generation: AtomicU64,
     /// The number of this process's run of the data file (see `SlotState::order`).
     run: AtomicU64,
+    /// The current trading day as a daily bar's `t` (its date at 00:00 UTC), or
+    /// `i64::MIN` before it is known; the quote's `o/h/l/v` are that day's.
+    trading_day: AtomicI64,
+    /// The trading day changed since the last copy (written under the gate).
+    trading_day_changed: AtomicBool,
     /// Highest accepted `seq` per publisher fingerprint, with a "changed since the
     /// last copy" flag; written under the gate with the batch it belongs to.
     publisher_seqs: Mutex<HashMap<Arc<str>, (u64, bool)>>,
@@ -85,6 +95,8 @@ pub struct Changes {
     /// In id order, so a removed slot is written before a later slot of its symbol.
     pub symbols: Vec<SymbolChange>,
     pub publishers: Vec<(Arc<str>, u64)>,
+    /// The trading day, when it changed (see [`SnapshotStore::trading_day`]).
+    pub trading_day: Option<i64>,
 }
 
 /// A symbol's full stored state, and its bars changed since the last copy.
@@ -201,6 +213,8 @@ impl SnapshotStore {
                 gate: RwLock::new(()),
                 generation: AtomicU64::new(0),
                 run: AtomicU64::new(0),
+                trading_day: AtomicI64::new(i64::MIN),
+                trading_day_changed: AtomicBool::new(false),
                 publisher_seqs: Mutex::new(HashMap::new()),
             }),
         }
@@ -370,9 +384,75 @@ impl SnapshotStore {
         self.slot(id).published.read()
     }
 
-    /// The newest `limit` bars of one interval, oldest first.
+    /// The newest `limit` bars of one interval, oldest first (memory only; see
+    /// [`SnapshotStore::recent_bars`]).
     pub fn bars(&self, id: SymbolId, interval: Interval, limit: usize) -> Vec<Bar> {
-        self.slot(id).lock().history.bars(interval, limit)
+        self.recent_bars(id, interval, i64::MIN, i64::MAX, limit)
+            .bars
+    }
+
+    /// The newest `limit` bars with `from <= t < to` that memory holds, oldest first.
+    /// For days, the trading day in progress is a bar too: the quote's `o/h/l/p/v`.
+    pub fn recent_bars(
+        &self,
+        id: SymbolId,
+        interval: Interval,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> RecentBars {
+        let state = self.slot(id).lock();
+        let today = (interval == Interval::OneDay)
+            .then(|| self.day_in_progress(&state.quote))
+            .flatten()
+            .filter(|bar| from <= bar.t && bar.t < to && limit > 0);
+        let closed_to = today.map_or(to, |bar| to.min(bar.t));
+        let closed_limit = limit - usize::from(today.is_some());
+        let mut recent = state
+            .history
+            .recent(interval, from, closed_to, closed_limit);
+        drop(state);
+        if let Some(bar) = today {
+            recent.ring_from.get_or_insert(bar.t);
+            recent.bars.push(bar);
+        }
+        recent
+    }
+
+    /// The current trading day's bar from the quote, once the day has a trade.
+    fn day_in_progress(&self, quote: &Quote) -> Option<Bar> {
+        let t = self.trading_day()?;
+        let price = |field| quote.get(field).map(Price::from_micros);
+        Some(Bar {
+            t,
+            o: price(Field::O)?,
+            h: price(Field::H)?,
+            l: price(Field::L)?,
+            c: price(Field::P)?,
+            v: quote.get(Field::V).unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    /// The current trading day as a daily bar's `t`, once known.
+    pub fn trading_day(&self) -> Option<i64> {
+        let day = self.inner.trading_day.load(Ordering::Acquire);
+        (day != i64::MIN).then_some(day)
+    }
+
+    /// Names the trading day the quotes' `o/h/l/v` belong to (at start-up, when no
+    /// stored day says otherwise). Stored with the next commit.
+    pub fn set_trading_day(&self, day: i64) {
+        let _gate = self.change_gate();
+        self.inner.trading_day.store(day, Ordering::Release);
+        self.inner
+            .trading_day_changed
+            .store(true, Ordering::Relaxed);
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Start-up only: the stored trading day.
+    pub fn restore_trading_day(&self, day: i64) {
+        self.inner.trading_day.store(day, Ordering::Release);
     }
 
     /// Applies ticks in order (quote and bars together), then wakes waiting viewers
@@ -396,6 +476,8 @@ impl SnapshotStore {
                 *entry = (seq, true);
             }
         }
+        // A data file is attached once it numbered this run: it takes changed bars.
+        let spill = self.inner.run.load(Ordering::Relaxed) > 0;
         for tick in ticks {
             let slot = self.slot(tick.symbol);
             if slot.removed.load(Ordering::Acquire) {
@@ -406,7 +488,7 @@ impl SnapshotStore {
             if let Some(price) = tick.price {
                 state
                     .history
-                    .record_trade(tick.ts, price, tick.size.unwrap_or(0), in_order);
+                    .record_trade(tick.ts, price, tick.size.unwrap_or(0), in_order, spill);
             }
             state.quote.apply(tick);
             slot.published.publish(&state.quote, true);
@@ -435,22 +517,35 @@ impl SnapshotStore {
         }
     }
 
-    /// Starts a new trading viewer for every symbol: the last price becomes the
-    /// reference (`pc`), volume restarts at zero and open/high/low wait for the next
-    /// trade. Bars are not touched.
-    pub fn roll_over(&self) {
+    /// Starts trading day `day` (a daily bar's `t`) for every symbol: the day that
+    /// ends becomes a daily bar (if the symbol traded in it), the last price becomes
+    /// the reference (`pc`), volume restarts at zero and open/high/low wait for the
+    /// next trade. Intraday bars are not touched.
+    pub fn roll_over(&self, day: i64) {
         let _gate = self.change_gate();
+        if self.trading_day().is_some_and(|current| current >= day) {
+            // Already that day (or a later one): rolling again would zero its volume.
+            return;
+        }
+        self.inner
+            .trading_day_changed
+            .store(true, Ordering::Relaxed);
         for id in (0..self.len()).map(|i| SymbolId(i as u32)) {
             let slot = self.slot(id);
             if slot.removed.load(Ordering::Acquire) {
                 continue;
             }
             let mut state = slot.lock();
+            if let Some(bar) = self.day_in_progress(&state.quote).filter(|bar| bar.t < day) {
+                state.history.put_day(bar);
+            }
             state.quote.roll_over();
             slot.published.publish(&state.quote, true);
             drop(state);
             self.mark_changed(slot);
         }
+        self.inner.trading_day.store(day, Ordering::Release);
+        self.inner.generation.fetch_add(1, Ordering::Release);
         self.notify_change();
     }
 
@@ -519,10 +614,17 @@ impl SnapshotStore {
                 publishers.push((fingerprint.clone(), *seq));
             }
         }
+        let trading_day = self
+            .inner
+            .trading_day_changed
+            .swap(false, Ordering::Relaxed)
+            .then(|| self.trading_day())
+            .flatten();
         Changes {
             generation,
             symbols,
             publishers,
+            trading_day,
         }
     }
 
@@ -534,12 +636,15 @@ impl SnapshotStore {
             let slot = self.slot(change.id);
             let mut state = slot.lock();
             for changed in &change.bars {
-                if let Some(first) = changed.bars.first() {
-                    state.history.mark_changed_from(changed.interval, first.t);
-                }
+                state.history.requeue(changed);
             }
             drop(state);
             slot.dirty.store(true, Ordering::Relaxed);
+        }
+        if changes.trading_day.is_some() {
+            self.inner
+                .trading_day_changed
+                .store(true, Ordering::Relaxed);
         }
         let mut seqs = self.publisher_seqs();
         for (fingerprint, _) in &changes.publishers {
@@ -801,7 +906,9 @@ mod tests {
             ts: 1,
             ..Tick::default()
         }]);
-        store.roll_over();
+        const DAY: i64 = 86_400_000;
+        store.set_trading_day(DAY);
+        store.roll_over(2 * DAY);
         let (quote, version) = store.read(SymbolId(0));
         assert_eq!(quote.price(Field::Pc), Price::parse("105").ok());
         assert_eq!(
@@ -825,6 +932,65 @@ mod tests {
             store.bars(SymbolId(0), Interval::OneMinute, 10).len(),
             1,
             "bars keep flowing"
+        );
+        let days = store.bars(SymbolId(0), Interval::OneDay, 10);
+        let p105 = Price::parse("105").unwrap();
+        assert_eq!(
+            days,
+            vec![Bar {
+                t: DAY,
+                o: p105,
+                h: p105,
+                l: p105,
+                c: p105,
+                v: 9
+            }],
+            "the day that ended is a daily bar; the new day has no trade yet"
+        );
+        store.roll_over(2 * DAY);
+        assert_eq!(
+            store.read(SymbolId(0)).1,
+            2,
+            "the same day never rolls twice"
+        );
+    }
+
+    #[test]
+    fn the_day_in_progress_is_the_newest_daily_bar() {
+        let store = store_with(&["AAPL"]);
+        const DAY: i64 = 86_400_000;
+        let trade = |price: &str, size| Tick {
+            symbol: SymbolId(0),
+            price: Price::parse(price).ok(),
+            size: Some(size),
+            ts: 5,
+            ..Tick::default()
+        };
+        store.apply_batch(&[trade("10", 1)]);
+        assert!(
+            store.bars(SymbolId(0), Interval::OneDay, 10).is_empty(),
+            "no trading day known yet"
+        );
+        store.set_trading_day(DAY);
+        store.apply_batch(&[trade("12.5", 2), trade("9.75", 3)]);
+        let today = store.recent_bars(SymbolId(0), Interval::OneDay, 0, i64::MAX, 10);
+        assert_eq!(today.bars.len(), 1);
+        let bar = today.bars[0];
+        assert_eq!(
+            (bar.t, bar.o, bar.c, bar.v),
+            (
+                DAY,
+                Price::parse("10").unwrap(),
+                Price::parse("9.75").unwrap(),
+                6
+            )
+        );
+        assert!(
+            store
+                .recent_bars(SymbolId(0), Interval::OneDay, 0, DAY, 10)
+                .bars
+                .is_empty(),
+            "`to` is exclusive"
         );
     }
 }

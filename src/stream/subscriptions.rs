@@ -422,7 +422,7 @@ mod tests {
                     };
                     store.apply_batch(&[tick]);
                 }
-                45 => store.roll_over(),
+                45 => store.roll_over(i64::from(step) * 86_400_000),
                 46..=50 if subs.len() < 8 => {
                     let mut sub = Subscriptions::default();
                     let ids: Vec<SymbolId> = (0..names.len() as u32)

@@ -449,3 +449,80 @@ fn failing_writes_answer_503_and_acknowledge_only_what_is_stored() {
 fn command_again(dir: &TempDir) -> Command {
     command(dir, data_dir(dir).to_str().unwrap())
 }
+
+/// Every bar of `interval` the server has for `symbol`, walking back page by page
+/// (`to` = the first `t` of the page before) with `limit` bars a page.
+fn walk_history(server: &Server, symbol: &str, interval: &str, limit: usize) -> Vec<Value> {
+    let mut bars = Vec::new();
+    let mut to = String::new();
+    for _ in 0..1_000 {
+        let (status, page) = server.get(&format!(
+            "/api/v1/history/{symbol}?interval={interval}&limit={limit}{to}"
+        ));
+        assert_eq!(status, 200, "{page}");
+        let mut older = page["bars"].as_array().unwrap().clone();
+        assert!(older.len() <= limit);
+        if let Some(first) = older.first() {
+            to = format!("&to={}", first["t"]);
+        }
+        older.append(&mut bars);
+        bars = older;
+        if page["more"] == false {
+            return bars;
+        }
+    }
+    panic!("more than 1000 pages");
+}
+
+#[test]
+fn history_is_kept_for_its_retention_across_a_kill_and_paged_exactly() {
+    // Arrange: two hours of 1 s trades in one acknowledged batch, far more bars than
+    // memory holds (300 seconds), with six-decimal prices.
+    let dir = TempDir::new("retention");
+    let data = data_dir(&dir);
+    let server = Server::start(command(&dir, data.to_str().unwrap()));
+    const SECONDS: i64 = 7_200;
+    let price = |i: i64| format!("{}.{:06}", 100 + i % 7, (i * 7_919) % 1_000_000);
+    let ticks: Vec<Value> = (0..SECONDS)
+        .map(|i| {
+            let price: Value = serde_json::from_str(&price(i)).unwrap();
+            json!({"symbol": "LONG", "price": price, "size": 1 + i % 3, "ts": T0 + i * 1_000})
+        })
+        .collect();
+    let (status, report) = server.publish(&Value::Array(ticks));
+    assert_eq!(
+        (status, &report["accepted"]),
+        (200, &json!(SECONDS)),
+        "{report}"
+    );
+
+    // Act
+    server.kill9();
+    let server = Server::start(command_again(&dir));
+
+    // Assert: the newest hour of seconds (store.history_1s_seconds = 3600, counted back
+    // from the newest bar), every minute, exact, once each, whatever the page size.
+    let seconds = walk_history(&server, "LONG", "1s", 5_000);
+    let newest = SECONDS - 1;
+    let kept: Vec<i64> = (newest - 3_600..=newest).collect();
+    assert_eq!(seconds.len(), kept.len());
+    for (bar, i) in seconds.iter().zip(&kept) {
+        assert_eq!(bar["t"], json!(T0 + i * 1_000));
+        let text = bar.to_string();
+        assert!(
+            text.contains(&format!("\"c\":{}", price(*i).trim_end_matches('0'))),
+            "exact close of second {i}: {text}"
+        );
+        assert_eq!(bar["v"], json!(1 + i % 3));
+    }
+    assert_eq!(walk_history(&server, "LONG", "1s", 997), seconds);
+    let minutes = walk_history(&server, "LONG", "1m", 50);
+    assert_eq!(minutes.len(), 120);
+    let volume: i64 = minutes.iter().map(|bar| bar["v"].as_i64().unwrap()).sum();
+    assert_eq!(
+        volume,
+        (0..SECONDS).map(|i| 1 + i % 3).sum::<i64>(),
+        "no volume lost or doubled"
+    );
+    assert_eq!(server.quote("LONG")["v"], json!(volume));
+}

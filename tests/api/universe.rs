@@ -31,7 +31,7 @@ async fn history_bars_match_a_hand_computed_series() {
             {"t":0,"o":10,"h":12,"l":10,"c":12,"v":3},
             {"t":1000,"o":11,"h":11,"l":11,"c":11,"v":3},
             {"t":60000,"o":9.5,"h":9.5,"l":9.5,"c":9.5,"v":4}
-        ]})
+        ],"more":false})
     );
     let (_, body) = app.get("/api/v1/history/AAPL").await;
     let minutes: Value = serde_json::from_str(&body).unwrap();
@@ -49,9 +49,30 @@ async fn history_bars_match_a_hand_computed_series() {
         1
     );
     assert!(body.contains(r#""o":9.5"#), "exact decimals: {body}");
+    assert!(
+        body.contains(r#""more":true"#),
+        "an older bar was left out: {body}"
+    );
+
+    // A range: `from` inclusive, `to` exclusive, in ms or RFC 3339.
+    for query in [
+        "interval=1s&from=1000&to=60000",
+        "interval=1s&from=1970-01-01T00:00:01Z&to=1970-01-01T00:01:00Z",
+    ] {
+        let (_, body) = app.get(&format!("/api/v1/history/AAPL?{query}")).await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"s":"AAPL","interval":"1s","bars":[
+                {"t":1000,"o":11,"h":11,"l":11,"c":11,"v":3}
+            ],"more":false}),
+            "{query}"
+        );
+    }
 
     for (path, status, code) in [
         ("/api/v1/history/AAPL?interval=5m", 400, "bad_request"),
+        ("/api/v1/history/AAPL?from=yesterday", 400, "bad_request"),
+        ("/api/v1/history/AAPL?from=10&to=5", 400, "bad_request"),
         ("/api/v1/history/AAPL?limit=0", 400, "bad_request"),
         ("/api/v1/history/AAPL?limit=x", 400, "bad_request"),
         ("/api/v1/history/NOSUCH", 404, "unknown_symbol"),
@@ -256,4 +277,21 @@ async fn the_session_rolls_over_at_the_configured_time() {
     let (_, bars) = app.get("/api/v1/history/AAPL?interval=1s").await;
     assert!(bars.contains(r#""c":190.5"#), "bars keep flowing: {bars}");
     assert_eq!(app.rest_quote("AAPL").await, *quote);
+    // The day that ended (Tuesday 2026-11-24, the day before the 09:30 rollover) is a
+    // daily bar dated 00:00 UTC; the new day has no trade yet.
+    let (_, days) = app.get("/api/v1/history/AAPL?interval=1d").await;
+    let tuesday = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z").unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&days).unwrap()["bars"],
+        json!([{"t":tuesday.timestamp_millis(),"o":190.5,"h":190.5,"l":190.5,"c":190.5,"v":100}])
+    );
+    // A trade makes the day in progress the newest daily bar.
+    app.publish(json!([{"symbol":"AAPL","price":191.25,"size":7,"ts":2}]))
+        .await;
+    let (_, days) = app.get("/api/v1/history/AAPL?interval=1d").await;
+    let days: Value = serde_json::from_str(&days).unwrap();
+    assert_eq!(
+        days["bars"][1],
+        json!({"t":tuesday.timestamp_millis() + 86_400_000,"o":191.25,"h":191.25,"l":191.25,"c":191.25,"v":7})
+    );
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use chrono::NaiveDate;
 use futures_util::StreamExt;
 use rand::Rng;
 use redis::aio::{MultiplexedConnection, PubSubStream};
@@ -26,7 +27,7 @@ use crate::broker::record::{
 };
 use crate::broker::BrokerStatus;
 use crate::domain::{Symbol, SymbolId};
-use crate::store::SnapshotStore;
+use crate::store::{day_bar_time, SnapshotStore};
 
 /// Seeds an empty cluster state from one instance's quotes (see the script).
 static SEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/seed.lua")));
@@ -234,8 +235,19 @@ impl Cluster {
                 self.store.apply_batch(&ticks);
             }
             Op::RollOver => {
-                self.store.roll_over();
-                info!(day = ?message.items.first(), "trading day rolled over (cluster-wide)");
+                let day = message
+                    .items
+                    .first()
+                    .and_then(|day| day.parse::<NaiveDate>().ok());
+                match day {
+                    Some(day) => {
+                        self.store.roll_over(day_bar_time(day));
+                        info!(%day, "trading day rolled over (cluster-wide)");
+                    }
+                    None => {
+                        warn!(items = ?message.items, "unreadable rollover on the cluster channel; skipped")
+                    }
+                }
             }
             Op::Upsert => {
                 for item in &message.items {

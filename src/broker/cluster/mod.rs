@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::NaiveDate;
 use rand::Rng;
 use redis::Client;
 use tokio::sync::{watch, Notify, RwLock};
@@ -50,7 +51,7 @@ use super::record::{encode_tick, encode_upsert, Op};
 use super::{BrokerStatus, TickBatch};
 use crate::config::BrokerSettings;
 use crate::domain::{Price, Symbol, SymbolId};
-use crate::store::{SnapshotStore, StoreFull};
+use crate::store::{day_bar_time, SnapshotStore, StoreFull};
 
 /// Totals for `/metrics`.
 #[derive(Debug, Default)]
@@ -176,9 +177,9 @@ impl Cluster {
         .await
     }
 
-    pub async fn roll_over(&self, day: &str) {
-        self.publish(Op::RollOver, "", vec![day.to_owned()], || {
-            self.store.roll_over()
+    pub async fn roll_over(&self, day: NaiveDate) {
+        self.publish(Op::RollOver, "", vec![day.to_string()], || {
+            self.store.roll_over(day_bar_time(day))
         })
         .await;
     }
