@@ -27,7 +27,7 @@ use tracing::info;
 
 use crate::config::{BrokerKind, BrokerSettings};
 use crate::domain::{ParsedTick, Price, Symbol, SymbolId, Tick};
-use crate::store::{day_bar_time, SnapshotStore, StoreFull};
+use crate::store::{day_bar_time, Bar, Interval, SnapshotStore, StoreFull};
 
 /// How the instance stands towards the rest of the cluster (`/readyz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,13 @@ impl Broker {
         }
     }
 
+    /// Merges a vendor's bars of `symbol` before `before` into its history (see
+    /// [`SnapshotStore::merge_bars`]). This instance only for now: with Redis, bars
+    /// are not shared yet.
+    pub fn merge_bars(&self, id: SymbolId, interval: Interval, bars: &[Bar], before: i64) {
+        self.store.merge_bars(id, interval, bars, before);
+    }
+
     /// Creates a symbol or updates its name and reference price, on every instance.
     pub async fn upsert_symbol(
         &self,
@@ -217,7 +224,6 @@ pub(crate) fn apply_resolved(store: &SnapshotStore, batch: &TickBatch) {
 mod tests {
     use super::*;
     use crate::domain::Field;
-    use crate::store::Interval;
 
     #[tokio::test]
     async fn a_rollover_missed_while_stopped_happens_at_start_up_and_only_then() {

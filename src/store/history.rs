@@ -191,6 +191,31 @@ impl History {
         self.mark_changed_from(Interval::OneDay, bar.t);
     }
 
+    /// Merges bars from elsewhere (a vendor's history): each replaces the bar of its
+    /// bucket or is inserted in order; the ring then keeps its newest `capacity`
+    /// (with `spill`, the changed ones it lets go are kept for the data file).
+    pub fn merge(&mut self, interval: Interval, bars: &[Bar], spill: bool) {
+        let i = interval as usize;
+        let Some(oldest) = bars.iter().map(|bar| bar.t).min() else {
+            return;
+        };
+        let ring = &mut self.rings[i];
+        for bar in bars {
+            match ring.binary_search_by_key(&bar.t, |b| b.t) {
+                Ok(index) => ring[index] = *bar,
+                Err(index) => ring.insert(index, *bar),
+            }
+        }
+        self.mark_changed_from(interval, oldest);
+        self.opened[i] = true;
+        while self.rings[i].len() > interval.capacity() {
+            let out = self.rings[i].pop_front().expect("longer than its capacity");
+            if spill {
+                spill_bar(&mut self.spilled[i], out);
+            }
+        }
+    }
+
     /// The bars changed since the last call, per interval with a change, and forgets
     /// them: the durable layer writes exactly these (the slot lock is held).
     pub fn take_changed(&mut self) -> Vec<ChangedBars> {
@@ -492,6 +517,36 @@ mod tests {
             memory_only.record_trade(i * 1_000, p("1"), 1, true, false);
         }
         assert_eq!(memory_only.take_changed()[0].bars.len(), SECOND_BARS);
+    }
+
+    #[test]
+    fn merged_bars_replace_their_buckets_and_the_older_ones_go_to_the_data_file() {
+        let mut history = History::default();
+        history.record_trade(600_000, p("5"), 1, true, true);
+        history.take_changed();
+        let bar = |t: i64, c: &str, v| Bar {
+            t,
+            o: p(c),
+            h: p(c),
+            l: p(c),
+            c: p(c),
+            v,
+        };
+        // 400 older minutes, one of them the bucket already held: replaced.
+        let vendor: Vec<Bar> = (0..400)
+            .map(|m| bar(600_000 - m * 60_000, "4.25", 9))
+            .collect();
+        history.merge(Interval::OneMinute, &vendor, true);
+        let kept = history.bars(Interval::OneMinute, usize::MAX);
+        assert_eq!(kept.len(), MINUTE_BARS);
+        assert_eq!(*kept.last().unwrap(), bar(600_000, "4.25", 9));
+        assert!(kept.windows(2).all(|w| w[0].t < w[1].t));
+        let changed = history.take_changed();
+        assert_eq!(
+            changed[0].bars.len(),
+            400,
+            "all of them reach the data file"
+        );
     }
 
     #[test]

@@ -419,6 +419,30 @@ impl SnapshotStore {
         recent
     }
 
+    /// Merges bars from elsewhere (a vendor's history) into `id`'s history: those of
+    /// buckets before `before` only (from there on, the live trades make the bars,
+    /// and a vendor's bar for them would count those trades twice). Daily bars are
+    /// merged only for days before the current trading day, whose bar is the quote's.
+    /// Each replaces the stored bar of its bucket: a vendor's bar is whole.
+    pub fn merge_bars(&self, id: SymbolId, interval: Interval, bars: &[Bar], before: i64) {
+        let before = match (interval, self.trading_day()) {
+            (Interval::OneDay, Some(today)) => before.min(today),
+            _ => before,
+        };
+        let bars: Vec<Bar> = bars.iter().filter(|bar| bar.t < before).copied().collect();
+        if bars.is_empty() {
+            return;
+        }
+        let _gate = self.change_gate();
+        let slot = self.slot(id);
+        if slot.removed.load(Ordering::Acquire) {
+            return;
+        }
+        let spill = self.inner.run.load(Ordering::Relaxed) > 0;
+        slot.lock().history.merge(interval, &bars, spill);
+        self.mark_changed(slot);
+    }
+
     /// The current trading day's bar from the quote, once the day has a trade.
     fn day_in_progress(&self, quote: &Quote) -> Option<Bar> {
         let t = self.trading_day()?;
@@ -952,6 +976,56 @@ mod tests {
             store.read(SymbolId(0)).1,
             2,
             "the same day never rolls twice"
+        );
+    }
+
+    #[test]
+    fn merged_vendor_bars_stop_where_live_trades_begin() {
+        let store = store_with(&["AAPL"]);
+        const DAY: i64 = 86_400_000;
+        store.set_trading_day(10 * DAY);
+        let p = |text| Price::parse(text).unwrap();
+        let bar = |t, c, v| Bar {
+            t,
+            o: p(c),
+            h: p(c),
+            l: p(c),
+            c: p(c),
+            v,
+        };
+        // Live trades from minute 2 on; the vendor has minutes 0..=3.
+        store.apply_batch(&[Tick {
+            symbol: SymbolId(0),
+            price: Some(p("7")),
+            size: Some(1),
+            ts: 2 * 60_000 + 5,
+            ..Tick::default()
+        }]);
+        let vendor: Vec<Bar> = (0..4).map(|m| bar(m * 60_000, "6.5", 100)).collect();
+        store.merge_bars(SymbolId(0), Interval::OneMinute, &vendor, 2 * 60_000);
+        let minutes = store.bars(SymbolId(0), Interval::OneMinute, 10);
+        assert_eq!(
+            minutes,
+            vec![
+                bar(0, "6.5", 100),
+                bar(60_000, "6.5", 100),
+                bar(120_000, "7", 1)
+            ],
+            "the vendor fills what came before; the live bar is not counted twice"
+        );
+        // Daily bars: only days before the current trading day (its bar is the quote's).
+        let days: Vec<Bar> = (8..=10).map(|d| bar(d * DAY, "6", 50)).collect();
+        store.merge_bars(SymbolId(0), Interval::OneDay, &days, i64::MAX);
+        let ts: Vec<i64> = store
+            .bars(SymbolId(0), Interval::OneDay, 10)
+            .iter()
+            .map(|bar| bar.t)
+            .collect();
+        assert_eq!(ts, vec![8 * DAY, 9 * DAY, 10 * DAY]);
+        assert_eq!(
+            store.bars(SymbolId(0), Interval::OneDay, 10)[2].c,
+            p("7"),
+            "today is the quote"
         );
     }
 
