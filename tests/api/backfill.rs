@@ -8,13 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::DateTime;
-use tickstream::config::{FeedSettings, Settings};
+use tickstream::config::{FeedSettings, Settings, TradingDaySettings};
 use tickstream::domain::Symbol;
 use tickstream::sources::feed::backfill::BackfillInterval::{self, Day, Minute};
-use tickstream::sources::feed::backfill::{fetch_bars, BackfillClient, BackfillError};
+use tickstream::sources::feed::backfill::{
+    fetch_bars, BackfillClient, BackfillError, Backfiller, FetchRequest,
+};
 use tickstream::store::Bar;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A request as the fake vendor received it.
 #[derive(Debug, Clone)]
@@ -22,6 +27,7 @@ struct Seen {
     path: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
+    at: Instant,
 }
 
 impl Seen {
@@ -142,6 +148,7 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Seen> {
         path: path.to_owned(),
         query: serde_urlencoded::from_str(query).ok()?,
         headers,
+        at: Instant::now(),
     })
 }
 
@@ -583,4 +590,187 @@ async fn http_statuses_junk_and_slowness_become_typed_errors() {
     for error in [&denied, &busy, &down, &junk, &slow, &unknown] {
         assert!(!error.to_string().contains("the-key"), "{error}");
     }
+}
+
+#[tokio::test]
+async fn a_refused_plan_is_asked_once_per_interval_not_in_a_loop() {
+    // Arrange: Finnhub's free plan has no candles.
+    let vendor = FakeRest::start(|_| {
+        Reply::status(
+            403,
+            r#"{"error":"You don't have access to this resource."}"#,
+        )
+    })
+    .await;
+    let s = settings("finnhub", &vendor.url, "AAPL,MSFT,IBM");
+    let requests = tickstream::sources::feed::backfill::plan(
+        &s.feed,
+        &s.trading_day,
+        chrono::Utc::now(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(requests.len(), 6);
+    let mut backfiller = Backfiller::new(&s.feed).unwrap();
+    let (out, mut fetched) = mpsc::channel(8);
+
+    // Act: the start's plan, then a second run as after a gap.
+    let first = backfiller
+        .run(requests.clone(), &out, &CancellationToken::new())
+        .await;
+    let again = backfiller
+        .run(requests, &out, &CancellationToken::new())
+        .await;
+
+    // Assert: one request per interval, the rest skipped, nothing handed on.
+    assert_eq!((first.failed, first.skipped, first.fetched), (2, 4, 0));
+    assert_eq!((again.failed, again.skipped), (0, 6));
+    assert_eq!(vendor.seen().len(), 2);
+    assert!(fetched.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_at_the_vendors_pace() {
+    // Arrange: AAPL is rate limited once (Retry-After: 1), MSFT fails twice with 500.
+    let calls = Arc::new(Mutex::new((0, 0)));
+    let counter = calls.clone();
+    let vendor = FakeRest::start(move |seen| {
+        let mut calls = counter.lock().unwrap();
+        // `/v2/stocks/{symbol}/bars`
+        let symbol = seen.path.split('/').nth(3).unwrap_or_default().to_owned();
+        let ok = Reply::json(
+            r#"{"bars":[{"t":"2024-01-02T14:30:00Z","o":1.5,"h":1.5,"l":1.5,"c":1.5,"v":1}],"next_page_token":null}"#,
+        );
+        match symbol.as_str() {
+            "AAPL" => {
+                calls.0 += 1;
+                if calls.0 == 1 {
+                    Reply::status(429, "{}").header("Retry-After", "1")
+                } else {
+                    ok
+                }
+            }
+            _ => {
+                calls.1 += 1;
+                if calls.1 <= 2 {
+                    Reply::status(500, "{}")
+                } else {
+                    ok
+                }
+            }
+        }
+    })
+    .await;
+    let s = settings("alpaca", &vendor.url, "AAPL,MSFT");
+    let request = |symbol: &str| FetchRequest {
+        symbol: Symbol::parse(symbol).unwrap(),
+        interval: Minute,
+        from_ms: ms("2024-01-02T14:30:00Z"),
+        to_ms: ms("2024-01-02T15:00:00Z"),
+    };
+    let mut backfiller = Backfiller::new(&s.feed).unwrap();
+    let (out, mut fetched) = mpsc::channel(8);
+
+    // Act
+    let summary = backfiller
+        .run(
+            vec![request("AAPL"), request("MSFT")],
+            &out,
+            &CancellationToken::new(),
+        )
+        .await;
+
+    // Assert: both delivered, after 2 and 3 attempts; the retry waited Retry-After.
+    assert_eq!((summary.fetched, summary.failed, summary.bars), (2, 0, 2));
+    assert_eq!(*calls.lock().unwrap(), (2, 3));
+    let seen = vendor.seen();
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(950));
+    let first = fetched.recv().await.unwrap();
+    assert_eq!(first.request, request("AAPL"));
+    assert_eq!(first.bars[0].c.to_string(), "1.5");
+    assert_eq!(fetched.recv().await.unwrap().request, request("MSFT"));
+}
+
+#[tokio::test]
+async fn requests_are_spaced_by_the_configured_quota_and_shutdown_stops_a_run() {
+    let vendor = FakeRest::start(|seen| {
+        let reply = Reply::json(r#"{"s":"no_data"}"#);
+        if seen.param("symbol") == Some("SLOW") {
+            reply.after(Duration::from_secs(5))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let mut s = settings("finnhub", &vendor.url, "A,B,C");
+    s.feed.backfill_requests_per_minute = 600; // one request every 100 ms
+    s.feed.backfill_timeout_ms = 10_000;
+    let request = |symbol: &str| FetchRequest {
+        symbol: Symbol::parse(symbol).unwrap(),
+        interval: Day,
+        from_ms: 0,
+        to_ms: 1_000,
+    };
+    let mut backfiller = Backfiller::new(&s.feed).unwrap();
+    let (out, _fetched) = mpsc::channel(8);
+
+    let paced = backfiller
+        .run(
+            vec![request("A"), request("B"), request("C")],
+            &out,
+            &CancellationToken::new(),
+        )
+        .await;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.cancel();
+    });
+    let started = Instant::now();
+    let stopped = backfiller
+        .run(vec![request("SLOW"), request("A")], &out, &shutdown)
+        .await;
+
+    assert_eq!((paced.fetched, paced.reason), (3, "done"));
+    let seen = vendor.seen();
+    for pair in seen[..3].windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(95));
+    }
+    assert_eq!(stopped.reason, "shutdown");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The slow request was made; nothing after it.
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[3].param("symbol"), Some("SLOW"));
+}
+
+#[test]
+fn the_plan_starts_at_the_configured_trading_day() {
+    // Midnight UTC rollover: today's minutes from 00:00Z, 5 days of daily bars.
+    let env = [
+        ("TICKSTREAM__FEED__KIND", "alpaca"),
+        ("TICKSTREAM__FEED__SYMBOLS", "AAPL"),
+        ("TICKSTREAM__FEED__API_KEY", "k"),
+        ("TICKSTREAM__FEED__API_SECRET", "s"),
+        ("TICKSTREAM__FEED__BACKFILL_DAYS", "5"),
+        ("TICKSTREAM__TRADING_DAY__ROLLOVER_TIME", "00:00"),
+        ("TICKSTREAM__TRADING_DAY__TIME_ZONE", "UTC"),
+    ];
+    let s = Settings::from_sources(&[], env.map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+    let day: &TradingDaySettings = &s.trading_day;
+    let now = DateTime::parse_from_rfc3339("2024-03-11T15:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+
+    let requests = tickstream::sources::feed::backfill::plan(&s.feed, day, now, None).unwrap();
+
+    let windows: Vec<(BackfillInterval, i64)> =
+        requests.iter().map(|r| (r.interval, r.from_ms)).collect();
+    assert_eq!(
+        windows,
+        vec![
+            (Minute, ms("2024-03-11T00:00:00Z")),
+            (Day, ms("2024-03-06T00:00:00Z")),
+        ]
+    );
 }

@@ -4,8 +4,10 @@
 //!
 //! This module only fetches. [`fetch_bars`] asks one vendor for one symbol's bars in a
 //! window and hands them back as the store's [`Bar`]s, exact (prices from the JSON
-//! number's text, whole volumes), oldest first and without duplicates. Merging the
-//! bars into stored history is the store's job.
+//! number's text, whole volumes), oldest first and without duplicates; [`plan()`]
+//! says which windows to ask for at start or after a gap, and [`Backfiller`] asks for
+//! them at the vendor's pace, honouring `Retry-After` and giving up cleanly on a plan
+//! without access. Merging the bars into stored history is the store's job.
 //! docs/FEEDS.md is the operator's view.
 //!
 //! Each vendor module (`alpaca`, `polygon`, `finnhub`) only knows its URLs, paging
@@ -15,10 +17,12 @@
 mod alpaca;
 mod finnhub;
 mod http;
+mod plan;
 mod polygon;
 mod values;
 
 pub use http::BackfillClient;
+pub use plan::{plan, request_spacing, Backfiller, FetchRequest, Fetched, Summary};
 
 use std::fmt;
 use std::time::Duration;
@@ -165,7 +169,7 @@ impl BackfillError {
 ///
 /// Every HTTP request is bounded by `feed.backfill_timeout_ms`; the call by
 /// [`MAX_PAGES`] and [`MAX_BARS`]. It makes one attempt: retrying, pacing and
-/// `Retry-After` are the caller's.
+/// `Retry-After` are the caller's ([`Backfiller`] does all three).
 pub async fn fetch_bars(
     settings: &FeedSettings,
     client: &BackfillClient,
