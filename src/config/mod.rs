@@ -99,6 +99,16 @@ impl FeedKind {
             FeedKind::Polygon => "polygon",
         }
     }
+
+    /// REST requests per minute a free plan allows (docs/FEEDS.md, "History
+    /// backfill"): Alpaca 200, Polygon 5, Finnhub 60. The default pace of backfill.
+    pub fn free_requests_per_minute(self) -> u32 {
+        match self {
+            FeedKind::Alpaca => 200,
+            FeedKind::Polygon => 5,
+            FeedKind::Finnhub | FeedKind::None => 60,
+        }
+    }
 }
 
 /// The built-in market-data connector (src/sources/feed/, docs/FEEDS.md).
@@ -135,6 +145,16 @@ pub struct FeedSettings {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub refusal_backoff_ms: u64,
+    /// The vendor's REST API for history backfill; empty = its documented address
+    /// (tests point it at a local server).
+    pub rest_url: String,
+    /// Calendar days of daily bars fetched at start (and after a gap).
+    pub backfill_days: u32,
+    /// Backfill requests per minute, so a free plan's quota is never exceeded;
+    /// 0 = the vendor's free-plan limit ([`FeedKind::free_requests_per_minute`]).
+    pub backfill_requests_per_minute: u32,
+    /// Deadline of one REST request: connect, headers and body.
+    pub backfill_timeout_ms: u64,
 }
 
 impl FeedSettings {

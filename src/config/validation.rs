@@ -12,6 +12,10 @@ fn check(ok: bool, key: &str, why: impl std::fmt::Display) -> Result<(), ConfigE
     }
 }
 
+/// Ten years of daily bars: far more than a chart shows, and few enough that one
+/// vendor page (Alpaca 10,000 bars, Polygon 50,000) holds them.
+const MAX_BACKFILL_DAYS: u32 = 3660;
+
 /// Timers and intervals below 10 ms would spin rather than wait.
 fn at_least_10_ms(key: &str, value: u64) -> Result<(), ConfigError> {
     check(
@@ -306,6 +310,26 @@ impl Settings {
             format!("must be a ws:// or wss:// address, got {:?}", f.url),
         )?;
         check(
+            f.rest_url.is_empty()
+                || f.rest_url.starts_with("http://")
+                || f.rest_url.starts_with("https://"),
+            "feed.rest_url",
+            format!(
+                "must be an http:// or https:// address, got {:?}",
+                f.rest_url
+            ),
+        )?;
+        check(
+            f.backfill_days <= MAX_BACKFILL_DAYS,
+            "feed.backfill_days",
+            format!("must be at most {MAX_BACKFILL_DAYS}"),
+        )?;
+        check(
+            f.backfill_requests_per_minute <= 60_000,
+            "feed.backfill_requests_per_minute",
+            "must be at most 60000 (0 = the vendor's free-plan limit)",
+        )?;
+        check(
             (1..=1_000_000).contains(&f.round_lot_shares),
             "feed.round_lot_shares",
             "must be in [1, 1000000]",
@@ -318,6 +342,7 @@ impl Settings {
             ("feed.backoff_initial_ms", f.backoff_initial_ms),
             ("feed.backoff_max_ms", f.backoff_max_ms),
             ("feed.refusal_backoff_ms", f.refusal_backoff_ms),
+            ("feed.backfill_timeout_ms", f.backfill_timeout_ms),
         ] {
             at_least_10_ms(key, value)?;
         }
@@ -414,6 +439,14 @@ mod tests {
         bad_url.push(("TICKSTREAM__FEED__API_SECRET", "s"));
         bad_url.push(("TICKSTREAM__FEED__URL", "http://x"));
         assert!(err(&bad_url).contains("feed.url"));
+        let mut bad_rest_url = alpaca.to_vec();
+        bad_rest_url.push(("TICKSTREAM__FEED__API_SECRET", "s"));
+        bad_rest_url.push(("TICKSTREAM__FEED__REST_URL", "wss://x"));
+        assert!(err(&bad_rest_url).contains("feed.rest_url"));
+        let mut too_many_days = alpaca.to_vec();
+        too_many_days.push(("TICKSTREAM__FEED__API_SECRET", "s"));
+        too_many_days.push(("TICKSTREAM__FEED__BACKFILL_DAYS", "100000"));
+        assert!(err(&too_many_days).contains("feed.backfill_days"));
         let file = vec![(
             "prod.toml".to_string(),
             "[feed]\napi_secret = \"x\"\n".to_string(),

@@ -54,15 +54,26 @@ pub fn next_rollover(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<
     now + ChronoDuration::days(1)
 }
 
-/// The trading day `now` is in: the local date of the last rollover at or before
-/// `now` (before today's rollover time, it is still yesterday's day).
-pub fn current_day(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> NaiveDate {
-    let local = now.with_timezone(&zone);
-    if local.time() >= time {
-        local.date_naive()
-    } else {
-        local.date_naive() - ChronoDuration::days(1)
+/// The latest rollover at or before `now`: when the current trading day began.
+/// Rollovers are 23 to 25 hours apart, so one lies in the 26 hours before `now`;
+/// walking forward with [`next_rollover`] keeps its daylight-saving rules.
+pub fn last_rollover(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<Utc> {
+    let mut last = next_rollover(now - ChronoDuration::hours(26), time, zone);
+    loop {
+        let next = next_rollover(last, time, zone);
+        if next > now {
+            return last;
+        }
+        last = next;
     }
+}
+
+/// The trading day `now` is in: the local date of the latest rollover (before
+/// today's rollover time, it is still yesterday's day).
+pub fn current_day(now: DateTime<Utc>, time: NaiveTime, zone: Tz) -> NaiveDate {
+    last_rollover(now, time, zone)
+        .with_timezone(&zone)
+        .date_naive()
 }
 
 /// Rolls the store over at every rollover time until shutdown (the current day was
@@ -148,6 +159,30 @@ mod tests {
         assert_eq!(
             next_rollover(utc("2026-11-01T04:00:00Z"), half_past_one, ny),
             utc("2026-11-01T05:30:00Z")
+        );
+    }
+
+    #[test]
+    fn the_trading_day_began_at_the_last_rollover() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        // Before 09:30 the day that began yesterday at 09:30 is still current.
+        assert_eq!(
+            last_rollover(utc("2026-11-25T13:00:00Z"), nine_thirty(), ny),
+            utc("2026-11-24T14:30:00Z")
+        );
+        // Exactly at 09:30 the new day has begun.
+        assert_eq!(
+            last_rollover(utc("2026-11-25T14:30:00Z"), nine_thirty(), ny),
+            utc("2026-11-25T14:30:00Z")
+        );
+        // The first day of summer time (EDT) and the first of winter time (EST).
+        assert_eq!(
+            last_rollover(utc("2026-03-08T20:00:00Z"), nine_thirty(), ny),
+            utc("2026-03-08T13:30:00Z")
+        );
+        assert_eq!(
+            last_rollover(utc("2026-11-01T20:00:00Z"), nine_thirty(), ny),
+            utc("2026-11-01T14:30:00Z")
         );
     }
 

@@ -1,5 +1,6 @@
 //! Black-box tests: a real server on port 0, real WebSocket and HTTP clients.
 
+mod backfill;
 mod binary;
 mod config_errors;
 mod container;

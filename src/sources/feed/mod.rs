@@ -8,6 +8,7 @@
 //! docs/FEEDS.md is the operator's view.
 
 mod alpaca;
+pub mod backfill;
 mod expose;
 mod finnhub;
 mod monitor;
