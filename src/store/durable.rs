@@ -23,6 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::data_file::{stored_format_version, without_panics, WHAT_TO_DO};
 use super::{Bar, Changes, Interval, SnapshotStore, StoreFull};
 use crate::domain::{Field, Price, Quote, Symbol};
 
@@ -30,15 +31,15 @@ use crate::domain::{Field, Price, Quote, Symbol};
 pub const DATA_FILE: &str = "tickstream.redb";
 
 /// The layout below; another number is refused, never guessed at.
-const FORMAT_VERSION: u64 = 1;
+pub(super) const FORMAT_VERSION: u64 = 1;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// symbol -> [`encode_symbol`].
-const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("symbols");
+pub(super) const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("symbols");
 /// (symbol, interval: 0 = 1 s, 1 = 1 m, bar start ms) -> [`encode_bar`].
-const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
+pub(super) const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
 /// publisher fingerprint -> highest accepted seq.
-const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+pub(super) const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
 
 /// Longest an acknowledgement waits for its commit before it is refused (a writer
 /// that stopped making progress must not hold publishers for ever).
@@ -219,8 +220,7 @@ impl Durable {
 /// A user's mistake about the file, as one line that says what to do.
 fn damaged(path: &Path, error: &dyn std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
-        "data file {} is damaged or not a tickstream file ({error}); move it away to start \
-         empty",
+        "data file {} is damaged or not a tickstream file ({error}); {WHAT_TO_DO}",
         path.display()
     )
 }
@@ -229,27 +229,20 @@ fn damaged(path: &Path, error: &dyn std::fmt::Display) -> anyhow::Error {
 /// problem apart. redb's own checks can panic on some damage in debug builds; that
 /// is caught and reported as damage too.
 fn open_database(path: &Path) -> anyhow::Result<Database> {
-    let opened = {
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let opened = std::panic::catch_unwind(|| Database::create(path));
-        std::panic::set_hook(hook);
-        opened
-    };
-    let database = match opened {
-        Err(_) => return Err(damaged(path, &"unreadable structure")),
-        Ok(Ok(database)) => database,
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => anyhow::bail!(
+    let database = match without_panics(|| Database::create(path)) {
+        None => return Err(damaged(path, &"unreadable structure")),
+        Some(Ok(database)) => database,
+        Some(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => anyhow::bail!(
             "data file {} is in use by another tickstream process; stop it, or give this one \
              its own store.data_dir",
             path.display()
         ),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+        Some(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
             if e.kind() != std::io::ErrorKind::InvalidData =>
         {
             anyhow::bail!("data file {}: cannot open it ({e})", path.display())
         }
-        Ok(Err(e)) => return Err(damaged(path, &e)),
+        Some(Err(e)) => return Err(damaged(path, &e)),
     };
     check_format(&database, path)?;
     Ok(database)
@@ -281,16 +274,13 @@ fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("data file {}: cannot write it", path.display()))?;
         return Ok(());
     }
-    let version = read
-        .open_table(META)
-        .and_then(|meta| Ok(meta.get("format_version")?.map(|v| v.value())))
-        .map_err(|e| damaged(path, &e))?;
+    let version = stored_format_version(&read).map_err(|e| damaged(path, &e))?;
     match version {
         Some(FORMAT_VERSION) => Ok(()),
         Some(other) => anyhow::bail!(
             "data file {} has format version {other}, this tickstream reads version \
-             {FORMAT_VERSION}; run the release that wrote it, or move the file away to start \
-             empty",
+             {FORMAT_VERSION}; run the release that wrote it, or `tickstream data reset --yes` \
+             to set it aside and start empty",
             path.display()
         ),
         None => Err(damaged(path, &"no format version")),
@@ -488,7 +478,7 @@ impl Writer {
     }
 }
 
-fn interval_code(interval: Interval) -> u8 {
+pub(super) fn interval_code(interval: Interval) -> u8 {
     match interval {
         Interval::OneSecond => 0,
         Interval::OneMinute => 1,
@@ -518,7 +508,7 @@ fn encode_symbol(live: Option<(&str, u64, &Quote)>) -> Vec<u8> {
 const HEAD: usize = 1 + 8 + 2 + 1;
 
 /// The name, order and quote of a live symbol, `None` for a removed one.
-fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, u64, Quote)>> {
+pub(super) fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, u64, Quote)>> {
     match bytes.first() {
         Some(0) if bytes.len() == 1 => return Ok(None),
         Some(1) => {}
@@ -559,7 +549,7 @@ fn encode_bar(bar: &Bar) -> [u8; 40] {
     out
 }
 
-fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
+pub(super) fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
     anyhow::ensure!(bytes.len() == 40, "bar of another layout");
     let word = |i: usize| i64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
     Ok(Bar {
@@ -573,15 +563,15 @@ fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::{SymbolId, Tick};
 
     /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(in crate::store) struct TempDir(pub(in crate::store) PathBuf);
 
     impl TempDir {
-        fn new(name: &str) -> TempDir {
+        pub(in crate::store) fn new(name: &str) -> TempDir {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!(
@@ -599,7 +589,7 @@ mod tests {
         }
     }
 
-    fn universe() -> SnapshotStore {
+    pub(in crate::store) fn universe() -> SnapshotStore {
         let store = SnapshotStore::new(16);
         for s in ["AAPL", "MSFT"] {
             store
@@ -619,7 +609,7 @@ mod tests {
         }
     }
 
-    const FLUSH: Duration = Duration::from_millis(50);
+    pub(in crate::store) const FLUSH: Duration = Duration::from_millis(50);
 
     #[tokio::test]
     async fn a_restart_sees_exactly_what_was_stored() {
@@ -709,7 +699,7 @@ mod tests {
             .expect("refused");
         let text = format!("{error:#}");
         assert!(text.contains(&path.display().to_string()), "{text}");
-        assert!(text.contains("move it away"), "{text}");
+        assert!(text.contains("tickstream data reset --yes"), "{text}");
         assert_eq!(
             std::fs::read(&path).unwrap(),
             vec![0x5a; 8192],

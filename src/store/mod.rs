@@ -10,6 +10,7 @@
 //! Slots are pre-allocated up to a configured capacity: ids stay valid forever and the
 //! hot path indexes a plain slice, at the cost of a fixed limit on the universe size.
 
+pub mod data_file;
 mod durable;
 mod history;
 mod universe;

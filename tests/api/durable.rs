@@ -311,26 +311,130 @@ fn an_admin_change_is_stored_before_its_answer() {
 }
 
 #[test]
-fn a_damaged_data_file_stops_start_up_with_one_line_naming_it() {
+fn a_damaged_data_file_stops_start_up_with_one_line_naming_it_and_the_way_out() {
+    // Arrange
     let dir = TempDir::new("damaged");
     let data = data_dir(&dir);
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("tickstream.redb");
-    std::fs::write(
-        &file,
-        b"this is not a database, just some garbage bytes\n".repeat(200),
-    )
-    .unwrap();
+    let garbage = b"this is not a database, just some garbage bytes\n".repeat(200);
+    std::fs::write(&file, &garbage).unwrap();
 
-    let output = command(&dir, data.to_str().unwrap()).output().unwrap();
+    // Act: start, then follow the advice.
+    let start = command(&dir, data.to_str().unwrap()).output().unwrap();
+    let check = data_command(&dir, "", &["check", "--data-dir", data.to_str().unwrap()]);
+    let reset = data_command(&dir, data.to_str().unwrap(), &["reset", "--yes"]);
 
-    assert!(!output.status.success(), "{:?}", output.status);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    assert!(lines[0].contains(&file.display().to_string()), "{stderr}");
-    assert!(lines[0].contains("move it away"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Assert
+    let stderr = one_line_error(&start);
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("`tickstream data check`"), "{stderr}");
+    assert!(stderr.contains("`tickstream data reset --yes`"), "{stderr}");
+    let stderr = one_line_error(&check);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(check.stdout.is_empty(), "no report for a damaged file");
+    assert_eq!(reset.status.code(), Some(0), "{reset:?}");
+    let backup = moved_to(&reset);
+    assert_eq!(std::fs::read(backup).unwrap(), garbage, "kept, not deleted");
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.quote("AAPL")["pc"], 189.12, "started empty");
+}
+
+#[test]
+fn data_check_reports_a_stopped_servers_file_and_reset_sets_it_aside() {
+    // Arrange: quotes, bars, a removed symbol and a publisher's seq, stored.
+    let dir = TempDir::new("data-check");
+    let data = data_dir(&dir);
+    let server = Server::start(command_again(&dir));
+    for n in 0..3 {
+        assert_eq!(server.publish(&batch(n)).0, 200);
+    }
+    assert_eq!(
+        server.admin("DELETE", "/api/v1/admin/symbols/MSFT", None).0,
+        204
+    );
+    let (_, symbols) = server.get("/api/v1/symbols");
+    let live = symbols["symbols"].as_array().expect("a list").len() as u64;
+    let bars = |interval| -> u64 {
+        ["AAPL", "DURA"]
+            .iter()
+            .map(|s| server.bars(s, interval)["bars"].as_array().unwrap().len() as u64)
+            .sum()
+    };
+    let (bars_1s, bars_1m) = (bars("1s"), bars("1m"));
+    server.sigterm();
+    let file = data.join("tickstream.redb");
+
+    // Act
+    let check = data_command(&dir, data.to_str().unwrap(), &["check"]);
+    let dry_run = data_command(&dir, data.to_str().unwrap(), &["reset"]);
+    let reset = data_command(&dir, data.to_str().unwrap(), &["reset", "--yes"]);
+
+    // Assert: the report says what the server had...
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    let report = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        report.starts_with(&format!("data file {} is sound\n", file.display())),
+        "{report}"
+    );
+    let size = std::fs::metadata(moved_to(&reset)).unwrap().len();
+    for (label, expected) in [
+        ("format version", 1),
+        ("size", size),
+        ("live symbols", live),
+        ("removed symbols", 1),
+        ("bars 1s", bars_1s),
+        ("bars 1m", bars_1m),
+        ("publishers", 1),
+    ] {
+        assert_eq!(reported(&report, label), expected, "{label}: {report}");
+    }
+    // ...a reset without --yes only says what it would do...
+    assert_eq!(dry_run.status.code(), Some(2), "{dry_run:?}");
+    let plan = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(plan.contains("--yes"), "{plan}");
+    // ...and with it the file is set aside, whole, and the next start is empty.
+    assert_eq!(reset.status.code(), Some(0), "{reset:?}");
+    assert!(!file.exists());
+    let backup = moved_to(&reset);
+    assert!(
+        backup.starts_with(&data)
+            && backup.to_str().unwrap().ends_with(".bak")
+            && plan.contains(&format!("{}.", file.display())),
+        "{backup:?} {plan}"
+    );
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.get("/api/v1/quotes/DURA").0, 404);
+    assert_eq!(
+        server.quote("MSFT")["pc"],
+        415.26,
+        "the universe file again"
+    );
+    assert_eq!(server.publish(&batch(0)).1["accepted"], 3, "seqs forgotten");
+}
+
+#[test]
+fn data_check_and_reset_refuse_a_file_a_running_server_holds() {
+    let dir = TempDir::new("data-in-use");
+    let data = data_dir(&dir);
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.publish(&batch(0)).0, 200);
+
+    let check = data_command(&dir, data.to_str().unwrap(), &["check"]);
+    let reset = data_command(&dir, data.to_str().unwrap(), &["reset", "--yes"]);
+
+    for output in [&check, &reset] {
+        let stderr = one_line_error(output);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("in use by a running tickstream"),
+            "{stderr}"
+        );
+    }
+    assert!(data.join("tickstream.redb").exists(), "not moved");
+    assert_eq!(server.quote("DURA")["v"], 100, "the server goes on");
 }
 
 #[test]
@@ -339,11 +443,52 @@ fn an_empty_data_dir_writes_nothing() {
     let server = Server::start(command(&dir, ""));
     assert_eq!(server.publish(&batch(0)).0, 200);
     server.sigterm();
+    for action in [&["check"][..], &["reset", "--yes"]] {
+        let output = data_command(&dir, "", action);
+        let stderr = one_line_error(&output);
+        assert_eq!(output.status.code(), Some(2), "{action:?}: {stderr}");
+        assert!(stderr.contains("there is no data file"), "{stderr}");
+    }
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(
         left.is_empty(),
         "the working directory stays empty: {left:?}"
     );
+}
+
+/// `tickstream data <args>` with the test's settings and `data_dir`, run to its end.
+fn data_command(dir: &TempDir, data_dir: &str, args: &[&str]) -> std::process::Output {
+    let mut command = command(dir, data_dir);
+    command.arg("data").args(args);
+    command.output().expect("tickstream data runs")
+}
+
+/// The one line a failed command wrote to stderr.
+fn one_line_error(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("tickstream: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The backup `data reset --yes` reports (`moved FILE to BACKUP; …`).
+fn moved_to(reset: &std::process::Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&reset.stdout);
+    let (_, rest) = stdout.split_once(" to ").expect("moved … to …");
+    let (backup, _) = rest.split_once(';').expect("to BACKUP;");
+    PathBuf::from(backup)
+}
+
+/// The number on a `data check` report's line `label`.
+fn reported(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label)?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {label} in {report}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{label} in {report}: {e}"))
 }
 
 /// Sets the child's largest file size (`RLIMIT_FSIZE`); writes past it fail with EFBIG.
