@@ -156,6 +156,7 @@ impl Application {
             security,
             http: http_guard.clone(),
             feed: feed_monitor.clone(),
+            storage: durable.clone(),
         });
 
         let address = (settings.server.host.as_str(), settings.server.port);

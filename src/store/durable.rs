@@ -23,6 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::commit_metrics::{CommitMetrics, CommitStats};
 use super::data_file::{stored_format_version, without_panics, WHAT_TO_DO};
 use super::{Bar, Changes, Interval, SnapshotStore, StoreFull};
 use crate::domain::{Field, Price, Quote, Symbol};
@@ -113,6 +114,7 @@ struct Shared {
     requests: Mutex<Requests>,
     wake: Condvar,
     status: watch::Sender<StorageStatus>,
+    metrics: CommitMetrics,
 }
 
 #[derive(Default)]
@@ -163,7 +165,9 @@ impl Durable {
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
             status,
+            metrics: CommitMetrics::default(),
         });
+        shared.metrics.measure_file(&path);
         let writer = Writer {
             path,
             database: Some(database),
@@ -214,6 +218,11 @@ impl Durable {
     /// Blocks until the last commit is done.
     pub fn close(&self) {
         self.thread.stop();
+    }
+
+    /// The writer's measurements, for `/metrics`.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.shared.metrics.read()
     }
 }
 
@@ -399,11 +408,17 @@ impl Writer {
         let changes = self.store.take_changes();
         let generation = changes.generation;
         let symbols = changes.symbols.len();
-        match self.commit(&changes) {
+        let committed = self.commit(&changes);
+        // Measured before waiters are released, so a scrape after an answer sees its
+        // commit; the stat costs microseconds against the fsync's milliseconds.
+        self.shared.metrics.measure_file(&self.path);
+        match committed {
             Ok(()) => {
+                let elapsed = started.elapsed();
+                self.shared.metrics.commit_took(elapsed);
                 debug!(
                     symbols,
-                    elapsed_us = started.elapsed().as_micros() as u64,
+                    elapsed_us = elapsed.as_micros() as u64,
                     "market state committed"
                 );
                 // THE DURABILITY MOMENT: the commit above returned after redb's fsync,

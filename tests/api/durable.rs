@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{spawn_server, tickstream_command, ServerProcess, TempDir};
+use crate::support::{
+    parse_metric, scrape, spawn_server, tickstream_command, ServerProcess, TempDir,
+};
 
 const KEY: &str = "durable-publisher-key";
 const ADMIN_KEY: &str = "durable-admin-key";
@@ -454,6 +456,50 @@ fn an_empty_data_dir_writes_nothing() {
         left.is_empty(),
         "the working directory stays empty: {left:?}"
     );
+}
+
+#[tokio::test]
+async fn storage_metrics_count_commits_and_measure_the_file() {
+    // Arrange
+    let dir = TempDir::new("store-metrics");
+    let server = Server::start(command_again(&dir));
+    let memory_only = Server::start(command(&dir, ""));
+    let value = |exposition: &str, series: &str| -> f64 {
+        parse_metric(exposition, series).unwrap_or_else(|| panic!("no {series}:\n{exposition}"))
+    };
+    let before = scrape(server.port).await;
+
+    // Act: two publishes, each answered once its commit is done.
+    for n in 0..2 {
+        assert_eq!(server.publish(&batch(n)).0, 200);
+    }
+    let after = scrape(server.port).await;
+
+    // Assert
+    let commits = |e: &str| value(e, "tickstream_store_commits_total");
+    assert!(commits(&after) >= commits(&before) + 2.0, "{after}");
+    assert_eq!(value(&after, "tickstream_store_commit_failures_total"), 0.0);
+    assert_eq!(value(&after, "tickstream_store_healthy"), 1.0);
+    assert_eq!(value(&after, "tickstream_store_pending_changes"), 0.0);
+    let size = std::fs::metadata(data_dir(&dir).join("tickstream.redb"))
+        .unwrap()
+        .len();
+    assert_eq!(value(&after, "tickstream_store_file_bytes"), size as f64);
+    let histogram = "tickstream_store_commit_seconds";
+    assert!(
+        after.contains(&format!("# TYPE {histogram} histogram")),
+        "{after}"
+    );
+    let count = value(&after, &format!("{histogram}_count"));
+    assert_eq!(count, commits(&after));
+    assert_eq!(
+        value(&after, &format!("{histogram}_bucket{{le=\"+Inf\"}}")),
+        count
+    );
+    assert!(value(&after, &format!("{histogram}_bucket{{le=\"1\"}}")) <= count);
+    assert!(value(&after, &format!("{histogram}_sum")) > 0.0);
+    let memory = scrape(memory_only.port).await;
+    assert!(!memory.contains("tickstream_store_"), "{memory}");
 }
 
 /// `tickstream data <args>` with the test's settings and `data_dir`, run to its end.

@@ -489,7 +489,7 @@ where
 
 /// The body of `GET /metrics`, over a connection of its own that this end closes
 /// once the response (its `content-length`) has arrived, as a scraper does.
-async fn scrape(port: u16) -> String {
+pub async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
