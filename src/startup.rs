@@ -349,10 +349,20 @@ impl Application {
             handle.stop(true).await;
         });
         let served = self.server.await.context("HTTP server failed");
-        if let Some(durable) = self.durable {
-            // Graceful stop: every change so far is committed before the process exits.
-            let _ = tokio::task::spawn_blocking(move || durable.close()).await;
+        // Graceful stop: every change so far is committed before the process exits. A
+        // failed last commit lost data: it is this function's error, so that the exit
+        // status tells the supervisor.
+        let stored = match self.durable {
+            Some(durable) => tokio::task::spawn_blocking(move || durable.close())
+                .await
+                .context("the durable writer's close panicked")
+                .and_then(|closed| closed),
+            None => Ok(()),
+        };
+        if let (Err(served), Err(_)) = (&served, &stored) {
+            tracing::error!(error = %format!("{served:#}"), "HTTP server failed");
         }
+        stored?;
         served?;
         info!("stopped");
         Ok(())

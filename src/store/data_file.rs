@@ -336,7 +336,7 @@ mod tests {
         store.apply_publisher_batch(&[trade(1_000), trade(61_000)], Some((&publisher, 2)));
         store.remove_symbol(&Symbol::parse("MSFT").unwrap());
         durable.wait_stored(store.generation()).await.unwrap();
-        durable.close();
+        durable.close().unwrap();
     }
 
     #[tokio::test]

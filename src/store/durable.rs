@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::commit_metrics::{CommitMetrics, CommitStats};
 use super::data_file::{stored_format_version, without_panics, WHAT_TO_DO};
@@ -75,28 +75,36 @@ pub struct Durable {
 
 struct WriterThread {
     shared: Arc<Shared>,
-    handle: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's outcome is its last commit's: a failure there lost changes.
+    handle: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
 }
 
 impl WriterThread {
-    fn stop(&self) {
+    /// Ok once stopped with everything committed, or when stopped before.
+    fn stop(&self) -> anyhow::Result<()> {
         request(&self.shared, |r| r.stop = true);
         let thread = self
             .handle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                warn!("the durable writer panicked");
-            }
+        match thread.map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(stopped)) => stopped,
+            Some(Err(_)) => Err(anyhow::anyhow!(
+                "the durable writer panicked; the changes since its last commit are lost"
+            )),
         }
     }
 }
 
 impl Drop for WriterThread {
     fn drop(&mut self) {
-        self.stop();
+        // Only when nobody called `Durable::close` (which returns the error): the log
+        // is all that is left to tell.
+        if let Err(e) = self.stop() {
+            error!(error = %format!("{e:#}"), "the durable writer stopped");
+        }
     }
 }
 
@@ -215,9 +223,10 @@ impl Durable {
     }
 
     /// Commits everything still pending and stops the writer (graceful shutdown).
-    /// Blocks until the last commit is done.
-    pub fn close(&self) {
-        self.thread.stop();
+    /// Blocks until the last commit is done; an error when it failed, since the
+    /// changes it held are then lost. (Later calls find the writer stopped: `Ok`.)
+    pub fn close(&self) -> anyhow::Result<()> {
+        self.thread.stop()
     }
 
     /// The writer's measurements, for `/metrics`.
@@ -360,8 +369,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self) {
-        let reason = loop {
+    /// Commits until asked to stop; the outcome of the last commit.
+    fn run(mut self) -> anyhow::Result<()> {
+        let (reason, last) = loop {
             let stop = {
                 let requests = self
                     .shared
@@ -384,9 +394,9 @@ impl Writer {
                 requests.urgent = false;
                 requests.stop
             };
-            self.flush();
+            let flushed = self.flush();
             if stop {
-                break "shutdown";
+                break ("shutdown", flushed);
             }
         };
         let status = *self.shared.status.borrow();
@@ -396,13 +406,22 @@ impl Writer {
             healthy = status.healthy,
             "durable writer stopped"
         );
+        last.with_context(|| {
+            let lost = self.store.generation().saturating_sub(status.committed);
+            format!(
+                "data file {}: the final commit failed; {lost} changes since the last commit \
+                 are lost (none was acknowledged to a publisher or an admin)",
+                self.path.display()
+            )
+        })
     }
 
-    /// Copies what changed (briefly holding the store's gate) and commits it.
-    fn flush(&mut self) {
+    /// Copies what changed (briefly holding the store's gate) and commits it. An error
+    /// when the commit failed (the changes are marked to be taken again).
+    fn flush(&mut self) -> anyhow::Result<()> {
         let status = *self.shared.status.borrow();
         if self.store.generation() <= status.committed {
-            return;
+            return Ok(());
         }
         let started = std::time::Instant::now();
         let changes = self.store.take_changes();
@@ -432,6 +451,7 @@ impl Writer {
                     s.committed = s.committed.max(generation);
                     s.healthy = true;
                 });
+                Ok(())
             }
             Err(error) => {
                 self.store.requeue(&changes);
@@ -441,6 +461,7 @@ impl Writer {
                     s.failures += 1;
                     s.healthy = false;
                 });
+                Err(error)
             }
         }
     }
@@ -645,7 +666,7 @@ pub(super) mod tests {
         let stored = store.generation();
         // Not waited for: committed by the graceful close.
         store.apply_batch(&[trade(0, "102", 1, 63_000)]);
-        durable.close();
+        durable.close().unwrap();
         assert!(durable.status().committed > stored);
 
         let restarted = universe();
@@ -690,13 +711,13 @@ pub(super) mod tests {
         for s in ["XA", "XB"] {
             store.remove_symbol(&Symbol::parse(s).unwrap());
         }
-        durable.close();
+        durable.close().unwrap();
         // Run 2: a new symbol gets a lower id than MMM had, but was added later.
         let store = universe();
         let durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
         assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM"]);
         add(&store, "AAA");
-        durable.close();
+        durable.close().unwrap();
 
         let store = universe();
         let _durable = Durable::open(&dir.0, &store, FLUSH).unwrap();
@@ -744,7 +765,7 @@ pub(super) mod tests {
             .add_symbol(Symbol::parse("EXTRA").unwrap(), "Extra", None)
             .unwrap();
         durable.wait_stored(store.generation()).await.unwrap();
-        durable.close();
+        durable.close().unwrap();
         let small = SnapshotStore::new(2);
         for s in ["AAPL", "MSFT"] {
             small

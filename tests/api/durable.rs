@@ -566,42 +566,15 @@ fn growing_batch(n: u64) -> Value {
 
 #[test]
 fn failing_writes_answer_503_and_acknowledge_only_what_is_stored() {
-    // Arrange: a server whose file may not grow past its size after start-up. The
-    // child ignores SIGXFSZ, so a write past the limit fails (EFBIG) instead of
-    // killing it.
+    // Arrange
     let dir = TempDir::new("efbig");
-    let data = data_dir(&dir);
-    let mut command = command(&dir, data.to_str().unwrap());
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let server = Server::start(command);
+    let server = Server::start(unable_to_grow(command_again(&dir)));
     assert_eq!(server.publish(&batch(0)).0, 200);
-    let size = std::fs::metadata(data.join("tickstream.redb"))
-        .unwrap()
-        .len();
-    limit_file_size(&server, size);
+    stop_growing(&server, &dir);
 
-    // Act: publish until the file would have to grow.
-    let mut acked = vec![batch(0)];
-    let mut refused = None;
-    for n in 0..500 {
-        let ticks = growing_batch(n);
-        let (status, body) = server.publish(&ticks);
-        match status {
-            200 => acked.push(ticks),
-            503 => {
-                assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
-                refused = Some(ticks);
-                break;
-            }
-            other => panic!("{other}: {body}"),
-        }
-    }
-    let refused = refused.expect("a write past the size limit is refused with 503");
+    // Act
+    let (mut acked, refused) = publish_until_refused(&server);
+    acked.insert(0, batch(0));
     let (status, ready) = server.get("/readyz");
     assert_eq!(
         (status, &ready["storage"]),
@@ -635,6 +608,77 @@ fn failing_writes_answer_503_and_acknowledge_only_what_is_stored() {
         assert_eq!(status, 200, "{report}");
         assert_eq!(report["accepted"], 0, "stored before its 200: {report}");
     }
+}
+
+#[test]
+fn a_failed_final_commit_at_sigterm_exits_1_with_one_line_saying_so() {
+    // Arrange: background commits a minute apart, and a file that can no longer
+    // grow, so the commit at SIGTERM cannot store the refused batch either.
+    let dir = TempDir::new("final-commit");
+    let mut command = unable_to_grow(command_again(&dir));
+    command.env("TICKSTREAM__STORE__FLUSH_INTERVAL_MS", "60000");
+    let mut server = Server::start(command);
+    assert_eq!(server.publish(&batch(0)).0, 200);
+    stop_growing(&server, &dir);
+    publish_until_refused(&server);
+
+    // Act
+    server.process.sigterm();
+    let (status, _) = server.process.wait_for_exit(TIMEOUT);
+
+    // Assert
+    let stderr = server.process.stderr();
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let file = data_dir(&dir).join("tickstream.redb");
+    assert!(
+        stderr.starts_with(&format!(
+            "tickstream: data file {}: the final commit failed",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("since the last commit are lost"),
+        "{stderr}"
+    );
+}
+
+/// `command`, ignoring SIGXFSZ: a write past [`limit_file_size`] fails (EFBIG)
+/// instead of killing the process.
+fn unable_to_grow(mut command: Command) -> Command {
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    command
+}
+
+/// Limits the server's file size to its data file's size now (see [`unable_to_grow`]).
+fn stop_growing(server: &Server, dir: &TempDir) {
+    let file = data_dir(dir).join("tickstream.redb");
+    limit_file_size(server, std::fs::metadata(file).unwrap().len());
+}
+
+/// Publishes [`growing_batch`]es until the file would have to grow and one is refused
+/// with 503 `storage_unavailable`; the ones acknowledged before, and that one.
+fn publish_until_refused(server: &Server) -> (Vec<Value>, Value) {
+    let mut acked = Vec::new();
+    for n in 0..500 {
+        let ticks = growing_batch(n);
+        let (status, body) = server.publish(&ticks);
+        match status {
+            200 => acked.push(ticks),
+            503 => {
+                assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+                return (acked, ticks);
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    panic!("a write past the size limit is refused with 503");
 }
 
 fn command_again(dir: &TempDir) -> Command {

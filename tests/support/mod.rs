@@ -306,6 +306,11 @@ impl ServerProcess {
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.join("stdout.log")).expect("the stdout file")
     }
+
+    /// Everything it has written to stderr so far (the one line of a fatal error).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).expect("the stderr file")
+    }
 }
 
 /// A loopback port this test holds without listening on it: a connection there is
