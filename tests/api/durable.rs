@@ -324,8 +324,11 @@ fn a_damaged_data_file_stops_start_up_with_one_line_naming_it_and_the_way_out() 
 
     // Act: start, then follow the advice.
     let start = command(&dir, data.to_str().unwrap()).output().unwrap();
-    let check = data_command(&dir, "", &["check", "--data-dir", data.to_str().unwrap()]);
-    let reset = data_command(&dir, data.to_str().unwrap(), &["reset", "--yes"]);
+    let check = run_data(
+        command(&dir, ""),
+        &["check", "--data-dir", data.to_str().unwrap()],
+    );
+    let reset = data_command(&dir, &["reset", "--yes"]);
 
     // Assert
     let stderr = one_line_error(&start);
@@ -370,9 +373,9 @@ fn data_check_reports_a_stopped_servers_file_and_reset_sets_it_aside() {
     let file = data.join("tickstream.redb");
 
     // Act
-    let check = data_command(&dir, data.to_str().unwrap(), &["check"]);
-    let dry_run = data_command(&dir, data.to_str().unwrap(), &["reset"]);
-    let reset = data_command(&dir, data.to_str().unwrap(), &["reset", "--yes"]);
+    let check = data_command(&dir, &["check"]);
+    let dry_run = data_command(&dir, &["reset"]);
+    let reset = data_command(&dir, &["reset", "--yes"]);
 
     // Assert: the report says what the server had...
     assert_eq!(check.status.code(), Some(0), "{check:?}");
@@ -418,14 +421,38 @@ fn data_check_reports_a_stopped_servers_file_and_reset_sets_it_aside() {
 }
 
 #[test]
+fn data_check_after_a_crash_repairs_the_file_as_a_start_would() {
+    // Arrange: killed (-9), so the file was not closed cleanly.
+    let dir = TempDir::new("data-crash");
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.publish(&batch(0)).0, 200);
+    server.kill9();
+
+    // Act
+    let first = data_command(&dir, &["check"]);
+    let second = data_command(&dir, &["check"]);
+
+    // Assert: sound, with what was acknowledged; repaired once.
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let report = String::from_utf8(first.stdout).unwrap();
+    assert!(report.contains("repaired"), "{report}");
+    assert_eq!(reported(&report, "publishers"), 1, "{report}");
+    assert_eq!(second.status.code(), Some(0), "{second:?}");
+    let report = String::from_utf8(second.stdout).unwrap();
+    assert!(!report.contains("repaired"), "{report}");
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.quote("DURA")["v"], 100);
+}
+
+#[test]
 fn data_check_and_reset_refuse_a_file_a_running_server_holds() {
     let dir = TempDir::new("data-in-use");
     let data = data_dir(&dir);
     let server = Server::start(command_again(&dir));
     assert_eq!(server.publish(&batch(0)).0, 200);
 
-    let check = data_command(&dir, data.to_str().unwrap(), &["check"]);
-    let reset = data_command(&dir, data.to_str().unwrap(), &["reset", "--yes"]);
+    let check = data_command(&dir, &["check"]);
+    let reset = data_command(&dir, &["reset", "--yes"]);
 
     for output in [&check, &reset] {
         let stderr = one_line_error(output);
@@ -446,7 +473,7 @@ fn an_empty_data_dir_writes_nothing() {
     assert_eq!(server.publish(&batch(0)).0, 200);
     server.sigterm();
     for action in [&["check"][..], &["reset", "--yes"]] {
-        let output = data_command(&dir, "", action);
+        let output = run_data(command(&dir, ""), action);
         let stderr = one_line_error(&output);
         assert_eq!(output.status.code(), Some(2), "{action:?}: {stderr}");
         assert!(stderr.contains("there is no data file"), "{stderr}");
@@ -502,9 +529,15 @@ async fn storage_metrics_count_commits_and_measure_the_file() {
     assert!(!memory.contains("tickstream_store_"), "{memory}");
 }
 
-/// `tickstream data <args>` with the test's settings and `data_dir`, run to its end.
-fn data_command(dir: &TempDir, data_dir: &str, args: &[&str]) -> std::process::Output {
-    let mut command = command(dir, data_dir);
+/// `tickstream data <args>` with the test's settings and data directory, run to its
+/// end.
+fn data_command(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    run_data(command_again(dir), args)
+}
+
+/// `command` (the binary with its settings) as `tickstream data <args>`, run to its
+/// end.
+fn run_data(mut command: Command, args: &[&str]) -> std::process::Output {
     command.arg("data").args(args);
     command.output().expect("tickstream data runs")
 }
