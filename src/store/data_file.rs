@@ -156,10 +156,9 @@ fn backup_path(path: &Path, now: DateTime<Utc>) -> PathBuf {
 }
 
 /// Moves the file to a new name beside it (see [`reset_plan`]) so that the next start
-/// begins empty; returns
-/// where it went. Refuses while a server holds the file, and holds the file itself
-/// while it moves it (when it can be opened at all), so no server starts on it
-/// meanwhile.
+/// begins empty; returns where it went. Refuses while a server holds the file, and
+/// holds the file itself while it moves it (when it can be opened at all), so no
+/// server starts on it meanwhile.
 pub fn reset(path: &Path, now: DateTime<Utc>) -> Result<PathBuf, DataFileError> {
     let held = match without_panics(|| ReadOnlyDatabase::open(path)) {
         Some(Err(DatabaseError::DatabaseAlreadyOpen)) => {
