@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 use tickstream::config::{ConfigError, Settings};
 use tickstream::shutdown::cancel_on_signal;
 use tickstream::startup::Application;
+use tickstream::store::data_file::{self, DataFileError};
+use tickstream::store::DATA_FILE;
 use tickstream::{healthcheck, telemetry};
 
 /// Live stock-ticker backend: WebSocket quotes, REST, and a built-in simulator.
@@ -48,6 +50,29 @@ enum Command {
         /// Stop at the end of the file instead of starting again.
         #[arg(long)]
         no_loop: bool,
+    },
+    /// Check the market-state data file under store.data_dir, or set it aside to start
+    /// empty. Run it with the server stopped: a running server holds the file.
+    Data {
+        /// The directory holding tickstream.redb, instead of store.data_dir.
+        #[arg(long, global = true, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DataAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DataAction {
+    /// Read every record; print a report and exit 0 when sound, one line and exit 1
+    /// when damaged (or in use, or unreadable).
+    Check,
+    /// Move the file to tickstream.redb.<UTC time>.bak beside it, so that the next
+    /// start begins empty. Nothing is deleted.
+    Reset {
+        /// Do it; without, only say what would be done (exit 2).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -108,6 +133,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(settings, cli.port_file.as_deref())
         }
         Command::Serve => serve(settings, cli.port_file.as_deref()),
+        Command::Data { data_dir, action } => {
+            let dir = data_dir.unwrap_or_else(|| PathBuf::from(&settings.store.data_dir));
+            Ok(data(&dir, action))
+        }
+    }
+}
+
+/// `tickstream data check|reset`: a report, or one line, and an exit status: 0 done
+/// (sound, or moved), 1 damaged or not possible now (in use, an I/O error), 2 nothing
+/// to act on (no data file) or `reset` without `--yes`.
+fn data(dir: &Path, action: DataAction) -> ExitCode {
+    if dir.as_os_str().is_empty() {
+        eprintln!(
+            "tickstream: store.data_dir is empty (the market state is kept in memory only): \
+             there is no data file"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let file = dir.join(DATA_FILE);
+    let now = chrono::Utc::now();
+    let (done, status) = match action {
+        DataAction::Check => (
+            data_file::check(&file).map(|report| print!("{report}")),
+            ExitCode::SUCCESS,
+        ),
+        DataAction::Reset { yes: false } => (
+            data_file::reset_plan(&file, now).map(|backup| {
+                println!(
+                    "would move {} to {}, so that the next start begins empty; run again \
+                     with --yes to do it",
+                    file.display(),
+                    backup.display()
+                );
+            }),
+            ExitCode::from(EXIT_CONFIG),
+        ),
+        DataAction::Reset { yes: true } => (
+            data_file::reset(&file, now).map(|backup| {
+                println!(
+                    "moved {} to {}; the next start begins empty",
+                    file.display(),
+                    backup.display()
+                );
+            }),
+            ExitCode::SUCCESS,
+        ),
+    };
+    match done {
+        Ok(()) => status,
+        Err(error) => {
+            eprintln!("tickstream: {error}");
+            match error {
+                DataFileError::Missing(_) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
+        }
     }
 }
 

@@ -157,6 +157,7 @@ impl Application {
             security,
             http: http_guard.clone(),
             feed: feed_monitor.clone(),
+            storage: durable.clone(),
         });
 
         let address = (settings.server.host.as_str(), settings.server.port);
@@ -355,10 +356,20 @@ impl Application {
             handle.stop(true).await;
         });
         let served = self.server.await.context("HTTP server failed");
-        if let Some(durable) = self.durable {
-            // Graceful stop: every change so far is committed before the process exits.
-            let _ = tokio::task::spawn_blocking(move || durable.close()).await;
+        // Graceful stop: every change so far is committed before the process exits. A
+        // failed last commit lost data: it is this function's error, so that the exit
+        // status tells the supervisor.
+        let stored = match self.durable {
+            Some(durable) => tokio::task::spawn_blocking(move || durable.close())
+                .await
+                .context("the durable writer's close panicked")
+                .and_then(|closed| closed),
+            None => Ok(()),
+        };
+        if let (Err(served), Err(_)) = (&served, &stored) {
+            tracing::error!(error = %format!("{served:#}"), "HTTP server failed");
         }
+        stored?;
         served?;
         info!("stopped");
         Ok(())

@@ -12,7 +12,7 @@ use crate::listener::HttpGuard;
 use crate::metrics::Metrics;
 use crate::security::Security;
 use crate::sources::feed::FeedMonitor;
-use crate::store::SnapshotStore;
+use crate::store::{CommitStats, Durable, SnapshotStore, COMMIT_SECONDS_BUCKETS};
 
 /// Every component whose counters `/metrics` reads. (Each component will register and
 /// own its metrics once they come from a metrics crate; until then this route reads
@@ -25,6 +25,8 @@ pub struct MetricSources {
     pub security: Arc<Security>,
     pub http: Arc<HttpGuard>,
     pub feed: Option<Arc<FeedMonitor>>,
+    /// With `store.data_dir` set: the durable writer.
+    pub storage: Option<Durable>,
 }
 
 pub async fn metrics(state: web::Data<MetricSources>) -> HttpResponse {
@@ -233,10 +235,65 @@ pub async fn metrics(state: web::Data<MetricSources>) -> HttpResponse {
         "Symbols in the universe.",
         state.store.symbols().count() as u64,
     );
+    if let Some(storage) = &state.storage {
+        let status = storage.status();
+        let stats = storage.commit_stats();
+        for (name, kind, help, value) in [
+            (
+                "tickstream_store_commits_total",
+                "counter",
+                "Commits of the market state to the data file, each fsynced.",
+                stats.commits(),
+            ),
+            (
+                "tickstream_store_commit_failures_total",
+                "counter",
+                "Commit attempts that failed (disk full, I/O error); their changes are retried.",
+                status.failures,
+            ),
+            (
+                "tickstream_store_healthy",
+                "gauge",
+                "0 from a failed commit until the next one succeeds (publishers get 503 meanwhile).",
+                u64::from(status.healthy),
+            ),
+            (
+                "tickstream_store_pending_changes",
+                "gauge",
+                "Changes to the market state not committed yet.",
+                state.store.generation().saturating_sub(status.committed),
+            ),
+            (
+                "tickstream_store_file_bytes",
+                "gauge",
+                "Size of the data file after the latest commit attempt.",
+                stats.file_bytes,
+            ),
+        ] {
+            metric(name, kind, help, value);
+        }
+        write_commit_seconds(&mut out, &stats);
+    }
     if let Some(monitor) = &state.feed {
         crate::sources::feed::write_metrics(monitor, &mut out);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
+}
+
+/// `tickstream_store_commit_seconds`: a histogram with fixed buckets.
+fn write_commit_seconds(out: &mut String, stats: &CommitStats) {
+    let name = "tickstream_store_commit_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from copying the changes to the commit's fsync returning, for \
+         successful commits.\n# TYPE {name} histogram"
+    );
+    let bounds = COMMIT_SECONDS_BUCKETS.iter().map(|bound| bound.to_string());
+    for (le, count) in bounds.chain(["+Inf".to_owned()]).zip(stats.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", stats.seconds);
+    let _ = writeln!(out, "{name}_count {}", stats.commits());
 }

@@ -27,8 +27,10 @@ use std::time::Duration;
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::commit_metrics::{CommitMetrics, CommitStats};
+use super::data_file::{stored_format_version, without_panics, WHAT_TO_DO};
 use super::{Bar, Changes, Interval, Retention, SnapshotStore, StoreFull};
 use crate::domain::{Field, Price, Quote, Symbol};
 
@@ -36,17 +38,17 @@ use crate::domain::{Field, Price, Quote, Symbol};
 pub const DATA_FILE: &str = "tickstream.redb";
 
 /// The layout below; another number is refused, never guessed at.
-const FORMAT_VERSION: u64 = 1;
+pub(super) const FORMAT_VERSION: u64 = 1;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// symbol -> [`encode_symbol`].
-const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("symbols");
+pub(super) const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("symbols");
 /// (symbol, interval: 0 = 1 s, 1 = 1 m, 2 = 1 d, bar start ms) -> [`encode_bar`].
 /// Daily bars (code 2) and the meta key `trading_day` came later within format 1:
 /// additions an older reader skips, so the version did not change.
-const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
+pub(super) const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
 /// publisher fingerprint -> highest accepted seq.
-const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
+pub(super) const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
 
 /// Longest an acknowledgement waits for its commit before it is refused (a writer
 /// that stopped making progress must not hold publishers for ever).
@@ -81,34 +83,43 @@ pub struct Durable {
 
 struct WriterThread {
     shared: Arc<Shared>,
-    handle: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's outcome is its last commit's: a failure there lost changes.
+    handle: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
 }
 
 impl WriterThread {
-    fn stop(&self) {
+    /// Ok once stopped with everything committed, or when stopped before.
+    fn stop(&self) -> anyhow::Result<()> {
         request(&self.shared, |r| r.stop = true);
         let thread = self
             .handle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                warn!("the durable writer panicked");
-            }
-        }
+        let stopped = match thread.map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(stopped)) => stopped,
+            Some(Err(_)) => Err(anyhow::anyhow!(
+                "the durable writer panicked; the changes since its last commit are lost"
+            )),
+        };
         // Release the file (readers answer `StorageUnavailable` from now on).
         *self
             .shared
             .database
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        stopped
     }
 }
 
 impl Drop for WriterThread {
     fn drop(&mut self) {
-        self.stop();
+        // Only when nobody called `Durable::close` (which returns the error): the log
+        // is all that is left to tell.
+        if let Err(e) = self.stop() {
+            error!(error = %format!("{e:#}"), "the durable writer stopped");
+        }
     }
 }
 
@@ -130,6 +141,7 @@ struct Shared {
     /// I/O error (readers then answer [`StorageUnavailable`]). Std lock: held only
     /// to clone or swap the handle.
     database: RwLock<Option<Arc<Database>>>,
+    metrics: CommitMetrics,
 }
 
 #[derive(Default)]
@@ -183,7 +195,9 @@ impl Durable {
             wake: Condvar::new(),
             status,
             database: RwLock::new(Some(database.clone())),
+            metrics: CommitMetrics::default(),
         });
+        shared.metrics.measure_file(&path);
         let writer = Writer {
             path,
             database: Some(database),
@@ -275,17 +289,22 @@ impl Durable {
     }
 
     /// Commits everything still pending and stops the writer (graceful shutdown).
-    /// Blocks until the last commit is done.
-    pub fn close(&self) {
-        self.thread.stop();
+    /// Blocks until the last commit is done; an error when it failed, since the
+    /// changes it held are then lost. (Later calls find the writer stopped: `Ok`.)
+    pub fn close(&self) -> anyhow::Result<()> {
+        self.thread.stop()
+    }
+
+    /// The writer's measurements, for `/metrics`.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.shared.metrics.read()
     }
 }
 
 /// A user's mistake about the file, as one line that says what to do.
 fn damaged(path: &Path, error: &dyn std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
-        "data file {} is damaged or not a tickstream file ({error}); move it away to start \
-         empty",
+        "data file {} is damaged or not a tickstream file ({error}); {WHAT_TO_DO}",
         path.display()
     )
 }
@@ -294,27 +313,20 @@ fn damaged(path: &Path, error: &dyn std::fmt::Display) -> anyhow::Error {
 /// problem apart. redb's own checks can panic on some damage in debug builds; that
 /// is caught and reported as damage too.
 fn open_database(path: &Path) -> anyhow::Result<Database> {
-    let opened = {
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let opened = std::panic::catch_unwind(|| Database::create(path));
-        std::panic::set_hook(hook);
-        opened
-    };
-    let database = match opened {
-        Err(_) => return Err(damaged(path, &"unreadable structure")),
-        Ok(Ok(database)) => database,
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => anyhow::bail!(
+    let database = match without_panics(|| Database::create(path)) {
+        None => return Err(damaged(path, &"unreadable structure")),
+        Some(Ok(database)) => database,
+        Some(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => anyhow::bail!(
             "data file {} is in use by another tickstream process; stop it, or give this one \
              its own store.data_dir",
             path.display()
         ),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+        Some(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
             if e.kind() != std::io::ErrorKind::InvalidData =>
         {
             anyhow::bail!("data file {}: cannot open it ({e})", path.display())
         }
-        Ok(Err(e)) => return Err(damaged(path, &e)),
+        Some(Err(e)) => return Err(damaged(path, &e)),
     };
     check_format(&database, path)?;
     Ok(database)
@@ -346,16 +358,13 @@ fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("data file {}: cannot write it", path.display()))?;
         return Ok(());
     }
-    let version = read
-        .open_table(META)
-        .and_then(|meta| Ok(meta.get("format_version")?.map(|v| v.value())))
-        .map_err(|e| damaged(path, &e))?;
+    let version = stored_format_version(&read).map_err(|e| damaged(path, &e))?;
     match version {
         Some(FORMAT_VERSION) => Ok(()),
         Some(other) => anyhow::bail!(
             "data file {} has format version {other}, this tickstream reads version \
-             {FORMAT_VERSION}; run the release that wrote it, or move the file away to start \
-             empty",
+             {FORMAT_VERSION}; run the release that wrote it, or `tickstream data reset --yes` \
+             to set it aside and start empty",
             path.display()
         ),
         None => Err(damaged(path, &"no format version")),
@@ -430,8 +439,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self) {
-        let reason = loop {
+    /// Commits until asked to stop; the outcome of the last commit.
+    fn run(mut self) -> anyhow::Result<()> {
+        let (reason, last) = loop {
             let stop = {
                 let requests = self
                     .shared
@@ -454,9 +464,9 @@ impl Writer {
                 requests.urgent = false;
                 requests.stop
             };
-            self.flush();
+            let flushed = self.flush();
             if stop {
-                break "shutdown";
+                break ("shutdown", flushed);
             }
         };
         let status = *self.shared.status.borrow();
@@ -466,23 +476,38 @@ impl Writer {
             healthy = status.healthy,
             "durable writer stopped"
         );
+        last.with_context(|| {
+            let lost = self.store.generation().saturating_sub(status.committed);
+            format!(
+                "data file {}: the final commit failed; {lost} changes since the last commit \
+                 are lost (none was acknowledged to a publisher or an admin)",
+                self.path.display()
+            )
+        })
     }
 
-    /// Copies what changed (briefly holding the store's gate) and commits it.
-    fn flush(&mut self) {
+    /// Copies what changed (briefly holding the store's gate) and commits it. An error
+    /// when the commit failed (the changes are marked to be taken again).
+    fn flush(&mut self) -> anyhow::Result<()> {
         let status = *self.shared.status.borrow();
         if self.store.generation() <= status.committed {
-            return;
+            return Ok(());
         }
         let started = std::time::Instant::now();
         let changes = self.store.take_changes();
         let generation = changes.generation;
         let symbols = changes.symbols.len();
-        match self.commit(&changes) {
+        let committed = self.commit(&changes);
+        // Measured before waiters are released, so a scrape after an answer sees its
+        // commit; the stat costs microseconds against the fsync's milliseconds.
+        self.shared.metrics.measure_file(&self.path);
+        match committed {
             Ok(()) => {
+                let elapsed = started.elapsed();
+                self.shared.metrics.commit_took(elapsed);
                 debug!(
                     symbols,
-                    elapsed_us = started.elapsed().as_micros() as u64,
+                    elapsed_us = elapsed.as_micros() as u64,
                     "market state committed"
                 );
                 // THE DURABILITY MOMENT: the commit above returned after redb's fsync,
@@ -496,6 +521,7 @@ impl Writer {
                     s.committed = s.committed.max(generation);
                     s.healthy = true;
                 });
+                Ok(())
             }
             Err(error) => {
                 self.store.requeue(&changes);
@@ -511,6 +537,7 @@ impl Writer {
                     s.failures += 1;
                     s.healthy = false;
                 });
+                Err(error)
             }
         }
     }
@@ -574,7 +601,7 @@ impl Writer {
     }
 }
 
-fn interval_code(interval: Interval) -> u8 {
+pub(super) fn interval_code(interval: Interval) -> u8 {
     match interval {
         Interval::OneSecond => 0,
         Interval::OneMinute => 1,
@@ -605,7 +632,7 @@ fn encode_symbol(live: Option<(&str, u64, &Quote)>) -> Vec<u8> {
 const HEAD: usize = 1 + 8 + 2 + 1;
 
 /// The name, order and quote of a live symbol, `None` for a removed one.
-fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, u64, Quote)>> {
+pub(super) fn decode_symbol(bytes: &[u8]) -> anyhow::Result<Option<(String, u64, Quote)>> {
     match bytes.first() {
         Some(0) if bytes.len() == 1 => return Ok(None),
         Some(1) => {}
@@ -646,7 +673,7 @@ fn encode_bar(bar: &Bar) -> [u8; 40] {
     out
 }
 
-fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
+pub(super) fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
     anyhow::ensure!(bytes.len() == 40, "bar of another layout");
     let word = |i: usize| i64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
     Ok(Bar {
@@ -660,15 +687,15 @@ fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::{SymbolId, Tick};
 
     /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(in crate::store) struct TempDir(pub(in crate::store) PathBuf);
 
     impl TempDir {
-        fn new(name: &str) -> TempDir {
+        pub(in crate::store) fn new(name: &str) -> TempDir {
             static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!(
@@ -686,7 +713,7 @@ mod tests {
         }
     }
 
-    fn universe() -> SnapshotStore {
+    pub(in crate::store) fn universe() -> SnapshotStore {
         let store = SnapshotStore::new(16);
         for s in ["AAPL", "MSFT"] {
             store
@@ -706,7 +733,7 @@ mod tests {
         }
     }
 
-    const FLUSH: Duration = Duration::from_millis(50);
+    pub(in crate::store) const FLUSH: Duration = Duration::from_millis(50);
     /// Short, to see pruning: 10 s of seconds, 2 days of minutes, 3 days of days.
     const RETAIN: Retention = Retention {
         second_bars_ms: 10_000,
@@ -714,7 +741,7 @@ mod tests {
         day_bars_ms: 3 * DAY,
     };
     const DAY: i64 = 86_400_000;
-    const KEEP_ALL: Retention = Retention {
+    pub(in crate::store) const KEEP_ALL: Retention = Retention {
         second_bars_ms: i64::MAX / 2,
         minute_bars_ms: i64::MAX / 2,
         day_bars_ms: i64::MAX / 2,
@@ -764,7 +791,7 @@ mod tests {
         let stored = store.generation();
         // Not waited for: committed by the graceful close.
         store.apply_batch(&[trade(0, "102", 1, 63_000)]);
-        durable.close();
+        durable.close().unwrap();
         assert!(durable.status().committed > stored);
 
         let restarted = universe();
@@ -817,13 +844,13 @@ mod tests {
         for s in ["XA", "XB"] {
             store.remove_symbol(&Symbol::parse(s).unwrap());
         }
-        durable.close();
+        durable.close().unwrap();
         // Run 2: a new symbol gets a lower id than MMM had, but was added later.
         let store = universe();
         let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
         assert_eq!(names(&store), ["AAPL", "MSFT", "ZZZ", "MMM"]);
         add(&store, "AAA");
-        durable.close();
+        durable.close().unwrap();
 
         let store = universe();
         let _durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
@@ -841,7 +868,7 @@ mod tests {
             .expect("refused");
         let text = format!("{error:#}");
         assert!(text.contains(&path.display().to_string()), "{text}");
-        assert!(text.contains("move it away"), "{text}");
+        assert!(text.contains("tickstream data reset --yes"), "{text}");
         assert_eq!(
             std::fs::read(&path).unwrap(),
             vec![0x5a; 8192],
@@ -871,7 +898,7 @@ mod tests {
             .add_symbol(Symbol::parse("EXTRA").unwrap(), "Extra", None)
             .unwrap();
         durable.wait_stored(store.generation()).await.unwrap();
-        durable.close();
+        durable.close().unwrap();
         let small = SnapshotStore::new(2);
         for s in ["AAPL", "MSFT"] {
             small
@@ -916,7 +943,7 @@ mod tests {
             store.apply_batch(&[trade(0, "10", 1, second * 1_000)]);
             durable.wait_stored(store.generation()).await.unwrap();
         }
-        durable.close();
+        durable.close().unwrap();
         let restarted = universe();
         let reopened = Durable::open(&dir.0, &restarted, FLUSH, RETAIN).unwrap();
         let seconds = all_bars(&restarted, &reopened, SymbolId(0), Interval::OneSecond).await;

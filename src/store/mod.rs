@@ -10,11 +10,14 @@
 //! Slots are pre-allocated up to a configured capacity: ids stay valid forever and the
 //! hot path indexes a plain slice, at the cost of a fixed limit on the universe size.
 
+mod commit_metrics;
+pub mod data_file;
 mod durable;
 mod history;
 mod page;
 mod universe;
 
+pub use commit_metrics::{CommitStats, COMMIT_SECONDS_BUCKETS};
 pub use durable::{Durable, StorageStatus, StorageUnavailable, DATA_FILE};
 pub use history::{
     day_bar_time, Bar, ChangedBars, History, Interval, RecentBars, Retention, DAY_BARS,

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{spawn_server, tickstream_command, ServerProcess, TempDir};
+use crate::support::{
+    parse_metric, scrape, spawn_server, tickstream_command, ServerProcess, TempDir,
+};
 
 const KEY: &str = "durable-publisher-key";
 const ADMIN_KEY: &str = "durable-admin-key";
@@ -311,26 +313,157 @@ fn an_admin_change_is_stored_before_its_answer() {
 }
 
 #[test]
-fn a_damaged_data_file_stops_start_up_with_one_line_naming_it() {
+fn a_damaged_data_file_stops_start_up_with_one_line_naming_it_and_the_way_out() {
+    // Arrange
     let dir = TempDir::new("damaged");
     let data = data_dir(&dir);
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("tickstream.redb");
-    std::fs::write(
-        &file,
-        b"this is not a database, just some garbage bytes\n".repeat(200),
-    )
-    .unwrap();
+    let garbage = b"this is not a database, just some garbage bytes\n".repeat(200);
+    std::fs::write(&file, &garbage).unwrap();
 
-    let output = command(&dir, data.to_str().unwrap()).output().unwrap();
+    // Act: start, then follow the advice.
+    let start = command(&dir, data.to_str().unwrap()).output().unwrap();
+    let check = run_data(
+        command(&dir, ""),
+        &["check", "--data-dir", data.to_str().unwrap()],
+    );
+    let reset = data_command(&dir, &["reset", "--yes"]);
 
-    assert!(!output.status.success(), "{:?}", output.status);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    assert!(lines[0].contains(&file.display().to_string()), "{stderr}");
-    assert!(lines[0].contains("move it away"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Assert
+    let stderr = one_line_error(&start);
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("`tickstream data check`"), "{stderr}");
+    assert!(stderr.contains("`tickstream data reset --yes`"), "{stderr}");
+    let stderr = one_line_error(&check);
+    assert_eq!(check.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(check.stdout.is_empty(), "no report for a damaged file");
+    assert_eq!(reset.status.code(), Some(0), "{reset:?}");
+    let backup = moved_to(&reset);
+    assert_eq!(std::fs::read(backup).unwrap(), garbage, "kept, not deleted");
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.quote("AAPL")["pc"], 189.12, "started empty");
+}
+
+#[test]
+fn data_check_reports_a_stopped_servers_file_and_reset_sets_it_aside() {
+    // Arrange: quotes, bars, a removed symbol and a publisher's seq, stored.
+    let dir = TempDir::new("data-check");
+    let data = data_dir(&dir);
+    let server = Server::start(command_again(&dir));
+    for n in 0..3 {
+        assert_eq!(server.publish(&batch(n)).0, 200);
+    }
+    assert_eq!(
+        server.admin("DELETE", "/api/v1/admin/symbols/MSFT", None).0,
+        204
+    );
+    let (_, symbols) = server.get("/api/v1/symbols");
+    let live = symbols["symbols"].as_array().expect("a list").len() as u64;
+    let bars = |interval| -> u64 {
+        ["AAPL", "DURA"]
+            .iter()
+            .map(|s| server.bars(s, interval)["bars"].as_array().unwrap().len() as u64)
+            .sum()
+    };
+    let (bars_1s, bars_1m) = (bars("1s"), bars("1m"));
+    server.sigterm();
+    let file = data.join("tickstream.redb");
+
+    // Act
+    let check = data_command(&dir, &["check"]);
+    let dry_run = data_command(&dir, &["reset"]);
+    let reset = data_command(&dir, &["reset", "--yes"]);
+
+    // Assert: the report says what the server had...
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    let report = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        report.starts_with(&format!("data file {} is sound\n", file.display())),
+        "{report}"
+    );
+    let size = std::fs::metadata(moved_to(&reset)).unwrap().len();
+    for (label, expected) in [
+        ("format version", 1),
+        ("size", size),
+        ("live symbols", live),
+        ("removed symbols", 1),
+        ("bars 1s", bars_1s),
+        ("bars 1m", bars_1m),
+        ("publishers", 1),
+    ] {
+        assert_eq!(reported(&report, label), expected, "{label}: {report}");
+    }
+    // ...a reset without --yes only says what it would do...
+    assert_eq!(dry_run.status.code(), Some(2), "{dry_run:?}");
+    let plan = String::from_utf8_lossy(&dry_run.stdout);
+    assert!(plan.contains("--yes"), "{plan}");
+    // ...and with it the file is set aside, whole, and the next start is empty.
+    assert_eq!(reset.status.code(), Some(0), "{reset:?}");
+    assert!(!file.exists());
+    let backup = moved_to(&reset);
+    assert!(
+        backup.starts_with(&data)
+            && backup.to_str().unwrap().ends_with(".bak")
+            && plan.contains(&format!("{}.", file.display())),
+        "{backup:?} {plan}"
+    );
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.get("/api/v1/quotes/DURA").0, 404);
+    assert_eq!(
+        server.quote("MSFT")["pc"],
+        415.26,
+        "the universe file again"
+    );
+    assert_eq!(server.publish(&batch(0)).1["accepted"], 3, "seqs forgotten");
+}
+
+#[test]
+fn data_check_after_a_crash_repairs_the_file_as_a_start_would() {
+    // Arrange: killed (-9), so the file was not closed cleanly.
+    let dir = TempDir::new("data-crash");
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.publish(&batch(0)).0, 200);
+    server.kill9();
+
+    // Act
+    let first = data_command(&dir, &["check"]);
+    let second = data_command(&dir, &["check"]);
+
+    // Assert: sound, with what was acknowledged; repaired once.
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let report = String::from_utf8(first.stdout).unwrap();
+    assert!(report.contains("repaired"), "{report}");
+    assert_eq!(reported(&report, "publishers"), 1, "{report}");
+    assert_eq!(second.status.code(), Some(0), "{second:?}");
+    let report = String::from_utf8(second.stdout).unwrap();
+    assert!(!report.contains("repaired"), "{report}");
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.quote("DURA")["v"], 100);
+}
+
+#[test]
+fn data_check_and_reset_refuse_a_file_a_running_server_holds() {
+    let dir = TempDir::new("data-in-use");
+    let data = data_dir(&dir);
+    let server = Server::start(command_again(&dir));
+    assert_eq!(server.publish(&batch(0)).0, 200);
+
+    let check = data_command(&dir, &["check"]);
+    let reset = data_command(&dir, &["reset", "--yes"]);
+
+    for output in [&check, &reset] {
+        let stderr = one_line_error(output);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("in use by a running tickstream"),
+            "{stderr}"
+        );
+    }
+    assert!(data.join("tickstream.redb").exists(), "not moved");
+    assert_eq!(server.quote("DURA")["v"], 100, "the server goes on");
 }
 
 #[test]
@@ -339,11 +472,102 @@ fn an_empty_data_dir_writes_nothing() {
     let server = Server::start(command(&dir, ""));
     assert_eq!(server.publish(&batch(0)).0, 200);
     server.sigterm();
+    for action in [&["check"][..], &["reset", "--yes"]] {
+        let output = run_data(command(&dir, ""), action);
+        let stderr = one_line_error(&output);
+        assert_eq!(output.status.code(), Some(2), "{action:?}: {stderr}");
+        assert!(stderr.contains("there is no data file"), "{stderr}");
+    }
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(
         left.is_empty(),
         "the working directory stays empty: {left:?}"
     );
+}
+
+#[tokio::test]
+async fn storage_metrics_count_commits_and_measure_the_file() {
+    // Arrange
+    let dir = TempDir::new("store-metrics");
+    let server = Server::start(command_again(&dir));
+    let memory_only = Server::start(command(&dir, ""));
+    let value = |exposition: &str, series: &str| -> f64 {
+        parse_metric(exposition, series).unwrap_or_else(|| panic!("no {series}:\n{exposition}"))
+    };
+    let before = scrape(server.port).await;
+
+    // Act: two publishes, each answered once its commit is done.
+    for n in 0..2 {
+        assert_eq!(server.publish(&batch(n)).0, 200);
+    }
+    let after = scrape(server.port).await;
+
+    // Assert
+    let commits = |e: &str| value(e, "tickstream_store_commits_total");
+    assert!(commits(&after) >= commits(&before) + 2.0, "{after}");
+    assert_eq!(value(&after, "tickstream_store_commit_failures_total"), 0.0);
+    assert_eq!(value(&after, "tickstream_store_healthy"), 1.0);
+    assert_eq!(value(&after, "tickstream_store_pending_changes"), 0.0);
+    let size = std::fs::metadata(data_dir(&dir).join("tickstream.redb"))
+        .unwrap()
+        .len();
+    assert_eq!(value(&after, "tickstream_store_file_bytes"), size as f64);
+    let histogram = "tickstream_store_commit_seconds";
+    assert!(
+        after.contains(&format!("# TYPE {histogram} histogram")),
+        "{after}"
+    );
+    let count = value(&after, &format!("{histogram}_count"));
+    assert_eq!(count, commits(&after));
+    assert_eq!(
+        value(&after, &format!("{histogram}_bucket{{le=\"+Inf\"}}")),
+        count
+    );
+    assert!(value(&after, &format!("{histogram}_bucket{{le=\"1\"}}")) <= count);
+    assert!(value(&after, &format!("{histogram}_sum")) > 0.0);
+    let memory = scrape(memory_only.port).await;
+    assert!(!memory.contains("tickstream_store_"), "{memory}");
+}
+
+/// `tickstream data <args>` with the test's settings and data directory, run to its
+/// end.
+fn data_command(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    run_data(command_again(dir), args)
+}
+
+/// `command` (the binary with its settings) as `tickstream data <args>`, run to its
+/// end.
+fn run_data(mut command: Command, args: &[&str]) -> std::process::Output {
+    command.arg("data").args(args);
+    command.output().expect("tickstream data runs")
+}
+
+/// The one line a failed command wrote to stderr.
+fn one_line_error(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("tickstream: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The backup `data reset --yes` reports (`moved FILE to BACKUP; …`).
+fn moved_to(reset: &std::process::Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&reset.stdout);
+    let (_, rest) = stdout.split_once(" to ").expect("moved … to …");
+    let (backup, _) = rest.split_once(';').expect("to BACKUP;");
+    PathBuf::from(backup)
+}
+
+/// The number on a `data check` report's line `label`.
+fn reported(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label)?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {label} in {report}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{label} in {report}: {e}"))
 }
 
 /// Sets the child's largest file size (`RLIMIT_FSIZE`); writes past it fail with EFBIG.
@@ -375,42 +599,15 @@ fn growing_batch(n: u64) -> Value {
 
 #[test]
 fn failing_writes_answer_503_and_acknowledge_only_what_is_stored() {
-    // Arrange: a server whose file may not grow past its size after start-up. The
-    // child ignores SIGXFSZ, so a write past the limit fails (EFBIG) instead of
-    // killing it.
+    // Arrange
     let dir = TempDir::new("efbig");
-    let data = data_dir(&dir);
-    let mut command = command(&dir, data.to_str().unwrap());
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let server = Server::start(command);
+    let server = Server::start(unable_to_grow(command_again(&dir)));
     assert_eq!(server.publish(&batch(0)).0, 200);
-    let size = std::fs::metadata(data.join("tickstream.redb"))
-        .unwrap()
-        .len();
-    limit_file_size(&server, size);
+    stop_growing(&server, &dir);
 
-    // Act: publish until the file would have to grow.
-    let mut acked = vec![batch(0)];
-    let mut refused = None;
-    for n in 0..500 {
-        let ticks = growing_batch(n);
-        let (status, body) = server.publish(&ticks);
-        match status {
-            200 => acked.push(ticks),
-            503 => {
-                assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
-                refused = Some(ticks);
-                break;
-            }
-            other => panic!("{other}: {body}"),
-        }
-    }
-    let refused = refused.expect("a write past the size limit is refused with 503");
+    // Act
+    let (mut acked, refused) = publish_until_refused(&server);
+    acked.insert(0, batch(0));
     let (status, ready) = server.get("/readyz");
     assert_eq!(
         (status, &ready["storage"]),
@@ -444,6 +641,77 @@ fn failing_writes_answer_503_and_acknowledge_only_what_is_stored() {
         assert_eq!(status, 200, "{report}");
         assert_eq!(report["accepted"], 0, "stored before its 200: {report}");
     }
+}
+
+#[test]
+fn a_failed_final_commit_at_sigterm_exits_1_with_one_line_saying_so() {
+    // Arrange: background commits a minute apart, and a file that can no longer
+    // grow, so the commit at SIGTERM cannot store the refused batch either.
+    let dir = TempDir::new("final-commit");
+    let mut command = unable_to_grow(command_again(&dir));
+    command.env("TICKSTREAM__STORE__FLUSH_INTERVAL_MS", "60000");
+    let mut server = Server::start(command);
+    assert_eq!(server.publish(&batch(0)).0, 200);
+    stop_growing(&server, &dir);
+    publish_until_refused(&server);
+
+    // Act
+    server.process.sigterm();
+    let (status, _) = server.process.wait_for_exit(TIMEOUT);
+
+    // Assert
+    let stderr = server.process.stderr();
+    assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    let file = data_dir(&dir).join("tickstream.redb");
+    assert!(
+        stderr.starts_with(&format!(
+            "tickstream: data file {}: the final commit failed",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("since the last commit are lost"),
+        "{stderr}"
+    );
+}
+
+/// `command`, ignoring SIGXFSZ: a write past [`limit_file_size`] fails (EFBIG)
+/// instead of killing the process.
+fn unable_to_grow(mut command: Command) -> Command {
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    command
+}
+
+/// Limits the server's file size to its data file's size now (see [`unable_to_grow`]).
+fn stop_growing(server: &Server, dir: &TempDir) {
+    let file = data_dir(dir).join("tickstream.redb");
+    limit_file_size(server, std::fs::metadata(file).unwrap().len());
+}
+
+/// Publishes [`growing_batch`]es until the file would have to grow and one is refused
+/// with 503 `storage_unavailable`; the ones acknowledged before, and that one.
+fn publish_until_refused(server: &Server) -> (Vec<Value>, Value) {
+    let mut acked = Vec::new();
+    for n in 0..500 {
+        let ticks = growing_batch(n);
+        let (status, body) = server.publish(&ticks);
+        match status {
+            200 => acked.push(ticks),
+            503 => {
+                assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+                return (acked, ticks);
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    panic!("a write past the size limit is refused with 503");
 }
 
 fn command_again(dir: &TempDir) -> Command {

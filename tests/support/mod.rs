@@ -306,6 +306,11 @@ impl ServerProcess {
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.join("stdout.log")).expect("the stdout file")
     }
+
+    /// Everything it has written to stderr so far (the one line of a fatal error).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).expect("the stderr file")
+    }
 }
 
 /// A loopback port this test holds without listening on it: a connection there is
@@ -495,7 +500,7 @@ where
 /// debug build on this shared two-core machine, under a test's attack) first polls
 /// a new connection after actix-http's head timer ran out and answers 408 although
 /// the request was sent at once. Any other answer fails at once.
-async fn scrape(port: u16) -> String {
+pub async fn scrape(port: u16) -> String {
     for _ in 0..2 {
         match scrape_once(port).await {
             Err(head) if head.starts_with("HTTP/1.1 408 ") => continue,
