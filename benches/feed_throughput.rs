@@ -52,6 +52,8 @@ async fn run(rate: u64, seconds: u64) {
     let symbols = SYMBOLS.join(",");
     let server = start_server(&[
         ("TICKSTREAM__FEED__KIND", "finnhub"),
+        // The history backfill has its own tests (tests/api/backfill.rs).
+        ("TICKSTREAM__FEED__BACKFILL", "false"),
         ("TICKSTREAM__FEED__URL", &vendor),
         ("TICKSTREAM__FEED__API_KEY", "bench"),
         ("TICKSTREAM__FEED__SYMBOLS", &symbols),

@@ -263,14 +263,28 @@ impl Application {
             .await;
         if let (Some(vendor), Some(monitor)) = (vendor, feed_monitor) {
             crate::sources::feed::add_symbols(&settings.feed, &store, &broker).await?;
+            let (live, live_since) = tokio::sync::watch::channel(None);
             tokio::spawn(crate::sources::feed::run(
                 vendor,
                 settings.feed.clone(),
                 store.clone(),
                 broker.clone(),
                 monitor,
+                live,
                 shutdown.clone(),
             ));
+            if settings.feed.backfill && settings.broker.kind == crate::config::BrokerKind::Memory {
+                tokio::spawn(crate::sources::feed::backfill::run_backfills(
+                    settings.feed.clone(),
+                    settings.trading_day.clone(),
+                    store.clone(),
+                    broker.clone(),
+                    live_since,
+                    shutdown.clone(),
+                ));
+            } else if settings.feed.backfill {
+                info!("feed.backfill is not used with broker.kind = \"redis\" yet: bars are not shared");
+            }
         } else if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);
             tokio::spawn(simulator.run(store.clone(), broker.clone(), shutdown.clone()));

@@ -145,6 +145,8 @@ pub struct FeedSettings {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub refusal_backoff_ms: u64,
+    /// Backfill history from the vendor's REST API each time the feed goes live.
+    pub backfill: bool,
     /// The vendor's REST API for history backfill; empty = its documented address
     /// (tests point it at a local server).
     pub rest_url: String,

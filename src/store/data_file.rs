@@ -350,7 +350,11 @@ mod tests {
         assert_eq!((report.live_symbols, report.removed_symbols), (1, 1));
         assert_eq!(
             report.bars,
-            [(Interval::OneSecond, 2), (Interval::OneMinute, 2), (Interval::OneDay, 0)]
+            [
+                (Interval::OneSecond, 2),
+                (Interval::OneMinute, 2),
+                (Interval::OneDay, 0)
+            ]
         );
         assert_eq!(report.publishers, 1);
         assert!(!report.repaired);

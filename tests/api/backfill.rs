@@ -23,15 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 /// A request as the fake vendor received it.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
+pub(crate) struct Seen {
+    pub(crate) path: String,
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     at: Instant,
 }
 
 impl Seen {
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
@@ -47,7 +47,7 @@ impl Seen {
 }
 
 /// What the fake vendor answers.
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: String,
@@ -55,7 +55,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn json(body: impl Into<String>) -> Reply {
+    pub(crate) fn json(body: impl Into<String>) -> Reply {
         Reply::status(200, body)
     }
 
@@ -81,13 +81,15 @@ impl Reply {
 
 /// An HTTP/1.1 server on 127.0.0.1 (port 0) answering every GET with `respond`, one
 /// request per connection; every request is recorded.
-struct FakeRest {
-    url: String,
+pub(crate) struct FakeRest {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl FakeRest {
-    async fn start(respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeRest {
+    pub(crate) async fn start(
+        respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> FakeRest {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -120,7 +122,7 @@ impl FakeRest {
         FakeRest { url, seen }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }

@@ -177,6 +177,9 @@ impl FakeVendor {
 fn feed_settings(settings: &mut Settings, kind: FeedKind, url: &str, symbols: &str) {
     let feed = &mut settings.feed;
     feed.kind = kind;
+    // The history backfill has its own tests (tests/api/backfill.rs); off here, so
+    // nothing asks a real vendor's REST API.
+    feed.backfill = false;
     feed.url = url.to_owned();
     feed.symbols = symbols.to_owned();
     feed.api_key = Secret::new("good-key");
@@ -382,6 +385,8 @@ async fn the_documented_environment_variables_start_a_finnhub_feed() {
     .await;
     let env: Vec<(String, String)> = [
         ("TICKSTREAM__FEED__KIND", "finnhub"),
+        // The history backfill has its own tests (tests/api/backfill.rs).
+        ("TICKSTREAM__FEED__BACKFILL", "false"),
         ("TICKSTREAM__FEED__URL", vendor.url.as_str()),
         ("TICKSTREAM__FEED__API_KEY", "k"),
         ("TICKSTREAM__FEED__SYMBOLS", "AAPL,MSFT"),
@@ -711,4 +716,122 @@ async fn shutdown_does_not_wait_for_a_vendor_stuck_in_the_handshake() {
     })
     .await;
     assert!(closed.is_ok(), "the connection outlived the shutdown");
+}
+
+/// A Finnhub connection that trades AAPL once, now, and stays open.
+async fn finnhub_trade_now(_n: usize, mut conn: Conn) {
+    conn.recv().await; // the subscription
+    let now = chrono::Utc::now().timestamp_millis();
+    conn.send(&format!(
+        r#"{{"data":[{{"p":189.12,"s":"AAPL","t":{now},"v":100}}],"type":"trade"}}"#
+    ))
+    .await;
+    conn.hold().await;
+}
+
+#[actix_web::test]
+async fn the_backfill_fills_the_chart_before_the_first_live_minute_and_counts_nothing_twice() {
+    // Arrange: the vendor's REST API has three whole minutes before now and the
+    // current minute (which live trades fill here, so it must not be taken), and two
+    // earlier days; the trading day began six hours ago.
+    // The minutes are those of the moment the request comes (just after the
+    // connection went live), so a minute boundary while the test starts cannot move
+    // which one is current.
+    const MINUTE: i64 = 60_000;
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(86_400_000);
+    let days = [today - 6 * 86_400_000, today - 5 * 86_400_000];
+    let rest = crate::backfill::FakeRest::start(move |seen| {
+        let now = chrono::Utc::now().timestamp_millis();
+        let this_minute = now - now.rem_euclid(MINUTE);
+        let minutes = (0..=3).rev().map(|m| this_minute - m * MINUTE).collect();
+        let (ts, o, v): (Vec<i64>, _, _) = match seen.param("resolution") {
+            Some("1") => (minutes, "101.0625", 900),
+            _ => (days.to_vec(), "99.5", 123_456),
+        };
+        let secs: Vec<String> = ts.iter().map(|t| (t / 1_000).to_string()).collect();
+        let column = |value: &str| vec![value; ts.len()].join(",");
+        crate::backfill::Reply::json(format!(
+            r#"{{"s":"ok","t":[{}],"o":[{}],"h":[{}],"l":[{}],"c":[{}],"v":[{}]}}"#,
+            secs.join(","),
+            column(o),
+            column("102.5"),
+            column("100.25"),
+            column("101.75"),
+            column(&v.to_string()),
+        ))
+    })
+    .await;
+    let vendor = FakeVendor::start(|uri| uri.contains("token=good-key"), finnhub_trade_now).await;
+    let rollover = chrono::Utc::now() - chrono::Duration::hours(6);
+    let app = spawn_app_with(|s| {
+        feed_settings(s, FeedKind::Finnhub, &vendor.url, "AAPL");
+        s.feed.backfill = true;
+        s.feed.rest_url = rest.url.clone();
+        s.feed.backfill_requests_per_minute = 60_000;
+        s.trading_day.time_zone = "UTC".to_owned();
+        s.trading_day.rollover_time = rollover.format("%H:%M").to_string();
+    })
+    .await;
+
+    // Act: the live trade arrives, and the backfill that started with the connection.
+    wait_for(&app, "AAPL", "p", "189.12").await;
+    let mut page = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = app.get("/api/v1/history/AAPL?interval=1m").await;
+        page = serde_json::from_str(&body).unwrap();
+        if page["bars"].as_array().unwrap().len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Assert: three vendor minutes, exact, then the live minute with the live trade's
+    // volume only (the vendor's bar for it would have counted it twice).
+    let bars = page["bars"].as_array().unwrap();
+    assert_eq!(bars.len(), 4, "{page}");
+    for bar in &bars[..3] {
+        let text = bar.to_string();
+        assert!(
+            text.contains(r#""o":101.0625"#) && text.contains(r#""v":900"#),
+            "{text}"
+        );
+    }
+    assert_eq!(bars[3]["t"], this_minute_of(&app).await);
+    assert_eq!(
+        (&bars[3]["c"], &bars[3]["v"]),
+        (&serde_json::json!(189.12), &serde_json::json!(100))
+    );
+    let (_, body) = app.get("/api/v1/history/AAPL?interval=1d").await;
+    let daily: Value = serde_json::from_str(&body).unwrap();
+    let daily = daily["bars"].as_array().unwrap();
+    assert_eq!(
+        daily.len(),
+        3,
+        "two vendor days and today's, from the quote: {daily:?}"
+    );
+    assert_eq!(
+        (&daily[0]["t"], &daily[0]["v"]),
+        (&serde_json::json!(days[0]), &serde_json::json!(123_456))
+    );
+    assert_eq!(daily[2]["v"], 100, "today is the quote's day");
+    let asked: Vec<String> = rest
+        .seen()
+        .iter()
+        .map(|seen| format!("{} {}", seen.path, seen.param("resolution").unwrap_or("")))
+        .collect();
+    assert_eq!(
+        asked,
+        ["/api/v1/stock/candle 1", "/api/v1/stock/candle D"],
+        "one request per interval and symbol"
+    );
+}
+
+/// The minute bucket of AAPL's last trade, as the server has it.
+async fn this_minute_of(app: &TestApp) -> Value {
+    let t: i64 = field(&quote_text(app, "AAPL").await, "t")
+        .unwrap()
+        .parse()
+        .unwrap();
+    serde_json::json!(t - t.rem_euclid(60_000))
 }

@@ -106,6 +106,8 @@ async fn one_instance_holds_the_vendor_connection_and_it_moves_when_that_instanc
     let redis = Redis::start();
     let env = [
         ("TICKSTREAM__FEED__KIND", "finnhub"),
+        // The history backfill has its own tests (tests/api/backfill.rs).
+        ("TICKSTREAM__FEED__BACKFILL", "false"),
         ("TICKSTREAM__FEED__URL", vendor.url.as_str()),
         ("TICKSTREAM__FEED__API_KEY", "k"),
         ("TICKSTREAM__FEED__SYMBOLS", "AAPL"),

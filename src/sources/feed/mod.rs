@@ -20,7 +20,7 @@ mod values;
 
 pub use expose::{readiness, write_metrics};
 pub use monitor::{FeedMonitor, FeedStatus, Unmapped};
-pub use runner::run;
+pub use runner::{run, LiveSince};
 
 use crate::config::{FeedKind, FeedSettings};
 use crate::domain::ParsedTick;

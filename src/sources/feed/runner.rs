@@ -56,6 +56,7 @@ pub async fn run(
     store: SnapshotStore,
     broker: Broker,
     monitor: Arc<FeedMonitor>,
+    live: watch::Sender<Option<LiveSince>>,
     shutdown: CancellationToken,
 ) {
     let mut runner = Runner {
@@ -68,6 +69,8 @@ pub async fn run(
         leader: broker.source_leadership(),
         decoded: Decoded::default(),
         batch: TickBatch::new(0),
+        live,
+        dropped_at: None,
     };
     let reason = runner.run().await;
     runner.monitor.set_status(FeedStatus::Stopped);
@@ -84,9 +87,30 @@ struct Runner {
     leader: watch::Receiver<bool>,
     decoded: Decoded,
     batch: TickBatch,
+    /// Told each time a connection goes live, for the history backfill.
+    live: watch::Sender<Option<LiveSince>>,
+    /// When the last live connection ended, until the next one is live.
+    dropped_at: Option<i64>,
+}
+
+/// A connection went live: ticks flow from `live_from` (ms) on, after a gap that
+/// began at `gap_from` (`None` for the first connection of this process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveSince {
+    pub live_from: i64,
+    pub gap_from: Option<i64>,
 }
 
 impl Runner {
+    /// The subscription is live: tell the backfill where the gap (if any) was.
+    fn went_live(&mut self) {
+        let since = LiveSince {
+            live_from: now_millis(),
+            gap_from: self.dropped_at.take(),
+        };
+        self.live.send_replace(Some(since));
+    }
+
     async fn run(&mut self) -> &'static str {
         let kind = self.monitor.kind.as_str();
         info!(feed = kind, address = %self.vendor.address_for_logs(), "feed started");
@@ -97,6 +121,8 @@ impl Runner {
             }
             self.monitor.set_status(FeedStatus::Connecting);
             let ended = self.attempt().await;
+            // The gap starts when the connection ends (kept if it never went live).
+            self.dropped_at.get_or_insert_with(now_millis);
             let delay = match ended {
                 Ended::Shutdown => return "shutdown",
                 Ended::LostLeadership => {
@@ -210,6 +236,7 @@ impl Runner {
         } else {
             self.monitor.set_status(FeedStatus::Connected);
             subscribed = true;
+            self.went_live();
         }
         let idle = Duration::from_millis(self.settings.idle_timeout_ms);
         let ping_every = Duration::from_millis(self.settings.ping_interval_ms);
@@ -287,7 +314,12 @@ impl Runner {
                         healthy = true;
                     }
                     match self.handle(&mut socket, &text).await {
-                        Ok(now_subscribed) => subscribed |= now_subscribed,
+                        Ok(now_subscribed) => {
+                            if now_subscribed && !subscribed {
+                                self.went_live();
+                            }
+                            subscribed |= now_subscribed;
+                        }
                         Err(ended) => break ended,
                     }
                 }

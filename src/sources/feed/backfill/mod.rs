@@ -7,7 +7,8 @@
 //! number's text, whole volumes), oldest first and without duplicates; [`plan()`]
 //! says which windows to ask for at start or after a gap, and [`Backfiller`] asks for
 //! them at the vendor's pace, honouring `Retry-After` and giving up cleanly on a plan
-//! without access. Merging the bars into stored history is the store's job.
+//! without access; [`run_backfills`] does that each time the feed goes live and
+//! merges the bars into history through the broker.
 //! docs/FEEDS.md is the operator's view.
 //!
 //! Each vendor module (`alpaca`, `polygon`, `finnhub`) only knows its URLs, paging
@@ -17,11 +18,13 @@
 mod alpaca;
 mod finnhub;
 mod http;
+mod merge;
 mod plan;
 mod polygon;
 mod values;
 
 pub use http::BackfillClient;
+pub use merge::run_backfills;
 pub use plan::{plan, request_spacing, Backfiller, FetchRequest, Fetched, Summary};
 
 use std::fmt;
