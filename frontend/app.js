@@ -17,7 +17,9 @@ import {
 } from './format.js';
 import { BarBuilder, PriceSamples, mergeBars, parseHistory, sparklinePoints } from './bars.js';
 import { drawChart } from './chart.js';
-import { isSymbolLike, loadWatchlist, moveSymbol, saveWatchlist, searchSymbols } from './watchlist.js';
+import {
+  isSymbolLike, loadChartChoice, loadWatchlist, moveSymbol, openingSymbol, saveChartChoice, saveWatchlist, searchSymbols,
+} from './watchlist.js';
 
 const LOCALE = globalThis.navigator?.languages?.[0] ?? globalThis.navigator?.language ?? 'en-US';
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -54,6 +56,8 @@ const names = new Map();
 const history = new Map();
 
 let selected = null;
+/** What the chart showed last (persisted): it opens on that symbol again. */
+const chartChoice = loadChartChoice(storage());
 const dirty = new Set();
 let detailDirty = false;
 let chartDirty = false;
@@ -148,14 +152,20 @@ client.addEventListener('quotes', (event) => {
   schedule();
 });
 
+/** Whether the stream was open before: an 'open' after that is a reconnect. */
+let hasBeenOpen = false;
+
 client.addEventListener('status', (event) => {
   const { state, transport, compression, retryInMs } = event.detail;
   renderConnection(state, transport, compression, retryInMs);
   if (state === 'open') {
     client.ping();
     if (!universe.length) loadUniverse();
-    // A new server (after a restart) may have history the old one did not.
-    if (selected) fetchHistory(selected, { quiet: true });
+    // After a reconnect the server may be a new one, with history the old one
+    // did not have. On the first open, the history the page asked for at
+    // start-up is on its way (or here) already, unless that request failed.
+    if (selected && (hasBeenOpen || history.get(selected)?.status === 'error')) fetchHistory(selected, { quiet: true });
+    hasBeenOpen = true;
   }
 });
 
@@ -526,6 +536,8 @@ function selectSymbol(symbol, { focus = false, scroll = false } = {}) {
     if (focus) row.tr.focus();
     if (scroll) row.tr.scrollIntoView({ block: 'nearest' });
   }
+  chartChoice.symbol = symbol;
+  if (!saveChartChoice(storage(), chartChoice)) console.warn('tickstream: could not store the chart choice');
   detail.dataset.state = 'selected';
   detail.dataset.symbol = symbol;
   $('detail-empty').hidden = true;
@@ -966,6 +978,9 @@ globalThis.tickstream = Object.freeze({
 
 for (const symbol of watchlist) seriesOf(symbol);
 rebuildTable();
+// The chart opens on a symbol whenever there is one: never an empty panel
+// that asks for a click first.
+selectSymbol(openingSymbol(chartChoice.symbol, watchlist));
 renderConnection('connecting', null, null, null);
 client.connect();
 loadUniverse();

@@ -10,7 +10,8 @@ import {
 } from '../format.js';
 import { BarBuilder, PriceSamples, mergeBars, parseHistory, sparklinePoints } from '../bars.js';
 import {
-  DEFAULT_WATCHLIST, STORAGE_KEY, isSymbolLike, loadWatchlist, moveSymbol, saveWatchlist, searchSymbols,
+  CHART_KEY, DEFAULT_WATCHLIST, STORAGE_KEY, isSymbolLike, loadChartChoice, loadWatchlist, moveSymbol, openingSymbol,
+  saveChartChoice, saveWatchlist, searchSymbols,
 } from '../watchlist.js';
 import { layoutSlots, niceStep } from '../chart.js';
 
@@ -206,6 +207,28 @@ test('watchlist: corrupt or hostile stored values are cleaned up', () => {
   const throwing = { getItem() { throw new Error('SecurityError'); }, setItem() { throw new Error('QuotaExceededError'); } };
   assert.deepEqual(loadWatchlist(throwing), [...DEFAULT_WATCHLIST]);
   assert.equal(saveWatchlist(throwing, ['AAPL']), false);
+});
+
+test('chart choice: stored and read back; anything unusable reads as nothing chosen', () => {
+  const st = memoryStorage();
+  assert.deepEqual(loadChartChoice(st), { symbol: null, range: null });
+  assert.equal(saveChartChoice(st, { symbol: 'NVDA', range: '5D' }), true);
+  assert.equal(st.data.get(CHART_KEY), '{"symbol":"NVDA","range":"5D"}');
+  assert.deepEqual(loadChartChoice(st), { symbol: 'NVDA', range: '5D' });
+  assert.deepEqual(loadChartChoice(memoryStorage({ [CHART_KEY]: 'not json' })), { symbol: null, range: null });
+  assert.deepEqual(loadChartChoice(memoryStorage({ [CHART_KEY]: '{"symbol":"A$","range":7}' })), { symbol: null, range: null });
+  assert.deepEqual(loadChartChoice(memoryStorage({ [CHART_KEY]: '{"symbol":" brk.b "}' })), { symbol: 'BRK.B', range: null });
+  const throwing = { getItem() { throw new Error('SecurityError'); }, setItem() { throw new Error('QuotaExceededError'); } };
+  assert.deepEqual(loadChartChoice(throwing), { symbol: null, range: null });
+  assert.equal(saveChartChoice(throwing, { symbol: 'AAPL', range: '1D' }), false);
+  assert.equal(saveChartChoice(null, { symbol: 'AAPL', range: '1D' }), false);
+});
+
+test('openingSymbol: the last chosen while still listed, else the first, else none', () => {
+  assert.equal(openingSymbol('MSFT', ['AAPL', 'MSFT']), 'MSFT');
+  assert.equal(openingSymbol('TSLA', ['AAPL', 'MSFT']), 'AAPL', 'chosen symbol was removed since');
+  assert.equal(openingSymbol(null, ['AAPL', 'MSFT']), 'AAPL', 'nothing chosen yet');
+  assert.equal(openingSymbol('AAPL', []), null, 'an empty watchlist');
 });
 
 test('moveSymbol reorders within bounds', () => {
