@@ -137,7 +137,18 @@ export function formatRange(low, high, locale) {
   return `${formatPrice(low, locale)} – ${formatPrice(high, locale)}`;
 }
 
-const timeFormats = new Map();
+const dateFormats = new Map();
+
+/** One Intl.DateTimeFormat per (locale, options), like {@link numberFormat}. */
+function dateTimeFormat(locale, options) {
+  const key = `${locale ?? ''}|${JSON.stringify(options)}`;
+  let df = dateFormats.get(key);
+  if (!df) {
+    df = new Intl.DateTimeFormat(locale, options);
+    dateFormats.set(key, df);
+  }
+  return df;
+}
 
 /**
  * Wall-clock time of an epoch-ms timestamp, 24-hour "HH:MM:SS" (or "HH:MM"
@@ -147,19 +158,41 @@ const timeFormats = new Map();
  */
 export function formatTime(ms, { locale, seconds = true, timeZone } = {}) {
   if (!isNumber(ms)) return MISSING;
-  const key = `${locale ?? ''}|${seconds}|${timeZone ?? ''}`;
-  let df = timeFormats.get(key);
-  if (!df) {
-    df = new Intl.DateTimeFormat(locale, {
-      hour: '2-digit',
-      minute: '2-digit',
-      ...(seconds ? { second: '2-digit' } : {}),
-      hourCycle: 'h23',
-      ...(timeZone ? { timeZone } : {}),
-    });
-    timeFormats.set(key, df);
-  }
-  return df.format(ms);
+  return dateTimeFormat(locale, {
+    hour: '2-digit',
+    minute: '2-digit',
+    ...(seconds ? { second: '2-digit' } : {}),
+    hourCycle: 'h23',
+    ...(timeZone ? { timeZone } : {}),
+  }).format(ms);
+}
+
+/**
+ * The calendar date of an epoch-ms timestamp, short: "Nov 25" (with
+ * `year: true`, "Nov 25, 2025"), in the viewer's time zone unless `timeZone`
+ * is given. A daily bar's `t` is its date at 00:00 UTC: format it in 'UTC'.
+ * @param {number | undefined} ms
+ * @param {{locale?: string, year?: boolean, timeZone?: string}} [options]
+ */
+export function formatDate(ms, { locale, year = false, timeZone } = {}) {
+  if (!isNumber(ms)) return MISSING;
+  return dateTimeFormat(locale, {
+    month: 'short',
+    day: 'numeric',
+    ...(year ? { year: 'numeric' } : {}),
+    ...(timeZone ? { timeZone } : {}),
+  }).format(ms);
+}
+
+/**
+ * A month on a long time axis: its short name ("Mar"), or with `year: true`
+ * the year alone ("2026"), which the axis shows for January, where a year begins.
+ * @param {number | undefined} ms
+ * @param {{locale?: string, year?: boolean, timeZone?: string}} [options]
+ */
+export function formatMonth(ms, { locale, year = false, timeZone } = {}) {
+  if (!isNumber(ms)) return MISSING;
+  return dateTimeFormat(locale, { ...(year ? { year: 'numeric' } : { month: 'short' }), ...(timeZone ? { timeZone } : {}) }).format(ms);
 }
 
 /**

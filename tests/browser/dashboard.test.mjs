@@ -169,7 +169,7 @@ describe('dashboard', { timeout: 120_000 }, () => {
       return n;
     });
     assert.ok(painted > 500, `only ${painted} painted pixels`);
-    assert.match(await page.getAttribute('#chart', 'aria-label'), /^NVDA 1-minute chart: \d+ bars? from/);
+    assert.match(await page.getAttribute('#chart', 'aria-label'), /^NVDA, the last 24 hours: \d+ 1-minute bars? from \d{2}:\d{2} to \d{2}:\d{2}, last /);
     assert.match(await page.textContent('#stat-pc'), PRICE_RE);
     // The chart's data comes from history (200) or the live stream (404).
     const source = await page.getAttribute('#chart', 'data-source');
