@@ -23,16 +23,19 @@ export const ARROW_DOWN = '▼';
 
 const cache = new Map();
 
-/** One Intl.NumberFormat per (locale, options): constructing them is slow. */
-function numberFormat(locale, options) {
-  const key = `${locale ?? ''}|${JSON.stringify(options)}`;
-  let nf = cache.get(key);
-  if (!nf) {
-    nf = new Intl.NumberFormat(locale, options);
-    cache.set(key, nf);
+/** One Intl formatter per (kind, locale, options): constructing them is slow. */
+function intlFormat(Format, locale, options) {
+  const key = `${Format.name}|${locale ?? ''}|${JSON.stringify(options)}`;
+  let format = cache.get(key);
+  if (!format) {
+    format = new Format(locale, options);
+    cache.set(key, format);
   }
-  return nf;
+  return format;
 }
+
+const numberFormat = (locale, options) => intlFormat(Intl.NumberFormat, locale, options);
+const dateTimeFormat = (locale, options) => intlFormat(Intl.DateTimeFormat, locale, options);
 
 function isNumber(x) {
   return typeof x === 'number' && Number.isFinite(x);
@@ -137,17 +140,10 @@ export function formatRange(low, high, locale) {
   return `${formatPrice(low, locale)} – ${formatPrice(high, locale)}`;
 }
 
-const dateFormats = new Map();
-
-/** One Intl.DateTimeFormat per (locale, options), like {@link numberFormat}. */
-function dateTimeFormat(locale, options) {
-  const key = `${locale ?? ''}|${JSON.stringify(options)}`;
-  let df = dateFormats.get(key);
-  if (!df) {
-    df = new Intl.DateTimeFormat(locale, options);
-    dateFormats.set(key, df);
-  }
-  return df;
+/** `ms` with the date and time fields `fields`, in the viewer's time zone unless `timeZone` is given. */
+function formatInstant(ms, locale, timeZone, fields) {
+  if (!isNumber(ms)) return MISSING;
+  return dateTimeFormat(locale, timeZone ? { ...fields, timeZone } : fields).format(ms);
 }
 
 /**
@@ -157,14 +153,8 @@ function dateTimeFormat(locale, options) {
  * @param {{locale?: string, seconds?: boolean, timeZone?: string}} [options]
  */
 export function formatTime(ms, { locale, seconds = true, timeZone } = {}) {
-  if (!isNumber(ms)) return MISSING;
-  return dateTimeFormat(locale, {
-    hour: '2-digit',
-    minute: '2-digit',
-    ...(seconds ? { second: '2-digit' } : {}),
-    hourCycle: 'h23',
-    ...(timeZone ? { timeZone } : {}),
-  }).format(ms);
+  const fields = seconds ? { hour: '2-digit', minute: '2-digit', second: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
+  return formatInstant(ms, locale, timeZone, { ...fields, hourCycle: 'h23' });
 }
 
 /**
@@ -175,13 +165,7 @@ export function formatTime(ms, { locale, seconds = true, timeZone } = {}) {
  * @param {{locale?: string, year?: boolean, timeZone?: string}} [options]
  */
 export function formatDate(ms, { locale, year = false, timeZone } = {}) {
-  if (!isNumber(ms)) return MISSING;
-  return dateTimeFormat(locale, {
-    month: 'short',
-    day: 'numeric',
-    ...(year ? { year: 'numeric' } : {}),
-    ...(timeZone ? { timeZone } : {}),
-  }).format(ms);
+  return formatInstant(ms, locale, timeZone, year ? { month: 'short', day: 'numeric', year: 'numeric' } : { month: 'short', day: 'numeric' });
 }
 
 /**
@@ -191,8 +175,7 @@ export function formatDate(ms, { locale, year = false, timeZone } = {}) {
  * @param {{locale?: string, year?: boolean, timeZone?: string}} [options]
  */
 export function formatMonth(ms, { locale, year = false, timeZone } = {}) {
-  if (!isNumber(ms)) return MISSING;
-  return dateTimeFormat(locale, { ...(year ? { year: 'numeric' } : { month: 'short' }), ...(timeZone ? { timeZone } : {}) }).format(ms);
+  return formatInstant(ms, locale, timeZone, year ? { year: 'numeric' } : { month: 'short' });
 }
 
 /**

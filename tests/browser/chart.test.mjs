@@ -3,9 +3,9 @@
 // history endpoint is played by a stub (page.route) that follows
 // docs/PROTOCOL.md §12.1; the last test asks the real server.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_WATCHLIST, launchBrowser, openPage, startServer, waitForFilledRows } from './helpers.mjs';
+import { DEFAULT_WATCHLIST, openPage, serverAndBrowserForFile, waitForFilledRows } from './helpers.mjs';
 
 const M = 60_000;
 const H = 60 * M;
@@ -13,18 +13,7 @@ const D = 24 * H;
 /** How far back each range's `from` is. */
 const SPANS = { '1H': H, '1D': D, '5D': 5 * D, '1Y': 366 * D };
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const shared = serverAndBrowserForFile();
 
 /**
  * The history endpoint as a stub: one bar every interval (a minute or a
@@ -62,16 +51,21 @@ async function stubHistory(page) {
 
 /**
  * A page with nothing stored (the default watchlist, no chosen symbol or
- * range), the history stubbed unless `stub` is false. `requests` holds the
- * history requests of the load after the storage was cleared, and later ones.
+ * range), the history stubbed unless `stub` is false, once its rows are
+ * filled (and with the stub, once the chart shows the default range).
+ * `requests` holds the history requests of the load after the storage was
+ * cleared, and later ones.
  */
 async function openChart({ stub = true } = {}) {
-  const opened = await openPage(browser.context, null);
-  const requests = stub ? await stubHistory(opened.page) : [];
-  await opened.page.goto(`${server.url}/`, { waitUntil: 'domcontentloaded' });
-  await opened.page.evaluate(() => localStorage.clear());
+  const opened = await openPage(shared.browser.context, null);
+  const { page } = opened;
+  const requests = stub ? await stubHistory(page) : [];
+  await page.goto(`${shared.server.url}/`, { waitUntil: 'domcontentloaded' });
+  await page.evaluate(() => localStorage.clear());
   requests.length = 0;
-  await opened.page.reload({ waitUntil: 'domcontentloaded' });
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  if (stub) await waitForHistoryChart(page, 10 * M);
+  await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
   return { ...opened, requests };
 }
 
@@ -122,7 +116,6 @@ describe('detail chart', { timeout: 120_000 }, () => {
     const before = Date.now();
     const opened = await openChart();
     const { page, requests } = opened;
-    await waitForHistoryChart(page, 10 * M);
     assert.equal(await page.textContent('#detail-symbol'), DEFAULT_WATCHLIST[0]);
     assert.deepEqual(await pressed(page), { '1H': 'false', '1D': 'true', '5D': 'false', '1Y': 'false' });
     // The stream's first open does not ask again.
@@ -139,8 +132,6 @@ describe('detail chart', { timeout: 120_000 }, () => {
   test('each range asks for its own bars (5D in two pages) and draws them; the keyboard works too', async () => {
     const opened = await openChart();
     const { page, requests } = opened;
-    await waitForHistoryChart(page, 10 * M);
-    await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
     await settle();
 
     const cases = [
@@ -196,8 +187,6 @@ describe('detail chart', { timeout: 120_000 }, () => {
   test('the chosen range and symbol survive a reload', async () => {
     const opened = await openChart();
     const { page, requests } = opened;
-    await waitForHistoryChart(page, 10 * M);
-    await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
     await page.click('#row-NVDA');
     await page.click('#chart-ranges button[data-range="5D"]');
     await waitForHistoryChart(page, H);
@@ -220,7 +209,6 @@ describe('detail chart', { timeout: 120_000 }, () => {
   test('against the real server: every range loads, live bars extend 1H, and 1Y\'s newest bar follows the quote', async () => {
     const opened = await openChart({ stub: false });
     const { page } = opened;
-    await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
     for (const range of ['1H', '5D', '1Y', '1D']) {
       await page.click(`#chart-ranges button[data-range="${range}"]`);
       await page.waitForFunction(() => window.tickstream.historyStatus('AAPL') === 'ok'
