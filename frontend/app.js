@@ -15,16 +15,18 @@ import {
   MISSING, arrow, direction, formatChange, formatDuration, formatInteger, formatPercent,
   formatPrice, formatRange, formatTime, formatVolume,
 } from './format.js';
-import { BarBuilder, PriceSamples, mergeBars, parseHistory, sparklinePoints } from './bars.js';
-import { drawChart } from './chart.js';
-import { isSymbolLike, loadWatchlist, moveSymbol, saveWatchlist, searchSymbols } from './watchlist.js';
+import { BarBuilder, PriceSamples, followQuote, mergeBars, sparklinePoints } from './bars.js';
+import { drawChart, formatBarTime, stepName } from './chart.js';
+import { RANGES, barsInRange, fetchRange, parseRange, rangeStart, spliceRefresh } from './ranges.js';
+import {
+  isSymbolLike, loadChartChoice, loadWatchlist, moveSymbol, openingSymbol, saveChartChoice, saveWatchlist, searchSymbols,
+} from './watchlist.js';
 
 const LOCALE = globalThis.navigator?.languages?.[0] ?? globalThis.navigator?.language ?? 'en-US';
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const SPARK_W = 100;
 const SPARK_H = 28;
 const PING_EVERY_MS = 5000;
-const HISTORY_LIMIT = 390; // one US trading day of 1-minute bars
 const HISTORY_REFRESH_MS = 60_000;
 
 const $ = (id) => document.getElementById(id);
@@ -54,6 +56,10 @@ const names = new Map();
 const history = new Map();
 
 let selected = null;
+/** What the chart showed last (persisted): it opens on that symbol and range again. */
+const chartChoice = loadChartChoice(storage());
+/** The chart's range (ranges.js): which history it fetches and shows. */
+let range = parseRange(chartChoice.range);
 const dirty = new Set();
 let detailDirty = false;
 let chartDirty = false;
@@ -62,7 +68,8 @@ let frameRequested = false;
 let catchingUp = false;
 let updatesThisSecond = 0;
 let lastUpdateAt = null;
-let chartLayout = { barAt: () => null };
+/** What drawChart drew last: the bars on screen, their width, and barAt for the pointer. */
+let chartLayout = { barAt: () => null, bars: [], intervalMs: 60_000 };
 let hoverBar = null;
 
 /** Counters for the end-to-end tests (window.tickstream.stats). */
@@ -148,14 +155,20 @@ client.addEventListener('quotes', (event) => {
   schedule();
 });
 
+/** Whether the stream was open before: an 'open' after that is a reconnect. */
+let hasBeenOpen = false;
+
 client.addEventListener('status', (event) => {
   const { state, transport, compression, retryInMs } = event.detail;
   renderConnection(state, transport, compression, retryInMs);
   if (state === 'open') {
     client.ping();
     if (!universe.length) loadUniverse();
-    // A new server (after a restart) may have history the old one did not.
-    if (selected) fetchHistory(selected, { quiet: true });
+    // After a reconnect the server may be a new one, with history the old one
+    // did not have. On the first open, the history the page asked for at
+    // start-up is on its way (or here) already, unless that request failed.
+    if (selected && (hasBeenOpen || history.get(selected)?.status === 'error')) fetchHistory(selected, { quiet: true });
+    hasBeenOpen = true;
   }
 });
 
@@ -526,6 +539,8 @@ function selectSymbol(symbol, { focus = false, scroll = false } = {}) {
     if (focus) row.tr.focus();
     if (scroll) row.tr.scrollIntoView({ block: 'nearest' });
   }
+  chartChoice.symbol = symbol;
+  rememberChart();
   detail.dataset.state = 'selected';
   detail.dataset.symbol = symbol;
   $('detail-empty').hidden = true;
@@ -566,11 +581,31 @@ function renderDetail() {
   $('stat-v').textContent = formatInteger(q.v, LOCALE);
 }
 
+function rememberChart() {
+  if (!saveChartChoice(storage(), chartChoice)) console.warn('tickstream: could not store the chart choice');
+}
+
+/**
+ * The bars the chart shows for `symbol` in the current range, and their
+ * width. History 1-minute bars are extended by the live ones; the newest
+ * daily bar follows the live quote. Without history (yet), the live
+ * 1-minute bars.
+ */
 function chartBars(symbol) {
-  const live = series.get(symbol)?.bars.bars ?? [];
+  const live = seriesOf(symbol).bars;
   const h = history.get(symbol);
-  if (h?.status === 'ok') return { bars: mergeBars(h.bars, live, h.liveVolumeAtFetch), source: 'history' };
-  return { bars: live, source: 'live' };
+  const now = Date.now();
+  if (h?.status === 'ok') {
+    const bars = range.interval === '1d'
+      ? followQuote(h.bars, client.quotes.get(symbol))
+      : mergeBars(h.bars, live.bars, h.liveVolumeAtFetch);
+    return { bars: barsInRange(bars, range, now), barMs: range.barMs, source: 'history' };
+  }
+  return { bars: barsInRange(live.bars, range, now), barMs: live.intervalMs, source: 'live' };
+}
+
+function barTime(t) {
+  return formatBarTime(t, { locale: LOCALE, dates: range.dates, stepMs: chartLayout.intervalMs });
 }
 
 function renderChart() {
@@ -579,30 +614,37 @@ function renderChart() {
   const canvas = $('chart');
   if (!canvas.clientWidth) return;
   const q = client.quotes.get(selected) ?? {};
-  const { bars, source } = chartBars(selected);
+  const { bars, barMs, source } = chartBars(selected);
   stats.chartDraws += 1;
-  chartLayout = drawChart(canvas, bars, { prevClose: q.pc, last: q.p, locale: LOCALE });
-  canvas.dataset.bars = String(bars.length);
+  // The previous close is a reference within a day, not across several.
+  const prevClose = range.dates ? undefined : q.pc;
+  chartLayout = drawChart(canvas, bars, { intervalMs: barMs, dates: range.dates, prevClose, last: q.p, locale: LOCALE });
+  const drawn = chartLayout.bars;
+  const kind = stepName(chartLayout.intervalMs);
+  canvas.dataset.bars = String(drawn.length);
+  canvas.dataset.step = String(chartLayout.intervalMs);
   canvas.dataset.source = source;
-  const first = bars[0];
-  const lastBar = bars[bars.length - 1];
+  $('chart-title').textContent = `${kind[0].toUpperCase()}${kind.slice(1)} bars`;
+  const first = drawn[0];
+  const lastBar = drawn[drawn.length - 1];
   canvas.setAttribute(
     'aria-label',
-    bars.length
-      ? `${selected} 1-minute chart: ${bars.length} bar${bars.length === 1 ? '' : 's'} from ${formatTime(first.t, { locale: LOCALE, seconds: false })} to ${formatTime(lastBar.t, { locale: LOCALE, seconds: false })}, last ${formatPrice(lastBar.c, LOCALE)}.`
-      : `${selected} 1-minute chart: no trades yet.`,
+    drawn.length
+      ? `${selected}, ${range.name}: ${drawn.length} ${kind} bar${drawn.length === 1 ? '' : 's'} from ${barTime(first.t)} to ${barTime(lastBar.t)}, last ${formatPrice(lastBar.c, LOCALE)}.`
+      : `${selected}, ${range.name}: no trades yet.`,
   );
   renderLegend(hoverBar ?? lastBar);
   const h = history.get(selected);
   const note = $('chart-source');
-  const key = 'Dotted line: previous close.';
+  const key = prevClose === undefined ? '' : ' Dotted line: previous close.';
   if (source === 'history') {
-    note.textContent = `Server history, ${bars.length} bar${bars.length === 1 ? '' : 's'}, extended live. ${key}`;
+    const live = range.interval === '1d' ? 'the newest following the live quote' : 'extended live';
+    note.textContent = `Server history, ${formatInteger(bars.length, LOCALE)} bar${bars.length === 1 ? '' : 's'}, ${live}.${key}`;
   } else if (h?.status === 'loading') {
     note.textContent = 'Loading history…';
   } else {
-    const since = first ? ` since ${formatTime(first.t, { locale: LOCALE, seconds: false })}` : '';
-    note.textContent = `Built from the live stream${since}${h?.status === 'unavailable' ? ' (no server history)' : ''}. ${key}`;
+    const since = bars.length ? ` since ${formatTime(bars[0].t, { locale: LOCALE, seconds: false })}` : '';
+    note.textContent = `1-minute bars built from the live stream${since}${h?.status === 'unavailable' ? ' (no server history)' : ''}.${key}`;
   }
   $('detail').dataset.chartSource = source;
 }
@@ -615,7 +657,7 @@ function renderLegend(bar) {
   }
   const p = (x) => formatPrice(x, LOCALE);
   const dir = bar.c > bar.o ? `${arrow(1)} ` : bar.c < bar.o ? `${arrow(-1)} ` : '';
-  legend.textContent = `${formatTime(bar.t, { locale: LOCALE, seconds: false })}  O ${p(bar.o)}  H ${p(bar.h)}  L ${p(bar.l)}  C ${dir}${p(bar.c)}  V ${formatInteger(bar.v, LOCALE)}`;
+  legend.textContent = `${barTime(bar.t)}  O ${p(bar.o)}  H ${p(bar.h)}  L ${p(bar.l)}  C ${dir}${p(bar.c)}  V ${formatInteger(bar.v, LOCALE)}`;
 }
 
 const canvas = $('chart');
@@ -624,12 +666,12 @@ canvas.addEventListener('pointermove', (event) => {
   const bar = chartLayout.barAt(event.clientX - rect.left);
   if (bar !== hoverBar) {
     hoverBar = bar;
-    renderLegend(bar ?? chartBars(selected).bars.at(-1));
+    renderLegend(bar ?? chartLayout.bars.at(-1));
   }
 });
 canvas.addEventListener('pointerleave', () => {
   hoverBar = null;
-  if (selected) renderLegend(chartBars(selected).bars.at(-1));
+  if (selected) renderLegend(chartLayout.bars.at(-1));
 });
 
 new ResizeObserver(() => {
@@ -642,37 +684,80 @@ globalThis.matchMedia?.('(prefers-color-scheme: dark)').addEventListener?.('chan
   schedule();
 });
 
+/** The range buttons, one per range: a group of toggle buttons (aria-pressed). */
+const rangeButtons = Object.values(RANGES).map((r) => {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'range-button';
+  button.dataset.range = r.id;
+  button.textContent = r.id;
+  button.title = `Show ${r.name}`;
+  return button;
+});
+$('chart-ranges').append(...rangeButtons);
+
+function renderRangeButtons() {
+  for (const button of rangeButtons) button.setAttribute('aria-pressed', String(button.dataset.range === range.id));
+}
+
+$('chart-ranges').addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-range]');
+  if (!button || button.dataset.range === range.id) return;
+  range = parseRange(button.dataset.range);
+  chartChoice.range = range.id;
+  rememberChart();
+  renderRangeButtons();
+  hoverBar = null;
+  if (selected) fetchHistory(selected);
+  chartDirty = true;
+  schedule();
+});
+
 /**
- * Loads the server's 1-minute bars for `symbol`. 200: the chart uses them
- * (extended by live bars). 404: the server has no history endpoint (or no
- * history for the symbol), so the chart is built from the live stream.
- * Anything else (network error, 5xx) also falls back to live bars and is
- * tried again later.
+ * Loads the history of `symbol` for the current range (ranges.js): one
+ * request, or a bounded few pages for 5D. 200: the chart uses it (extended
+ * live). 404: the server has no history endpoint (or no history for the
+ * symbol), so the chart is built from the live stream. Anything else
+ * (network error, 5xx) also falls back to live bars and is tried again later.
+ *
+ * `quiet` keeps what the chart shows while the request is out. A `refresh`
+ * of bars already held asks only for those from the newest one on (it may
+ * have grown), so the periodic refresh of 5D is not 7,200 bars a minute.
  */
-async function fetchHistory(symbol, { quiet = false } = {}) {
+async function fetchHistory(symbol, { quiet = false, refresh = false } = {}) {
   const prev = history.get(symbol);
   if (prev?.controller) prev.controller.abort();
   const controller = new AbortController();
-  const entry = { status: quiet && prev ? prev.status : 'loading', bars: prev?.bars ?? [], liveVolumeAtFetch: prev?.liveVolumeAtFetch ?? 0, fetchedAt: Date.now(), controller };
+  const same = prev?.range === range ? prev : null;
+  const since = refresh && same?.status === 'ok' ? same.bars.at(-1)?.t : undefined;
+  const entry = {
+    range,
+    status: quiet && same ? same.status : 'loading',
+    bars: same?.bars ?? [],
+    liveVolumeAtFetch: same?.liveVolumeAtFetch ?? 0,
+    fetchedAt: Date.now(),
+    controller,
+  };
   history.set(symbol, entry);
   chartDirty = true;
   schedule();
-  let status;
-  let bars = null;
-  try {
-    const res = await fetch(`/api/v1/history/${encodeURIComponent(symbol)}?interval=1m&limit=${HISTORY_LIMIT}`, {
+  const getPage = async (query) => {
+    const res = await fetch(`/api/v1/history/${encodeURIComponent(symbol)}?${query}`, {
       signal: controller.signal,
       headers: { accept: 'application/json' },
     });
-    if (res.status === 200) {
-      bars = parseHistory(await res.json());
-      status = bars ? 'ok' : 'error';
-    } else {
-      status = res.status === 404 ? 'unavailable' : 'error';
-    }
+    if (res.status !== 200) throw Object.assign(new Error(`history: HTTP ${res.status}`), { status: res.status });
+    return res.json();
+  };
+  let status;
+  let bars = null;
+  try {
+    const fetched = await fetchRange(getPage, entry.range, { now: Date.now(), since });
+    bars = since === undefined ? fetched : spliceRefresh(entry.bars, fetched, since, rangeStart(entry.range, Date.now()));
+    status = 'ok';
   } catch (err) {
     if (err?.name === 'AbortError') return;
-    status = 'error';
+    status = err?.status === 404 ? 'unavailable' : 'error';
   }
   if (history.get(symbol) !== entry) return; // superseded
   entry.controller = null;
@@ -692,7 +777,7 @@ async function fetchHistory(symbol, { quiet = false } = {}) {
 setInterval(() => {
   if (!selected || isHidden()) return;
   const h = history.get(selected);
-  if (h && !h.controller && Date.now() - h.fetchedAt >= HISTORY_REFRESH_MS) fetchHistory(selected, { quiet: true });
+  if (h && !h.controller && Date.now() - h.fetchedAt >= HISTORY_REFRESH_MS) fetchHistory(selected, { quiet: true, refresh: true });
 }, 15_000);
 
 // ---------------------------------------------------------------------------
@@ -960,12 +1045,17 @@ globalThis.tickstream = Object.freeze({
   stats,
   get watchlist() { return [...watchlist]; },
   get selected() { return selected; },
+  get range() { return range.id; },
   historyStatus: (symbol) => history.get(symbol)?.status ?? null,
   chartBars: (symbol) => chartBars(symbol),
 });
 
 for (const symbol of watchlist) seriesOf(symbol);
 rebuildTable();
+renderRangeButtons();
+// The chart opens on a symbol whenever there is one: never an empty panel
+// that asks for a click first.
+selectSymbol(openingSymbol(chartChoice.symbol, watchlist));
 renderConnection('connecting', null, null, null);
 client.connect();
 loadUniverse();

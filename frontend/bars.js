@@ -11,6 +11,10 @@
 //   volume is exact, because `v` is cumulative.
 // - With history, the bars after the last history bar come from the live
 //   builder too ({@link mergeBars}), so the chart keeps moving between fetches.
+//   Daily history has no live builder: its newest bar, the day in progress,
+//   follows the live quote instead ({@link followQuote}).
+// - Bars too fine for the chart's width are combined into wider ones
+//   ({@link aggregateBars}).
 
 /** One bar: start time (epoch ms), open, high, low, close, volume. */
 /** @typedef {{t: number, o: number, h: number, l: number, c: number, v: number}} Bar */
@@ -149,6 +153,66 @@ export function mergeBars(history, live, liveVolumeAtFetch = 0) {
     }
   }
   return out;
+}
+
+const DAY_MS = 86_400_000;
+const WEEK_MS = 7 * DAY_MS;
+/** 1970-01-05, the first Monday after the epoch: weeks start on Mondays. */
+const FIRST_MONDAY_MS = 4 * DAY_MS;
+
+/**
+ * Start of the `stepMs`-wide bucket holding `t`: a multiple of `stepMs` since
+ * the epoch (so 15-minute buckets start at :00, :15, …, days at 00:00 UTC),
+ * except that week-long buckets start on Mondays.
+ * @param {number} t
+ * @param {number} stepMs
+ */
+export function bucketStart(t, stepMs) {
+  const origin = stepMs % WEEK_MS === 0 ? FIRST_MONDAY_MS : 0;
+  return Math.floor((t - origin) / stepMs) * stepMs + origin;
+}
+
+/**
+ * Combines finer bars into `stepMs`-wide ones (see {@link bucketStart}): the
+ * first open, the highest high, the lowest low, the last close and the
+ * summed volume. A bucket holding one bar keeps that bar object.
+ * @param {Bar[]} bars sorted oldest first
+ * @param {number} stepMs
+ * @returns {Bar[]}
+ */
+export function aggregateBars(bars, stepMs) {
+  const out = [];
+  for (const b of bars) {
+    const t = bucketStart(b.t, stepMs);
+    const last = out[out.length - 1];
+    if (last?.t !== t) {
+      out.push(b.t === t ? b : { ...b, t });
+    } else {
+      out[out.length - 1] = { t, o: last.o, h: Math.max(last.h, b.h), l: Math.min(last.l, b.l), c: b.c, v: last.v + b.v };
+    }
+  }
+  return out;
+}
+
+/**
+ * Daily bars whose newest bar, the day in progress, follows the live quote:
+ * its open, high, low, volume and close become the quote's `o`, `h`, `l`, `v`
+ * and `p` (the daily bar is made of exactly those, docs/PROTOCOL.md §12.1).
+ *
+ * After the trading day rolls over, the newest bar held is yesterday's until
+ * the next history fetch brings today's. So the quote counts as the bar's day
+ * only while it agrees with it: the same open, and a high, low and volume
+ * that have only grown since (within one day they never go back).
+ *
+ * @param {Bar[]} bars daily bars, oldest first
+ * @param {{o?: number, h?: number, l?: number, p?: number, v?: number} | undefined} quote
+ * @returns {Bar[]} `bars` itself when the quote does not apply
+ */
+export function followQuote(bars, quote) {
+  const last = bars[bars.length - 1];
+  if (!last || !quote || ![quote.o, quote.h, quote.l, quote.p, quote.v].every(isNum)) return bars;
+  if (quote.o !== last.o || quote.h < last.h || quote.l > last.l || quote.v < last.v) return bars;
+  return [...bars.slice(0, -1), { t: last.t, o: quote.o, h: quote.h, l: quote.l, c: quote.p, v: quote.v }];
 }
 
 /**

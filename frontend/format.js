@@ -23,16 +23,19 @@ export const ARROW_DOWN = '▼';
 
 const cache = new Map();
 
-/** One Intl.NumberFormat per (locale, options): constructing them is slow. */
-function numberFormat(locale, options) {
-  const key = `${locale ?? ''}|${JSON.stringify(options)}`;
-  let nf = cache.get(key);
-  if (!nf) {
-    nf = new Intl.NumberFormat(locale, options);
-    cache.set(key, nf);
+/** One Intl formatter per (kind, locale, options): constructing them is slow. */
+function intlFormat(Format, locale, options) {
+  const key = `${Format.name}|${locale ?? ''}|${JSON.stringify(options)}`;
+  let format = cache.get(key);
+  if (!format) {
+    format = new Format(locale, options);
+    cache.set(key, format);
   }
-  return nf;
+  return format;
 }
+
+const numberFormat = (locale, options) => intlFormat(Intl.NumberFormat, locale, options);
+const dateTimeFormat = (locale, options) => intlFormat(Intl.DateTimeFormat, locale, options);
 
 function isNumber(x) {
   return typeof x === 'number' && Number.isFinite(x);
@@ -137,7 +140,11 @@ export function formatRange(low, high, locale) {
   return `${formatPrice(low, locale)} – ${formatPrice(high, locale)}`;
 }
 
-const timeFormats = new Map();
+/** `ms` with the date and time fields `fields`, in the viewer's time zone unless `timeZone` is given. */
+function formatInstant(ms, locale, timeZone, fields) {
+  if (!isNumber(ms)) return MISSING;
+  return dateTimeFormat(locale, timeZone ? { ...fields, timeZone } : fields).format(ms);
+}
 
 /**
  * Wall-clock time of an epoch-ms timestamp, 24-hour "HH:MM:SS" (or "HH:MM"
@@ -146,20 +153,29 @@ const timeFormats = new Map();
  * @param {{locale?: string, seconds?: boolean, timeZone?: string}} [options]
  */
 export function formatTime(ms, { locale, seconds = true, timeZone } = {}) {
-  if (!isNumber(ms)) return MISSING;
-  const key = `${locale ?? ''}|${seconds}|${timeZone ?? ''}`;
-  let df = timeFormats.get(key);
-  if (!df) {
-    df = new Intl.DateTimeFormat(locale, {
-      hour: '2-digit',
-      minute: '2-digit',
-      ...(seconds ? { second: '2-digit' } : {}),
-      hourCycle: 'h23',
-      ...(timeZone ? { timeZone } : {}),
-    });
-    timeFormats.set(key, df);
-  }
-  return df.format(ms);
+  const fields = seconds ? { hour: '2-digit', minute: '2-digit', second: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
+  return formatInstant(ms, locale, timeZone, { ...fields, hourCycle: 'h23' });
+}
+
+/**
+ * The calendar date of an epoch-ms timestamp, short: "Nov 25" (with
+ * `year: true`, "Nov 25, 2025"), in the viewer's time zone unless `timeZone`
+ * is given. A daily bar's `t` is its date at 00:00 UTC: format it in 'UTC'.
+ * @param {number | undefined} ms
+ * @param {{locale?: string, year?: boolean, timeZone?: string}} [options]
+ */
+export function formatDate(ms, { locale, year = false, timeZone } = {}) {
+  return formatInstant(ms, locale, timeZone, year ? { month: 'short', day: 'numeric', year: 'numeric' } : { month: 'short', day: 'numeric' });
+}
+
+/**
+ * A month on a long time axis: its short name ("Mar"), or with `year: true`
+ * the year alone ("2026"), which the axis shows for January, where a year begins.
+ * @param {number | undefined} ms
+ * @param {{locale?: string, year?: boolean, timeZone?: string}} [options]
+ */
+export function formatMonth(ms, { locale, year = false, timeZone } = {}) {
+  return formatInstant(ms, locale, timeZone, year ? { year: 'numeric' } : { month: 'short' });
 }
 
 /**

@@ -1,5 +1,6 @@
 // The watchlist (an ordered list of symbols) and its persistence in
-// localStorage, plus the type-ahead search over the symbol universe.
+// localStorage, what the detail chart showed last (so a reload opens on it),
+// plus the type-ahead search over the symbol universe.
 // No DOM; the storage is injected, so both run under `node --test`.
 
 import { normalizeSymbols } from './ticker-client.js';
@@ -24,23 +25,12 @@ export const MAX_WATCHLIST = 200;
  * @returns {string[]}
  */
 export function loadWatchlist(storage) {
-  let raw = null;
-  try {
-    raw = storage?.getItem(STORAGE_KEY) ?? null;
-  } catch {
-    raw = null; // e.g. a SecurityError when storage is blocked
-  }
-  if (raw == null) return [...DEFAULT_WATCHLIST];
-  try {
-    const parsed = JSON.parse(raw);
-    const list = Array.isArray(parsed) ? parsed : Array.isArray(parsed?.symbols) ? parsed.symbols : null;
-    if (!list) return [...DEFAULT_WATCHLIST];
-    return normalizeSymbols(list.filter((s) => typeof s === 'string'))
-      .filter((s) => SYMBOL_RE.test(s))
-      .slice(0, MAX_WATCHLIST);
-  } catch {
-    return [...DEFAULT_WATCHLIST];
-  }
+  const parsed = readStored(storage, STORAGE_KEY);
+  const list = Array.isArray(parsed) ? parsed : Array.isArray(parsed?.symbols) ? parsed.symbols : null;
+  if (!list) return [...DEFAULT_WATCHLIST];
+  return normalizeSymbols(list.filter((s) => typeof s === 'string'))
+    .filter((s) => SYMBOL_RE.test(s))
+    .slice(0, MAX_WATCHLIST);
 }
 
 /**
@@ -51,8 +41,63 @@ export function loadWatchlist(storage) {
  * @returns {boolean} whether it was stored
  */
 export function saveWatchlist(storage, symbols) {
+  return writeStored(storage, STORAGE_KEY, { symbols: [...symbols] });
+}
+
+/** localStorage key of what the detail chart showed last. */
+export const CHART_KEY = 'tickstream.chart.v1';
+
+/**
+ * What the detail chart showed last: `{symbol, range}`, each null when
+ * nothing usable is stored. The range is returned as stored; the caller
+ * knows which ranges exist.
+ * @param {Pick<Storage, 'getItem'> | null | undefined} storage
+ * @returns {{symbol: string | null, range: string | null}}
+ */
+export function loadChartChoice(storage) {
+  const parsed = readStored(storage, CHART_KEY);
+  const symbol = typeof parsed?.symbol === 'string' ? parsed.symbol.trim().toUpperCase() : '';
+  return {
+    symbol: SYMBOL_RE.test(symbol) ? symbol : null,
+    range: typeof parsed?.range === 'string' ? parsed.range : null,
+  };
+}
+
+/**
+ * Stores what the detail chart shows, so a reload opens on it again.
+ * @param {Pick<Storage, 'setItem'> | null | undefined} storage
+ * @param {{symbol: string | null, range: string | null}} choice
+ * @returns {boolean} whether it was stored
+ */
+export function saveChartChoice(storage, { symbol, range }) {
+  return writeStored(storage, CHART_KEY, { symbol, range });
+}
+
+/**
+ * The symbol the chart opens on: the last one chosen while it is still in
+ * the watchlist, else the watchlist's first, else none (an empty list).
+ * @param {string | null} chosen
+ * @param {string[]} watchlist
+ * @returns {string | null}
+ */
+export function openingSymbol(chosen, watchlist) {
+  return chosen && watchlist.includes(chosen) ? chosen : watchlist[0] ?? null;
+}
+
+/** The parsed JSON stored under `key`, or null (missing, not JSON, storage blocked). */
+function readStored(storage, key) {
   try {
-    storage?.setItem(STORAGE_KEY, JSON.stringify({ symbols: [...symbols] }));
+    const raw = storage?.getItem(key) ?? null;
+    return raw == null ? null : JSON.parse(raw);
+  } catch {
+    return null; // a SyntaxError, or a SecurityError when storage is blocked
+  }
+}
+
+/** Stores `value` as JSON under `key`; false when it could not be stored. */
+function writeStored(storage, key, value) {
+  try {
+    storage?.setItem(key, JSON.stringify(value));
     return Boolean(storage);
   } catch {
     return false;

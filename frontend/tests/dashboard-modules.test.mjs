@@ -5,14 +5,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  MINUS, MISSING, arrow, direction, formatChange, formatDuration, formatInteger, formatPercent,
+  MINUS, MISSING, arrow, direction, formatChange, formatDate, formatDuration, formatInteger, formatMonth, formatPercent,
   formatPrice, formatRange, formatTime, formatVolume, priceDecimals,
 } from '../format.js';
-import { BarBuilder, PriceSamples, mergeBars, parseHistory, sparklinePoints } from '../bars.js';
 import {
-  DEFAULT_WATCHLIST, STORAGE_KEY, isSymbolLike, loadWatchlist, moveSymbol, saveWatchlist, searchSymbols,
+  BarBuilder, PriceSamples, aggregateBars, bucketStart, followQuote, mergeBars, parseHistory, sparklinePoints,
+} from '../bars.js';
+import {
+  CHART_KEY, DEFAULT_WATCHLIST, STORAGE_KEY, isSymbolLike, loadChartChoice, loadWatchlist, moveSymbol, openingSymbol,
+  saveChartChoice, saveWatchlist, searchSymbols,
 } from '../watchlist.js';
-import { layoutSlots, niceStep } from '../chart.js';
+import { axisTicks, fitStep, formatBarTime, layoutSlots, maxSlots, niceStep, stepName } from '../chart.js';
 
 const L = 'en-US';
 
@@ -67,6 +70,12 @@ test('range, time, duration, direction', () => {
   assert.equal(formatTime(t, { locale: L, timeZone: 'UTC', seconds: false }), '14:03');
   assert.equal(formatTime(Date.UTC(2025, 0, 1, 0, 5), { locale: L, timeZone: 'UTC' }), '00:05:00', '24-hour clock');
   assert.equal(formatTime(undefined), MISSING);
+  assert.equal(formatDate(t, { locale: L, timeZone: 'UTC' }), 'Nov 25');
+  assert.equal(formatDate(t, { locale: L, timeZone: 'UTC', year: true }), 'Nov 25, 2025');
+  assert.equal(formatDate(Date.UTC(2025, 10, 25), { locale: L, timeZone: 'UTC' }), 'Nov 25', "a daily bar's t, read in UTC");
+  assert.equal(formatMonth(t, { locale: L, timeZone: 'UTC' }), 'Nov');
+  assert.equal(formatMonth(Date.UTC(2026, 0, 1), { locale: L, timeZone: 'UTC', year: true }), '2026');
+  assert.equal(formatDate(undefined), MISSING);
   assert.equal(formatDuration(0.4), '<1 ms');
   assert.equal(formatDuration(12.4), '12 ms');
   assert.equal(formatDuration(1500), '1.5 s');
@@ -152,6 +161,48 @@ test('mergeBars: history first, the live bar of its last minute extends it, late
   assert.deepEqual(mergeBars(hist, []), hist);
 });
 
+const DAY = 24 * 60 * M;
+
+test('bucketStart: multiples of the step since the epoch; weeks start on Mondays', () => {
+  const t = Date.UTC(2025, 10, 27, 14, 37, 12); // a Thursday
+  assert.equal(bucketStart(t, 15 * M), Date.UTC(2025, 10, 27, 14, 30));
+  assert.equal(bucketStart(t, 4 * 60 * M), Date.UTC(2025, 10, 27, 12, 0));
+  assert.equal(bucketStart(t, DAY), Date.UTC(2025, 10, 27));
+  assert.equal(bucketStart(t, 7 * DAY), Date.UTC(2025, 10, 24), 'the Monday before');
+  assert.equal(bucketStart(Date.UTC(2025, 10, 24), 7 * DAY), Date.UTC(2025, 10, 24), 'a Monday is its own week');
+});
+
+test('aggregateBars: first open, extremes, last close, summed volume; a lone bar is kept as it is', () => {
+  const bars = [
+    { t: 0, o: 10, h: 11, l: 9, c: 10.5, v: 100 },
+    { t: M, o: 10.5, h: 12, l: 10, c: 11, v: 50 },
+    { t: 4 * M, o: 11, h: 11.5, l: 8, c: 9, v: 25 },
+    { t: 7 * M, o: 9, h: 9, l: 9, c: 9, v: 1 },
+  ];
+  const five = aggregateBars(bars, 5 * M);
+  assert.deepEqual(five, [{ t: 0, o: 10, h: 12, l: 8, c: 9, v: 175 }, { t: 5 * M, o: 9, h: 9, l: 9, c: 9, v: 1 }]);
+  assert.deepEqual(aggregateBars(bars, M), bars);
+  assert.equal(aggregateBars(bars, M)[0], bars[0], 'no copy when nothing is combined');
+  assert.deepEqual(aggregateBars([], 5 * M), []);
+});
+
+test('followQuote: the day in progress follows the quote; yesterday\'s bar never takes today\'s values', () => {
+  const day = Date.UTC(2025, 10, 25);
+  const bars = [{ t: day - DAY, o: 9, h: 10, l: 8, c: 9.5, v: 1000 }, { t: day, o: 10, h: 10.4, l: 9.9, c: 10.2, v: 500 }];
+  const quote = { o: 10, h: 10.6, l: 9.8, p: 10.5, v: 700 };
+  const followed = followQuote(bars, quote);
+  assert.deepEqual(followed, [bars[0], { t: day, o: 10, h: 10.6, l: 9.8, c: 10.5, v: 700 }]);
+  assert.deepEqual(bars[1], { t: day, o: 10, h: 10.4, l: 9.9, c: 10.2, v: 500 }, 'the held bars are not changed');
+  // A new trading day whose bar is not fetched yet: another open, or less volume.
+  assert.equal(followQuote(bars, { ...quote, o: 10.5 }), bars);
+  assert.equal(followQuote(bars, { ...quote, v: 20 }), bars);
+  assert.equal(followQuote(bars, { ...quote, h: 10.3 }), bars, 'a high below the bar\'s');
+  // Right after the rollover the quote has no o/h/l.
+  assert.equal(followQuote(bars, { p: 10.5, v: 0 }), bars);
+  assert.equal(followQuote(bars, undefined), bars);
+  assert.deepEqual(followQuote([], quote), []);
+});
+
 test('PriceSamples: one sample per change, at most one per interval, capped', () => {
   const s = new PriceSamples({ capacity: 3, minIntervalMs: 100 });
   assert.equal(s.push(undefined, 0), false);
@@ -206,6 +257,28 @@ test('watchlist: corrupt or hostile stored values are cleaned up', () => {
   const throwing = { getItem() { throw new Error('SecurityError'); }, setItem() { throw new Error('QuotaExceededError'); } };
   assert.deepEqual(loadWatchlist(throwing), [...DEFAULT_WATCHLIST]);
   assert.equal(saveWatchlist(throwing, ['AAPL']), false);
+});
+
+test('chart choice: stored and read back; anything unusable reads as nothing chosen', () => {
+  const st = memoryStorage();
+  assert.deepEqual(loadChartChoice(st), { symbol: null, range: null });
+  assert.equal(saveChartChoice(st, { symbol: 'NVDA', range: '5D' }), true);
+  assert.equal(st.data.get(CHART_KEY), '{"symbol":"NVDA","range":"5D"}');
+  assert.deepEqual(loadChartChoice(st), { symbol: 'NVDA', range: '5D' });
+  assert.deepEqual(loadChartChoice(memoryStorage({ [CHART_KEY]: 'not json' })), { symbol: null, range: null });
+  assert.deepEqual(loadChartChoice(memoryStorage({ [CHART_KEY]: '{"symbol":"A$","range":7}' })), { symbol: null, range: null });
+  assert.deepEqual(loadChartChoice(memoryStorage({ [CHART_KEY]: '{"symbol":" brk.b "}' })), { symbol: 'BRK.B', range: null });
+  const throwing = { getItem() { throw new Error('SecurityError'); }, setItem() { throw new Error('QuotaExceededError'); } };
+  assert.deepEqual(loadChartChoice(throwing), { symbol: null, range: null });
+  assert.equal(saveChartChoice(throwing, { symbol: 'AAPL', range: '1D' }), false);
+  assert.equal(saveChartChoice(null, { symbol: 'AAPL', range: '1D' }), false);
+});
+
+test('openingSymbol: the last chosen while still listed, else the first, else none', () => {
+  assert.equal(openingSymbol('MSFT', ['AAPL', 'MSFT']), 'MSFT');
+  assert.equal(openingSymbol('TSLA', ['AAPL', 'MSFT']), 'AAPL', 'chosen symbol was removed since');
+  assert.equal(openingSymbol(null, ['AAPL', 'MSFT']), 'AAPL', 'nothing chosen yet');
+  assert.equal(openingSymbol('AAPL', []), null, 'an empty watchlist');
 });
 
 test('moveSymbol reorders within bounds', () => {
@@ -268,4 +341,47 @@ test('layoutSlots: a young series sits at the left of a 30-minute window; old ba
   assert.equal(lay.slots, 100);
   assert.equal(lay.start, 100);
   assert.equal(lay.t0, 100 * M);
+});
+
+test('maxSlots and fitStep: bars are combined into the finest width that fits the plot', () => {
+  assert.equal(maxSlots(840), 168);
+  assert.equal(maxSlots(100), 30, 'never fewer than 30 slots');
+  const minutes = (n) => Array.from({ length: n }, (_, i) => ({ t: Date.UTC(2025, 10, 25) + i * M }));
+  assert.equal(fitStep(minutes(60), M, 168), M, '1H: one-minute bars');
+  assert.equal(fitStep(minutes(1440), M, 168), 10 * M, '1D: 145 ten-minute bars');
+  assert.equal(fitStep(minutes(1440), M, 52), 30 * M, '1D on a phone');
+  assert.equal(fitStep(minutes(7200), M, 168), 60 * M, '5D: hourly bars');
+  const days = Array.from({ length: 366 }, (_, i) => ({ t: Date.UTC(2024, 10, 25) + i * DAY }));
+  assert.equal(fitStep(days, DAY, 400), DAY, 'daily bars when they fit');
+  assert.equal(fitStep(days, DAY, 168), 7 * DAY, '1Y: weekly bars');
+  assert.equal(fitStep(days, DAY, 30), 7 * DAY, 'the widest there is (the oldest weeks are cut)');
+});
+
+test('axisTicks: round clock times for a day, midnights for days, month starts for a year', () => {
+  const at = (h, m = 0) => Date.UTC(2025, 10, 25, h, m);
+  const opts = { locale: L, timeZone: 'UTC' };
+  const hour = axisTicks(at(10, 3), at(11, 3), 4 * M, opts);
+  assert.deepEqual(hour.slice(0, 3), [{ t: at(10, 5), label: '10:05' }, { t: at(10, 10), label: '10:10' }, { t: at(10, 15), label: '10:15' }]);
+  assert.equal(hour.length, 12);
+  assert.deepEqual(axisTicks(at(0), at(23, 59), 100 * M, opts).map((x) => x.label), ['00:00', '02:00', '04:00', '06:00', '08:00', '10:00', '12:00', '14:00', '16:00', '18:00', '20:00', '22:00']);
+
+  const fiveDays = axisTicks(Date.UTC(2025, 10, 22, 10), Date.UTC(2025, 10, 27, 10), 8 * 60 * M, { ...opts, dates: true });
+  assert.deepEqual(fiveDays, [23, 24, 25, 26, 27].map((d) => ({ t: Date.UTC(2025, 10, d), label: `Nov ${d}` })));
+  const everyOther = axisTicks(Date.UTC(2025, 10, 22, 10), Date.UTC(2025, 10, 29, 10), 1.5 * DAY, { ...opts, dates: true });
+  assert.deepEqual(everyOther.map((x) => x.label), ['Nov 24', 'Nov 26', 'Nov 28'], 'every other day, counted from a Monday');
+
+  const year = { ...opts, dates: true };
+  const months = axisTicks(Date.UTC(2024, 10, 25), Date.UTC(2025, 10, 26), 25 * DAY, year).map((x) => x.label);
+  assert.deepEqual(months, ['Dec', '2025', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov']);
+  const quarters = axisTicks(Date.UTC(2024, 10, 25), Date.UTC(2025, 10, 26), 60 * DAY, year).map((x) => x.label);
+  assert.deepEqual(quarters, ['2025', 'Apr', 'Jul', 'Oct']);
+});
+
+test('stepName and formatBarTime name bars for people', () => {
+  assert.deepEqual([M, 15 * M, 60 * M, 240 * M, DAY, 7 * DAY].map(stepName), ['1-minute', '15-minute', '1-hour', '4-hour', 'daily', 'weekly']);
+  const t = Date.UTC(2025, 10, 25, 14, 5);
+  assert.equal(formatBarTime(t, { locale: L }), formatTime(t, { locale: L, seconds: false }));
+  assert.equal(formatBarTime(t, { locale: L, dates: true, stepMs: 60 * M }), `${formatDate(t, { locale: L })} ${formatTime(t, { locale: L, seconds: false })}`);
+  assert.equal(formatBarTime(Date.UTC(2025, 10, 25), { locale: L, dates: true, stepMs: DAY }), 'Nov 25, 2025', 'a daily bar: its date, in UTC');
+  assert.equal(formatBarTime(Date.UTC(2025, 10, 24), { locale: L, dates: true, stepMs: 7 * DAY }), 'Nov 24, 2025');
 });

@@ -155,7 +155,6 @@ describe('dashboard', { timeout: 120_000 }, () => {
     const opened = await freshPage();
     const { page } = opened;
     await waitForFilledRows(page, DEFAULT_WATCHLIST.length, 3000);
-    assert.equal(await page.getAttribute('#detail', 'data-state'), 'empty');
 
     await page.click('#row-NVDA .c-name');
     await page.waitForFunction(() => document.getElementById('detail').dataset.state === 'selected', null, { timeout: 2000 });
@@ -170,7 +169,7 @@ describe('dashboard', { timeout: 120_000 }, () => {
       return n;
     });
     assert.ok(painted > 500, `only ${painted} painted pixels`);
-    assert.match(await page.getAttribute('#chart', 'aria-label'), /^NVDA 1-minute chart: \d+ bars? from/);
+    assert.match(await page.getAttribute('#chart', 'aria-label'), /^NVDA, the last 24 hours: \d+ 1-minute bars? from \d{2}:\d{2} to \d{2}:\d{2}, last /);
     assert.match(await page.textContent('#stat-pc'), PRICE_RE);
     // The chart's data comes from history (200) or the live stream (404).
     const source = await page.getAttribute('#chart', 'data-source');
@@ -190,6 +189,32 @@ describe('dashboard', { timeout: 120_000 }, () => {
     // The close button empties the panel again.
     await page.click('#detail-close');
     assert.equal(await page.getAttribute('#detail', 'data-state'), 'empty');
+    await done(opened);
+  });
+
+  test('the chart opens on the first watchlist symbol, and on the last chosen one after a reload', async () => {
+    const opened = await freshPage();
+    const { page } = opened;
+    // Nothing chosen yet: the watchlist's first symbol, without a click.
+    await page.waitForFunction(() => document.getElementById('detail').dataset.state === 'selected', null, { timeout: 2000 });
+    assert.equal(await page.textContent('#detail-symbol'), DEFAULT_WATCHLIST[0]);
+    assert.equal(await page.getAttribute(`#row-${DEFAULT_WATCHLIST[0]}`, 'aria-current'), 'true');
+    assert.equal(await page.isVisible('#detail-empty'), false);
+    await page.waitForFunction(() => Number(document.getElementById('chart').dataset.bars) >= 1, null, { timeout: 5000 });
+
+    // The last chosen symbol comes back after a reload.
+    await page.click('#row-META');
+    await page.waitForFunction(() => window.tickstream.selected === 'META', null, { timeout: 2000 });
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await page.waitForFunction(() => window.tickstream.selected === 'META', null, { timeout: 2000 });
+    assert.equal(await page.textContent('#detail-symbol'), 'META');
+    await page.waitForFunction(() => Number(document.getElementById('chart').dataset.bars) >= 1, null, { timeout: 5000 });
+
+    // A chosen symbol that left the watchlist falls back to the first one.
+    await page.click('#row-META button.remove');
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await page.waitForFunction(() => window.tickstream.selected === 'AAPL', null, { timeout: 2000 });
+    await page.evaluate(() => localStorage.clear());
     await done(opened);
   });
 

@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startTickstream } from '../support/server.mjs';
 
@@ -123,6 +124,25 @@ export async function launchBrowser({ viewport = { width: 1280, height: 800 }, c
       await rm(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * One server (startServer) and one browser (launchBrowser) for a whole test
+ * file: started before its first test, stopped after its last.
+ * @returns {{server: Awaited<ReturnType<typeof startServer>>, browser: Awaited<ReturnType<typeof launchBrowser>>}}
+ *   filled in once the file's tests run
+ */
+export function serverAndBrowserForFile() {
+  const shared = { server: null, browser: null };
+  before(async () => {
+    shared.server = await startServer();
+    shared.browser = await launchBrowser();
+  });
+  after(async () => {
+    await shared.browser?.close();
+    await shared.server?.stop();
+  });
+  return shared;
 }
 
 /**
