@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use redb::{
-    DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, StorageError,
+    DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageError,
 };
 
 use super::durable::{
@@ -69,6 +70,9 @@ pub struct Report {
     pub removed_symbols: u64,
     /// Bars per interval, 1 s, 1 m, then 1 d.
     pub bars: [(Interval, u64); 3],
+    /// Bytes the bars take inside the file (records, index, free space in their
+    /// pages): what history costs on disk, without the file's own spare room.
+    pub bar_bytes: u64,
     pub publishers: u64,
     /// The file was not closed cleanly (a crash, `kill -9`) and the check repaired it,
     /// as the next start would have.
@@ -92,6 +96,7 @@ impl fmt::Display for Report {
         for (interval, count) in self.bars {
             writeln!(f, "  bars {:<11} {count}", interval.as_str())?;
         }
+        writeln!(f, "  bar bytes        {}", self.bar_bytes)?;
         writeln!(f, "  publishers       {}", self.publishers)?;
         if self.repaired {
             writeln!(
@@ -129,6 +134,7 @@ pub fn check(path: &Path) -> Result<Report, DataFileError> {
         live_symbols: counts.live,
         removed_symbols: counts.removed,
         bars: std::array::from_fn(|i| (INTERVALS[i], counts.bars[i])),
+        bar_bytes: counts.bar_bytes,
         publishers: counts.publishers,
         repaired,
     })
@@ -237,6 +243,8 @@ struct Counts {
     removed: u64,
     /// As [`INTERVALS`].
     bars: [u64; 3],
+    /// Bytes the bars take in the file: records, index and free space in their pages.
+    bar_bytes: u64,
     publishers: u64,
 }
 
@@ -285,7 +293,10 @@ fn count_records(read: &ReadTransaction) -> anyhow::Result<Counts> {
             None => counts.removed += 1,
         }
     }
-    for entry in read.open_table(BARS)?.iter()? {
+    let bars = read.open_table(BARS)?;
+    let stats = bars.stats()?;
+    counts.bar_bytes = stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+    for entry in bars.iter()? {
         let (key, value) = entry?;
         let (symbol, code, t) = key.value();
         let index = INTERVALS
