@@ -373,7 +373,8 @@ fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
 
 /// Counts this start in the file ("runs" in the meta table) and returns its number.
 fn next_run(database: &Database) -> anyhow::Result<u64> {
-    let write = database.begin_write()?;
+    let mut write = database.begin_write()?;
+    write.set_quick_repair(true);
     let run = {
         let mut meta = write.open_table(META)?;
         let run = meta.get("runs")?.map_or(0, |v| v.value()) + 1;
@@ -553,7 +554,12 @@ impl Writer {
             self.database = Some(database);
         }
         let database = self.database.as_ref().expect("opened just above");
-        let write = database.begin_write()?;
+        let mut write = database.begin_write()?;
+        // Quick repair: the allocator state is saved with each commit (and commits are
+        // two-phase), so a start after a crash need not walk the whole file to rebuild
+        // it; without it, such a start took ~2 s per GB (docs/BENCHMARKS.md, "Ready
+        // after restart"). The cost: a second fsync per group commit.
+        write.set_quick_repair(true);
         {
             let mut symbols = write.open_table(SYMBOLS)?;
             let mut bars = write.open_table(BARS)?;
