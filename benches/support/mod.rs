@@ -48,6 +48,16 @@ pub fn start_server(env: &[(&str, &str)]) -> ServerProcess {
     shared::spawn_server("tickstream", command)
 }
 
+/// The harness's `index`-th positional argument (flags such as `--bench` skipped),
+/// or `default`.
+pub fn arg(index: usize, default: u64) -> u64 {
+    std::env::args()
+        .filter(|a| !a.starts_with('-'))
+        .nth(index)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 /// User + system CPU time of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
