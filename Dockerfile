@@ -13,7 +13,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src/bin benches config frontend \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > src/bin/tickstream-bench.rs \
-    && touch src/lib.rs benches/wire_bytes.rs benches/idle_memory.rs benches/ingest_throughput.rs benches/security_cost.rs benches/hot_path.rs benches/cluster.rs benches/flush_w1.rs benches/feed_throughput.rs \
+    && touch src/lib.rs benches/wire_bytes.rs benches/idle_memory.rs benches/ingest_throughput.rs benches/security_cost.rs benches/hot_path.rs benches/cluster.rs benches/flush_w1.rs benches/feed_throughput.rs benches/restore.rs benches/ack_latency.rs \
     && cargo build --release --locked --bin tickstream \
     && rm -rf src benches
 COPY src ./src
