@@ -29,7 +29,7 @@ use crate::broker::Broker;
 use crate::config::{Settings, StoreSettings};
 use crate::http::{
     close_on_unread_body, routes, upgrade_service, AdminRoutes, BodyDeadline, HealthSources,
-    MetricSources, Readiness, SocketRoutes, StoredHistory,
+    HistorySource, MetricSources, Readiness, SocketRoutes,
 };
 use crate::ingest::Ingestor;
 use crate::listener::{refuse, wait_until_writable, GuardedIo, HttpGuard};
@@ -78,7 +78,13 @@ impl Application {
         let rollover_time = settings.trading_day.rollover_time()?;
         let time_zone = settings.trading_day.time_zone()?;
         let shutdown = CancellationToken::new();
-        let broker = Broker::start(store.clone(), &settings.broker, shutdown.clone()).await?;
+        let broker = Broker::start(
+            store.clone(),
+            &settings.broker,
+            settings.store.retention(),
+            shutdown.clone(),
+        )
+        .await?;
         let vendor = Vendor::from_settings(&settings.feed).context("feed")?;
         let feed_monitor = vendor
             .as_ref()
@@ -148,7 +154,11 @@ impl Application {
             feed: feed_monitor.clone(),
             storage: durable.clone(),
         });
-        let stored_history = web::Data::new(StoredHistory(durable.clone()));
+        let history_source = web::Data::new(match (broker.cluster(), &durable) {
+            (Some(cluster), _) => HistorySource::Cluster(cluster.clone()),
+            (None, Some(durable)) => HistorySource::DataFile(durable.clone()),
+            (None, None) => HistorySource::Memory,
+        });
         let metric_sources = web::Data::new(MetricSources {
             viewers: viewer_metrics,
             store: store.clone(),
@@ -195,7 +205,7 @@ impl Application {
                     .app_data(body_deadline.clone())
                     .app_data(health.clone())
                     .app_data(metric_sources.clone())
-                    .app_data(stored_history.clone())
+                    .app_data(history_source.clone())
                     .app_data(sockets.clone())
                     .wrap(actix_web::middleware::from_fn(close_on_unread_body))
                     .wrap(actix_web::middleware::from_fn(wait_until_writable))
@@ -273,7 +283,7 @@ impl Application {
                 live,
                 shutdown.clone(),
             ));
-            if settings.feed.backfill && settings.broker.kind == crate::config::BrokerKind::Memory {
+            if settings.feed.backfill {
                 tokio::spawn(crate::sources::feed::backfill::run_backfills(
                     settings.feed.clone(),
                     settings.trading_day.clone(),
@@ -282,8 +292,6 @@ impl Application {
                     live_since,
                     shutdown.clone(),
                 ));
-            } else if settings.feed.backfill {
-                info!("feed.backfill is not used with broker.kind = \"redis\" yet: bars are not shared");
             }
         } else if settings.simulator.enabled {
             let simulator = Simulator::new(&settings.simulator);

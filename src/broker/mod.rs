@@ -27,7 +27,7 @@ use tracing::info;
 
 use crate::config::{BrokerKind, BrokerSettings};
 use crate::domain::{ParsedTick, Price, Symbol, SymbolId, Tick};
-use crate::store::{day_bar_time, Bar, Interval, SnapshotStore, StoreFull};
+use crate::store::{day_bar_time, Bar, Interval, Retention, SnapshotStore, StoreFull};
 
 /// How the instance stands towards the rest of the cluster (`/readyz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +76,13 @@ impl Broker {
     pub async fn start(
         store: SnapshotStore,
         settings: &BrokerSettings,
+        retention: Retention,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Broker> {
         match settings.kind {
             BrokerKind::Memory => Ok(Broker::memory(store)),
             BrokerKind::Redis => {
-                let cluster = Cluster::start(store.clone(), settings, shutdown).await?;
+                let cluster = Cluster::start(store.clone(), settings, retention, shutdown).await?;
                 Ok(Broker {
                     store,
                     cluster: Some(cluster),
@@ -140,10 +141,12 @@ impl Broker {
     }
 
     /// Merges a vendor's bars of `symbol` before `before` into its history (see
-    /// [`SnapshotStore::merge_bars`]). This instance only for now: with Redis, bars
-    /// are not shared yet.
-    pub fn merge_bars(&self, id: SymbolId, interval: Interval, bars: &[Bar], before: i64) {
-        self.store.merge_bars(id, interval, bars, before);
+    /// [`SnapshotStore::merge_bars`]); with Redis, into the cluster's shared bars.
+    pub async fn merge_bars(&self, id: SymbolId, interval: Interval, bars: &[Bar], before: i64) {
+        match &self.cluster {
+            None => self.store.merge_bars(id, interval, bars, before),
+            Some(cluster) => cluster.merge_bars(id, interval, bars, before).await,
+        }
     }
 
     /// Creates a symbol or updates its name and reference price, on every instance.

@@ -1,11 +1,12 @@
 //! The text formats shared with Redis: a tick as a script argument and channel item,
-//! a quote as a hash record, and a channel message.
+//! a quote as a hash record, a bar as a sorted-set member, and a channel message.
 //!
 //! Plain comma-separated integers (prices in micros) rather than JSON: the Lua side
 //! splits them without a JSON library's 14-digit number formatting, and both sides
 //! stay exact. The formats are internal to a cluster of one tickstream version.
 
 use crate::domain::{Field, ParsedTick, Price, Quote, Tick};
+use crate::store::{Bar, Interval};
 
 /// Quote fields kept in a record, in record order (`d`/`dp` are derived on read).
 const RECORD_FIELDS: [Field; 11] = [
@@ -29,6 +30,8 @@ pub enum Op {
     RollOver,
     Upsert,
     Remove,
+    /// Bars from elsewhere (a vendor's history), each replacing its bucket's bar.
+    Bars,
 }
 
 impl Op {
@@ -38,6 +41,7 @@ impl Op {
             Op::RollOver => "rollover",
             Op::Upsert => "upsert",
             Op::Remove => "remove",
+            Op::Bars => "bars",
         }
     }
 
@@ -47,6 +51,7 @@ impl Op {
             "rollover" => Op::RollOver,
             "upsert" => Op::Upsert,
             "remove" => Op::Remove,
+            "bars" => Op::Bars,
             _ => return None,
         })
     }
@@ -146,6 +151,39 @@ pub fn decode_record(record: &str) -> Option<(Quote, &str)> {
     Some((quote, name))
 }
 
+/// `t,o,h,l,c,v` (prices in micros): one bar, a member of its series' sorted set,
+/// scored by `t` (`apply.lua` writes them; history pages read them).
+pub fn encode_bar(bar: &Bar) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str(itoa::Buffer::new().format(bar.t));
+    for price in [bar.o, bar.h, bar.l, bar.c] {
+        out.push(',');
+        out.push_str(itoa::Buffer::new().format(price.micros()));
+    }
+    out.push(',');
+    out.push_str(itoa::Buffer::new().format(bar.v));
+    out
+}
+
+pub fn decode_bar(member: &str) -> Option<Bar> {
+    let mut fields = member.split(',').map(|field| field.parse::<i64>().ok());
+    let mut next = || fields.next().flatten();
+    let t = next()?;
+    let [o, h, l, c] = [next()?, next()?, next()?, next()?].map(Price::from_micros);
+    let v = u64::try_from(next()?).ok()?;
+    Some(Bar { t, o, h, l, c, v })
+}
+
+/// `SYMBOL,interval`: the first item of the bars op; the bars follow, one an item.
+pub fn encode_series(symbol: &str, interval: Interval) -> String {
+    format!("{symbol},{}", interval.as_str())
+}
+
+pub fn decode_series(item: &str) -> Option<(&str, Interval)> {
+    let (symbol, interval) = item.split_once(',')?;
+    Some((symbol, Interval::parse(interval)?))
+}
+
 /// `SYMBOL,pc|name` for the upsert op.
 pub fn encode_upsert(symbol: &str, pc: Option<Price>, name: Option<&str>) -> String {
     let mut out = String::from(symbol);
@@ -207,6 +245,27 @@ mod tests {
 
     fn price(text: &str) -> Option<Price> {
         Price::parse(text).ok()
+    }
+
+    #[test]
+    fn bars_round_trip_exactly() {
+        let bar = Bar {
+            t: 1_764_072_060_000,
+            o: Price::parse("189.123456").unwrap(),
+            h: Price::parse("999999999.999999").unwrap(),
+            l: Price::parse("0.000001").unwrap(),
+            c: Price::parse("190").unwrap(),
+            v: (1 << 53) - 1,
+        };
+        let member = encode_bar(&bar);
+        assert_eq!(
+            member,
+            "1764072060000,189123456,999999999999999,1,190000000,9007199254740991"
+        );
+        assert_eq!(decode_bar(&member), Some(bar));
+        assert_eq!(decode_bar("1,2,3,4,5"), None, "truncated");
+        assert_eq!(decode_bar("1,2,3,4,5,-6"), None, "negative volume");
+        assert_eq!(decode_bar("1,2,x,4,5,6"), None, "not a number");
     }
 
     #[test]

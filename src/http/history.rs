@@ -2,23 +2,34 @@
 //! OHLCV bars, the newest of the range, oldest first, exact decimals.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 
 use super::quotes::resolve;
 use super::ApiError;
-use crate::store::{history_page, Durable, Interval, SnapshotStore, MAX_PAGE_BARS};
+use crate::broker::Cluster;
+use crate::store::{
+    history_page, Durable, Interval, SnapshotStore, StorageUnavailable, MAX_PAGE_BARS,
+};
 use crate::wire::ErrorCode;
 
-/// The data file history pages read older bars from, when `store.data_dir` is set.
-pub struct StoredHistory(pub Option<Durable>);
+/// Where history pages come from besides the rings in memory.
+pub enum HistorySource {
+    /// Memory only (`store.data_dir = ""`).
+    Memory,
+    /// Older bars from the data file.
+    DataFile(Durable),
+    /// Every bar from Redis, shared by the cluster (`broker.kind = "redis"`).
+    Cluster(Arc<Cluster>),
+}
 
 /// Bars in a page when the request names no `limit`.
 const DEFAULT_PAGE_BARS: usize = 1_000;
 
 pub async fn history(
     store: web::Data<SnapshotStore>,
-    stored: web::Data<StoredHistory>,
+    source: web::Data<HistorySource>,
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -47,13 +58,19 @@ pub async fn history(
             "from ({from}) is after to ({to})"
         )));
     }
-    let page = history_page(&store, stored.0.as_ref(), id, interval, from, to, limit)
-        .await
-        .map_err(|e| {
-            let mut error = ApiError::from_code(ErrorCode::StorageUnavailable, e.to_string());
-            error.retry_after = Some(1);
-            error
-        })?;
+    let page = match source.get_ref() {
+        HistorySource::Cluster(cluster) => {
+            cluster.history_page(id, interval, from, to, limit).await
+        }
+        HistorySource::DataFile(durable) => {
+            history_page(&store, Some(durable), id, interval, from, to, limit)
+                .await
+                .map_err(storage_unavailable)?
+        }
+        HistorySource::Memory => history_page(&store, None, id, interval, from, to, limit)
+            .await
+            .map_err(storage_unavailable)?,
+    };
     let mut out = Vec::with_capacity(96 * page.bars.len() + 64);
     out.extend_from_slice(b"{\"s\":\"");
     out.extend_from_slice(store.info(id).symbol.as_str().as_bytes());
@@ -82,6 +99,12 @@ pub async fn history(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(out))
+}
+
+fn storage_unavailable(e: StorageUnavailable) -> ApiError {
+    let mut error = ApiError::from_code(ErrorCode::StorageUnavailable, e.to_string());
+    error.retry_after = Some(1);
+    error
 }
 
 /// A time bound: milliseconds since the epoch, or an RFC 3339 timestamp.

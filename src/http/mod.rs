@@ -9,7 +9,7 @@ mod body;
 mod frontend;
 mod health;
 mod history;
-pub use history::StoredHistory;
+pub use history::HistorySource;
 mod ingest;
 mod metrics;
 mod quotes;

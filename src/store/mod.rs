@@ -428,10 +428,7 @@ impl SnapshotStore {
     /// merged only for days before the current trading day, whose bar is the quote's.
     /// Each replaces the stored bar of its bucket: a vendor's bar is whole.
     pub fn merge_bars(&self, id: SymbolId, interval: Interval, bars: &[Bar], before: i64) {
-        let before = match (interval, self.trading_day()) {
-            (Interval::OneDay, Some(today)) => before.min(today),
-            _ => before,
-        };
+        let before = self.merge_cutoff(interval, before);
         let bars: Vec<Bar> = bars.iter().filter(|bar| bar.t < before).copied().collect();
         if bars.is_empty() {
             return;
@@ -444,6 +441,21 @@ impl SnapshotStore {
         let spill = self.inner.run.load(Ordering::Relaxed) > 0;
         slot.lock().history.merge(interval, &bars, spill);
         self.mark_changed(slot);
+    }
+
+    /// The trading day in progress as a daily bar (the quote's `o/h/l/p/v`), once
+    /// it has a trade.
+    pub fn day_bar_in_progress(&self, id: SymbolId) -> Option<Bar> {
+        self.day_in_progress(&self.read(id).0)
+    }
+
+    /// Where merged bars of `interval` stop: `before`, and for days the current
+    /// trading day too (its bar is the quote's).
+    pub fn merge_cutoff(&self, interval: Interval, before: i64) -> i64 {
+        match (interval, self.trading_day()) {
+            (Interval::OneDay, Some(today)) => before.min(today),
+            _ => before,
+        }
     }
 
     /// The current trading day's bar from the quote, once the day has a trade.

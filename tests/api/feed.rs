@@ -749,17 +749,7 @@ async fn the_backfill_fills_the_chart_before_the_first_live_minute_and_counts_no
             Some("1") => (minutes, "101.0625", 900),
             _ => (days.to_vec(), "99.5", 123_456),
         };
-        let secs: Vec<String> = ts.iter().map(|t| (t / 1_000).to_string()).collect();
-        let column = |value: &str| vec![value; ts.len()].join(",");
-        crate::backfill::Reply::json(format!(
-            r#"{{"s":"ok","t":[{}],"o":[{}],"h":[{}],"l":[{}],"c":[{}],"v":[{}]}}"#,
-            secs.join(","),
-            column(o),
-            column("102.5"),
-            column("100.25"),
-            column("101.75"),
-            column(&v.to_string()),
-        ))
+        crate::backfill::Reply::json(crate::support::finnhub_candles(&ts, o, v))
     })
     .await;
     let vendor = FakeVendor::start(|uri| uri.contains("token=good-key"), finnhub_trade_now).await;

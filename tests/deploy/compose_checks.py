@@ -78,6 +78,15 @@ def check_compose(doc, nginx_conf):
     problems.check(
         str(services["redis"].get("image", "")).startswith("redis:7"), "redis must run redis:7"
     )
+    # The cluster's quotes, bars and publishers' seq live in Redis: it must keep them.
+    command = services["redis"].get("command") or []
+    command = command.split() if isinstance(command, str) else [str(c) for c in command]
+    problems.check(
+        "--appendonly" in command and command[command.index("--appendonly") + 1 :][:1] == ["yes"],
+        "redis must run with --appendonly yes (the cluster's state lives there)",
+    )
+    redis_volumes = [str(v.get("target") if isinstance(v, dict) else v).split(":")[-1] for v in services["redis"].get("volumes") or []]
+    problems.check("/data" in redis_volumes, "redis must keep /data on a volume")
 
     first = services[REPLICAS[0]]
     problems.check(

@@ -149,6 +149,17 @@ class ComposeChecks(Expectations):
         doc["services"]["nginx"]["imagee"] = "nginx"
         self.assertFlags(self.check(doc), "schema")
 
+    def test_redis_keeps_its_data(self):
+        doc = self.doc()
+        del doc["services"]["redis"]["command"]
+        self.assertFlags(self.check(doc), "--appendonly yes")
+        doc = self.doc()
+        doc["services"]["redis"]["command"] = ["redis-server", "--appendonly", "no"]
+        self.assertFlags(self.check(doc), "--appendonly yes")
+        doc = self.doc()
+        del doc["services"]["redis"]["volumes"]
+        self.assertFlags(self.check(doc), "/data on a volume")
+
     def test_replicas(self):
         doc = self.doc()
         doc["services"]["tickstream-2"] = copy.deepcopy(doc["services"]["tickstream-2"])

@@ -156,3 +156,124 @@ async fn one_instance_holds_the_vendor_connection_and_it_moves_when_that_instanc
         "never two connections"
     );
 }
+
+/// A local server speaking Finnhub's candle API (`/stock/candle`, column-wise):
+/// minutes `this minute - 3 .. - 1` of the moment it is asked (o 101.0625, v 900)
+/// for `resolution=1`, and the days `days` (o 99.5, v 123456) otherwise.
+async fn fake_candles(days: [i64; 2]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 2048];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16_384 {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let now = chrono::Utc::now().timestamp_millis();
+                let this_minute = now - now.rem_euclid(60_000);
+                let (ts, o, v): (Vec<i64>, &str, u64) =
+                    if head.contains("resolution=1&") || head.contains("resolution=1 ") {
+                        (
+                            (1..=3).rev().map(|m| this_minute - m * 60_000).collect(),
+                            "101.0625",
+                            900,
+                        )
+                    } else {
+                        (days.to_vec(), "99.5", 123_456)
+                    };
+                let body = crate::support::finnhub_candles(&ts, o, v);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+#[actix_web::test]
+async fn the_feed_instance_backfills_the_bars_every_instance_serves() {
+    // Arrange: the trading day (UTC) began at midnight; the vendor has two earlier
+    // days and the three minutes before the one the connection goes live in.
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(86_400_000);
+    let days = [today - 6 * 86_400_000, today - 5 * 86_400_000];
+    let rest = fake_candles(days).await;
+    let vendor = FakeFinnhub::start().await;
+    let redis = Redis::start();
+    let env = [
+        ("TICKSTREAM__FEED__KIND", "finnhub"),
+        ("TICKSTREAM__FEED__URL", vendor.url.as_str()),
+        ("TICKSTREAM__FEED__REST_URL", rest.as_str()),
+        ("TICKSTREAM__FEED__BACKFILL_REQUESTS_PER_MINUTE", "60000"),
+        ("TICKSTREAM__FEED__API_KEY", "k"),
+        ("TICKSTREAM__FEED__SYMBOLS", "AAPL"),
+        ("TICKSTREAM__TRADING_DAY__TIME_ZONE", "UTC"),
+        ("TICKSTREAM__TRADING_DAY__ROLLOVER_TIME", "00:00"),
+    ];
+    let a = Instance::start("a", &redis, &env);
+    let b = Instance::start("b", &redis, &env);
+    a.wait_status("ready", CONVERGE).await;
+    b.wait_status("ready", CONVERGE).await;
+
+    // Act: whichever holds the feed goes live and backfills.
+    wait_volume_grows(&a).await;
+    let deadline = Instant::now() + CONVERGE;
+    let vendor_minutes = |page: &serde_json::Value| {
+        page["bars"].as_array().map_or(0, |bars| {
+            bars.iter().filter(|bar| bar["o"] == 101.0625).count()
+        })
+    };
+    loop {
+        let (_, page) = a.get("/api/v1/history/AAPL?interval=1m").await;
+        if vendor_minutes(&page) == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no backfilled minutes: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Assert: the same history on both, and on one started afterwards; the
+    // vendor's days before today's bar (the quote's).
+    let c = Instance::start("c", &redis, &env);
+    c.wait_status("ready", CONVERGE).await;
+    let (_, days_a) = a.get("/api/v1/history/AAPL?interval=1d").await;
+    let vendor_days: Vec<&serde_json::Value> = days_a["bars"]
+        .as_array()
+        .expect("bars")
+        .iter()
+        .filter(|bar| bar["v"] == 123_456)
+        .collect();
+    assert_eq!(vendor_days.len(), 2, "{days_a}");
+    assert_eq!(vendor_days[0]["t"], days[0]);
+    for other in [&b, &c] {
+        let (_, minutes_a) = a.get("/api/v1/history/AAPL?interval=1m").await;
+        let (_, minutes) = other.get("/api/v1/history/AAPL?interval=1m").await;
+        assert_eq!(vendor_minutes(&minutes), 3, "{}: {minutes}", other.name);
+        // The live minutes go on growing: compare the vendor's bars only.
+        let vendor_bars = |page: &serde_json::Value| -> Vec<serde_json::Value> {
+            page["bars"]
+                .as_array()
+                .expect("bars")
+                .iter()
+                .filter(|bar| bar["o"] == 101.0625)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(vendor_bars(&minutes), vendor_bars(&minutes_a));
+        let (_, days) = other.get("/api/v1/history/AAPL?interval=1d").await;
+        let first_two =
+            |page: &serde_json::Value| page["bars"].as_array().expect("bars")[..2].to_vec();
+        assert_eq!(first_two(&days), first_two(&days_a), "{}", other.name);
+    }
+}

@@ -38,20 +38,33 @@ pub struct Redis {
     pub port: u16,
     process: Option<Process>,
     dir: TempDir,
+    /// Append-only file on (every write synced): a restart keeps the data.
+    persistent: bool,
 }
 
 impl Redis {
     /// A fresh redis-server without persistence: a restart comes back empty, the
     /// hardest case for the instances' recovery.
     pub fn start() -> Redis {
+        Redis::start_with(false)
+    }
+
+    /// A fresh redis-server with its append-only file on, as docker-compose.yml runs
+    /// it: a restart comes back with everything it had.
+    pub fn start_persistent() -> Redis {
+        Redis::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Redis {
         let dir = TempDir::new("scale-redis");
         let (process, port) = start_on_some_port("redis-server", &dir.join("redis.log"), |port| {
-            redis_command(&dir, port)
+            redis_command(&dir, port, persistent)
         });
         Redis {
             port,
             process: Some(process),
             dir,
+            persistent,
         }
     }
 
@@ -59,7 +72,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Stops the server (its data is gone: no persistence).
+    /// Stops the server (SIGKILL; without persistence its data is gone).
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
             let _ = process.signal("-CONT");
@@ -77,13 +90,14 @@ impl Redis {
         assert!(self.process.as_ref().expect("running").signal("-CONT"));
     }
 
-    /// Starts again on the same port, empty: the instances know only that port.
+    /// Starts again on the same port (empty unless persistent): the instances know
+    /// only that port.
     pub fn restart(&mut self) {
         self.stop();
         let log = self.dir.join("redis.log");
         let process = start_on_port(
             "redis-server",
-            &mut redis_command(&self.dir, self.port),
+            &mut redis_command(&self.dir, self.port, self.persistent),
             &log,
             self.port,
         )
@@ -97,13 +111,18 @@ impl Redis {
     }
 }
 
-fn redis_command(dir: &TempDir, port: u16) -> Command {
+fn redis_command(dir: &TempDir, port: u16, persistent: bool) -> Command {
     let mut command = Command::new(program("redis-server", &["/usr/bin/redis-server"]));
     command
         .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--bind", "127.0.0.1", "--save", ""])
         .arg("--dir")
         .arg(dir.path());
+    if persistent {
+        command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        command.args(["--appendonly", "no"]);
+    }
     command
 }
 
@@ -153,6 +172,23 @@ impl Instance {
     /// SIGKILL: no goodbye, no lock release, connections just drop.
     pub fn kill(&mut self) {
         self.server.kill();
+    }
+
+    /// Freezes the process (SIGSTOP): it misses the channel until [`Instance::resume`].
+    pub fn pause(&self) {
+        assert!(
+            self.server.signal("-STOP"),
+            "{}: kill -STOP failed",
+            self.name
+        );
+    }
+
+    pub fn resume(&self) {
+        assert!(
+            self.server.signal("-CONT"),
+            "{}: kill -CONT failed",
+            self.name
+        );
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

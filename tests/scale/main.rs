@@ -5,6 +5,7 @@
 mod auto_create;
 mod feed;
 mod harness;
+mod history;
 mod viewer;
 
 #[path = "../support/mod.rs"]

@@ -292,6 +292,11 @@ impl ServerProcess {
         self.process.stop();
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`, …); whether `kill` succeeded.
+    pub fn signal(&self, signal: &str) -> bool {
+        self.process.signal(signal)
+    }
+
     /// Its exit status, if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.process.exited()
@@ -550,4 +555,20 @@ fn whole_response(bytes: &[u8]) -> Option<()> {
             .then(|| value.trim().parse().ok())?
     })?;
     (body.len() >= length).then_some(())
+}
+
+/// A Finnhub candle answer (`/stock/candle`, column-wise): bars at `t_ms`, each
+/// opening at `open`, high 102.5, low 100.25, close 101.75, volume `volume`.
+pub fn finnhub_candles(t_ms: &[i64], open: &str, volume: u64) -> String {
+    let secs: Vec<String> = t_ms.iter().map(|t| (t / 1_000).to_string()).collect();
+    let column = |value: &str| vec![value; t_ms.len()].join(",");
+    format!(
+        r#"{{"s":"ok","t":[{}],"o":[{}],"h":[{}],"l":[{}],"c":[{}],"v":[{}]}}"#,
+        secs.join(","),
+        column(open),
+        column("102.5"),
+        column("100.25"),
+        column("101.75"),
+        column(&volume.to_string()),
+    )
 }

@@ -23,11 +23,12 @@ use tracing::{info, warn};
 use super::remote::{ClusterState, Link};
 use super::{add, Cluster};
 use crate::broker::record::{
-    decode_message, decode_record, decode_tick, decode_upsert, encode_record, Message, Op,
+    decode_bar, decode_message, decode_record, decode_series, decode_tick, decode_upsert,
+    encode_record, Message, Op,
 };
 use crate::broker::BrokerStatus;
 use crate::domain::{Symbol, SymbolId};
-use crate::store::{day_bar_time, SnapshotStore};
+use crate::store::{day_bar_time, Bar, SnapshotStore};
 
 /// Seeds an empty cluster state from one instance's quotes (see the script).
 static SEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/seed.lua")));
@@ -259,6 +260,23 @@ impl Cluster {
                             warn!(error = %e, "cannot add a cluster symbol here");
                         }
                     }
+                }
+            }
+            Op::Bars => {
+                let series = message.items.first().and_then(|head| decode_series(head));
+                let Some((symbol, interval)) = series else {
+                    warn!(
+                        items = message.items.len(),
+                        "unreadable bars on the cluster channel; skipped"
+                    );
+                    return;
+                };
+                let bars: Option<Vec<Bar>> =
+                    message.items[1..].iter().map(|b| decode_bar(b)).collect();
+                match (bars, resolve(&self.store, symbol, None)) {
+                    (Some(bars), Some(id)) => self.store.merge_bars(id, interval, &bars, i64::MAX),
+                    (None, _) => warn!(symbol, "unreadable bar on the cluster channel; skipped"),
+                    (_, None) => {}
                 }
             }
             Op::Remove => {

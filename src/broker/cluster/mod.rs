@@ -21,14 +21,19 @@
 //! - **One feed.** The simulator or replay runs only on the instance holding a lock
 //!   with expiry (`broker.lock_ttl_ms`), renewed at a third of it.
 //!
+//! - **Shared bars.** The same script keeps every symbol's 1 s, 1 m and daily bars
+//!   in Redis (with the retention `store.history_*`), and history pages are read
+//!   from there, so every instance serves the same history.
+//!
 //! One job per file: this file is the handle (start, status, publishing); the
 //! outbox is [`outbox`]; joining, the resync and following the channel are
-//! [`follow`]; the one-source lock is [`source_lock`]; the calls to Redis they share
-//! are [`remote`].
+//! [`follow`]; history pages are [`history`]; the one-source lock is
+//! [`source_lock`]; the calls to Redis they share are [`remote`].
 
 #[cfg(test)]
 mod fake;
 mod follow;
+mod history;
 mod outbox;
 mod remote;
 mod source_lock;
@@ -47,11 +52,11 @@ use tracing::{info, warn};
 
 use self::outbox::{BatchIds, Outbox, Pending};
 use self::remote::{ClusterState, Keys, Link, Remote};
-use super::record::{encode_tick, encode_upsert, Op};
+use super::record::{encode_bar, encode_series, encode_tick, encode_upsert, Op};
 use super::{BrokerStatus, TickBatch};
 use crate::config::BrokerSettings;
 use crate::domain::{Price, Symbol, SymbolId};
-use crate::store::{day_bar_time, SnapshotStore, StoreFull};
+use crate::store::{day_bar_time, Bar, Interval, Retention, SnapshotStore, StoreFull};
 
 /// Totals for `/metrics`.
 #[derive(Debug, Default)]
@@ -89,6 +94,7 @@ impl Cluster {
     pub async fn start(
         store: SnapshotStore,
         settings: &BrokerSettings,
+        retention: Retention,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Cluster>> {
         let client = Client::open(settings.redis_url.expose())
@@ -103,6 +109,9 @@ impl Cluster {
                 keys,
                 instance,
                 timeout: Duration::from_millis(settings.timeout_ms),
+                retention: Interval::ALL
+                    .map(|interval| retention.of(interval).to_string())
+                    .join(","),
             },
             lock_ttl: Duration::from_millis(settings.lock_ttl_ms),
             link: Mutex::new(None),
@@ -177,11 +186,17 @@ impl Cluster {
         .await
     }
 
+    /// Starts trading day `day` cluster-wide (once, whichever instance asks first):
+    /// every quote's day closes into a daily bar and restarts.
     pub async fn roll_over(&self, day: NaiveDate) {
-        self.publish(Op::RollOver, "", vec![day.to_string()], || {
-            self.store.roll_over(day_bar_time(day))
-        })
-        .await;
+        let t = day_bar_time(day);
+        let ending = self
+            .store
+            .trading_day()
+            .map_or_else(String::new, |t| t.to_string());
+        let items = vec![day.to_string(), t.to_string(), ending];
+        self.publish(Op::RollOver, "", items, || self.store.roll_over(t))
+            .await;
     }
 
     pub async fn upsert_symbol(
@@ -211,6 +226,23 @@ impl Cluster {
                     .map(|(id, _)| (id, !existed)),
             },
         }
+    }
+
+    /// Merges bars from elsewhere (a vendor's history) into the cluster's, for the
+    /// buckets [`SnapshotStore::merge_cutoff`] leaves to them.
+    pub async fn merge_bars(&self, id: SymbolId, interval: Interval, bars: &[Bar], before: i64) {
+        let before = self.store.merge_cutoff(interval, before);
+        let bars: Vec<Bar> = bars.iter().filter(|bar| bar.t < before).copied().collect();
+        if bars.is_empty() {
+            return;
+        }
+        let mut items = Vec::with_capacity(bars.len() + 1);
+        items.push(encode_series(self.store.info(id).symbol.as_str(), interval));
+        items.extend(bars.iter().map(encode_bar));
+        self.publish(Op::Bars, "", items, || {
+            self.store.merge_bars(id, interval, &bars, before)
+        })
+        .await;
     }
 
     pub async fn remove_symbol(&self, symbol: &Symbol) -> Option<SymbolId> {
@@ -320,7 +352,12 @@ mod tests {
             .add_symbol(Symbol::parse("AAPL").expect("valid"), "Apple", None)
             .expect("room");
         let shutdown = CancellationToken::new();
-        let cluster = Cluster::start(store.clone(), &settings, shutdown.clone())
+        let retention = Retention {
+            second_bars_ms: 1,
+            minute_bars_ms: 1,
+            day_bars_ms: 1,
+        };
+        let cluster = Cluster::start(store.clone(), &settings, retention, shutdown.clone())
             .await
             .expect("a valid URL");
         assert_eq!(cluster.status(), BrokerStatus::Degraded);

@@ -16,6 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Script;
 
 use crate::broker::record::Op;
+use crate::store::Interval;
 
 /// Applies one change and publishes it in the cluster's order (see the script).
 static APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/apply.lua")));
@@ -34,6 +35,10 @@ pub(super) struct Keys {
     pub channel: String,
     pub source_lock: String,
     pub batch_prefix: String,
+    /// Bars: `<bars><1s|1m|1d>:<SYMBOL>`, one sorted set per series (`apply.lua`).
+    pub bars: String,
+    /// The current trading day's daily-bar `t`: the day a rollover closes.
+    pub trading_day_t: String,
 }
 
 impl Keys {
@@ -47,7 +52,14 @@ impl Keys {
             channel: format!("{prefix}:changes"),
             source_lock: format!("{prefix}:source-lock"),
             batch_prefix: format!("{prefix}:batch:"),
+            bars: format!("{prefix}:bars:"),
+            trading_day_t: format!("{prefix}:trading_day_t"),
         }
+    }
+
+    /// The sorted set of one symbol's bars of one interval.
+    pub fn bar_series(&self, interval: Interval, symbol: &str) -> String {
+        format!("{}{}:{symbol}", self.bars, interval.as_str())
     }
 }
 
@@ -59,6 +71,9 @@ pub(super) struct Remote {
     /// The bound on every call (`broker.timeout_ms`): a frozen Redis must end in
     /// "degraded", never in a publisher waiting for ever.
     pub timeout: Duration,
+    /// How far back Redis keeps each interval's bars (`store.history_*`), as
+    /// `apply.lua` reads it: `1s,1m,1d` in ms.
+    pub retention: String,
 }
 
 impl Remote {
@@ -132,11 +147,14 @@ impl ClusterState for Linked<'_> {
             .key(batch)
             .key(&keys.trading_day)
             .key(&keys.epoch)
+            .key(&keys.bars)
+            .key(&keys.trading_day_t)
             .arg(&self.remote.instance)
             .arg(&keys.channel)
             .arg(op.as_str())
             .arg(publisher)
-            .arg(&self.link.epoch);
+            .arg(&self.link.epoch)
+            .arg(&self.remote.retention);
         for item in items {
             invocation.arg(item);
         }

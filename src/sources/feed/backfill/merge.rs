@@ -58,7 +58,7 @@ pub async fn run_backfills(
         let merge = async {
             let mut merged = 0usize;
             while let Some(batch) = fetched.recv().await {
-                merged += merge(&store, &broker, &batch, since.live_from);
+                merged += merge(&store, &broker, &batch, since.live_from).await;
             }
             merged
         };
@@ -75,7 +75,7 @@ pub async fn run_backfills(
 }
 
 /// Merges one request's bars; returns how many were offered to the store.
-fn merge(store: &SnapshotStore, broker: &Broker, fetched: &Fetched, live_from: i64) -> usize {
+async fn merge(store: &SnapshotStore, broker: &Broker, fetched: &Fetched, live_from: i64) -> usize {
     let Some(id) = store.lookup(&fetched.request.symbol) else {
         return 0;
     };
@@ -86,6 +86,6 @@ fn merge(store: &SnapshotStore, broker: &Broker, fetched: &Fetched, live_from: i
         ),
         BackfillInterval::Day => (Interval::OneDay, i64::MAX),
     };
-    broker.merge_bars(id, interval, &fetched.bars, before);
+    broker.merge_bars(id, interval, &fetched.bars, before).await;
     fetched.bars.len()
 }
