@@ -13,7 +13,8 @@
 //!    - `redis, A -> B`: publisher on A, viewer on B (the cross-instance hop).
 //! 2. Throughput: batches of 1,000 ticks pipelined (4 in flight) into one instance
 //!    for SECONDS; ticks accepted per second, and for Redis the ticks per second the
-//!    other instance applied. Memory mode alongside.
+//!    other instance applied. Memory mode alongside. Then the script's own time per
+//!    call as Redis counts it (`INFO commandstats`): the cluster's ingest bound.
 
 mod support;
 
@@ -266,5 +267,29 @@ fn main() {
         println!(
             "| redis, into A | {rate:.0} | {followed:.0} (B applied {applied} of {accepted}) |"
         );
+        // Redis's own count of the script's time: what bounds the cluster's ingest,
+        // without the noise of the client, the instances and the machine's neighbours.
+        match lua_usec_per_call(redis.port) {
+            Some(usec) => println!(
+                "\nScript time in Redis: {usec:.1} µs a call (`INFO commandstats`, evalsha; \
+                 nearly every call is one 1,000-tick batch)"
+            ),
+            None => println!("\nScript time in Redis: not available (redis-cli missing?)"),
+        }
     }
+}
+
+/// `usec_per_call` of `evalsha` from `redis-cli INFO commandstats`.
+fn lua_usec_per_call(port: u16) -> Option<f64> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "commandstats"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("cmdstat_evalsha:"))?;
+    line.split([':', ','])
+        .find_map(|field| field.strip_prefix("usec_per_call="))?
+        .trim()
+        .parse()
+        .ok()
 }
