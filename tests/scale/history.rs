@@ -288,3 +288,42 @@ async fn the_rollover_closes_the_day_into_the_same_daily_bar_everywhere() {
         assert_eq!(days["bars"], want, "{}", instance.name);
     }
 }
+
+#[actix_web::test]
+async fn a_redis_that_lost_its_data_gets_the_bars_back_from_the_instances() {
+    // Arrange: Redis without persistence; trades through A.
+    let (mut redis, a, b) = two_ready_instances().await;
+    let base = now_ms() / 1_000 * 1_000 - 10_000;
+    for i in 0..4i64 {
+        a.publish(json!([{"symbol": "NFLX", "price": 90 + i, "size": 2, "ts": base + i * 1_000}]))
+            .await;
+    }
+    let before = all_bars(&a, "NFLX").await;
+    serves(&b, "NFLX", &before).await;
+    let resyncs = (
+        a.metric("tickstream_broker_resyncs_total").await,
+        b.metric("tickstream_broker_resyncs_total").await,
+    );
+
+    // Act: Redis comes back empty.
+    redis.restart();
+    let deadline = Instant::now() + CONVERGE;
+    while a.metric("tickstream_broker_resyncs_total").await == resyncs.0
+        || b.metric("tickstream_broker_resyncs_total").await == resyncs.1
+    {
+        assert!(Instant::now() < deadline, "both instances re-join");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Assert: the instance that seeded the quotes put its bars back too.
+    serves(&a, "NFLX", &before).await;
+    serves(&b, "NFLX", &before).await;
+    a.publish(json!([{"symbol": "NFLX", "price": 99.5, "size": 1, "ts": base + 3_200}]))
+        .await;
+    let newest = &all_bars(&b, "NFLX").await[0]["bars"][3];
+    assert_eq!(
+        (&newest["v"], &newest["c"]),
+        (&json!(3), &json!(99.5)),
+        "{newest}"
+    );
+}

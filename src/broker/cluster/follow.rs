@@ -24,14 +24,19 @@ use super::remote::{ClusterState, Link};
 use super::{add, Cluster};
 use crate::broker::record::{
     decode_bar, decode_message, decode_record, decode_series, decode_tick, decode_upsert,
-    encode_record, Message, Op,
+    encode_bar, encode_record, Message, Op,
 };
 use crate::broker::BrokerStatus;
 use crate::domain::{Symbol, SymbolId};
-use crate::store::{day_bar_time, Bar, SnapshotStore};
+use crate::store::{day_bar_time, Bar, Interval, SnapshotStore};
 
 /// Seeds an empty cluster state from one instance's quotes (see the script).
 static SEED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/seed.lua")));
+/// Puts an instance's bars into a cluster state it just seeded (see the script).
+static SEED_BARS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/seed_bars.lua")));
+/// Bars per `seed_bars.lua` call: a few hundred kilobytes of arguments.
+const SEED_BARS_PER_CALL: usize = 4_000;
 
 /// The first pause before joining again after a failure; it doubles up to
 /// [`MAX_REJOIN_BACKOFF`] while Redis stays away.
@@ -66,7 +71,14 @@ impl Cluster {
         .await
         .context("connect timed out")??;
 
-        let epoch = self.seed_if_empty(&mut conn).await?;
+        let (epoch, seeded) = self.seed_if_empty(&mut conn).await?;
+        if seeded {
+            // Bars after the quotes: a later failure leaves fewer bars, never wrong ones.
+            match self.seed_bars(&mut conn, &epoch).await {
+                Ok(bars) => info!(bars, "put this instance's bars back into the empty Redis"),
+                Err(e) => warn!(error = %e, "could not put the bars back into Redis"),
+            }
+        }
         let link = Link { conn, epoch };
         self.outbox.flush(&self.remote.on(&link)).await?;
         let seq = self.resync(&link).await?;
@@ -76,8 +88,12 @@ impl Cluster {
         Ok(pubsub.into_on_message())
     }
 
-    /// Seeds the cluster state from this store when Redis has none; returns the epoch.
-    async fn seed_if_empty(&self, conn: &mut MultiplexedConnection) -> anyhow::Result<String> {
+    /// Seeds the cluster state from this store when Redis has none; returns the epoch
+    /// and whether this instance seeded it.
+    async fn seed_if_empty(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> anyhow::Result<(String, bool)> {
         let keys = &self.remote.keys;
         let candidate = format!("{:016x}", rand::rng().random::<u64>());
         let mut invocation = SEED.prepare_invoke();
@@ -96,14 +112,73 @@ impl Cluster {
             tokio::time::timeout(self.remote.timeout, invocation.invoke_async(conn))
                 .await
                 .context("seed timed out")??;
-        if epoch == candidate {
+        let seeded = epoch == candidate;
+        if seeded {
             // Our store already holds everything we accepted while cut off.
             let items = self.outbox.clear();
             if items > 0 {
                 info!(items, "seeded an empty Redis from this instance");
             }
         }
-        Ok(epoch)
+        Ok((epoch, seeded))
+    }
+
+    /// Writes the bars this instance holds in memory into a cluster state it just
+    /// seeded (Redis lost its data, bars included), in calls of at most
+    /// [`SEED_BARS_PER_CALL`] bars; returns how many were written.
+    async fn seed_bars(
+        &self,
+        conn: &mut MultiplexedConnection,
+        epoch: &str,
+    ) -> anyhow::Result<u64> {
+        let keys = &self.remote.keys;
+        let mut written = 0;
+        let mut call = SEED_BARS.prepare_invoke();
+        let mut in_call = 0;
+        let series = self.store.symbols().flat_map(|info| {
+            Interval::ALL.map(|interval| (info.id, info.symbol.clone(), interval))
+        });
+        for (id, symbol, interval) in series {
+            let bars = self.store.bars(id, interval, interval.capacity());
+            // The day in progress is the quote's, never a stored bar.
+            let today = self.store.trading_day().unwrap_or(i64::MAX);
+            let bars: Vec<_> = bars
+                .iter()
+                .filter(|bar| interval != Interval::OneDay || bar.t < today)
+                .collect();
+            if bars.is_empty() {
+                continue;
+            }
+            if in_call == 0 {
+                call.key(&keys.epoch).arg(epoch);
+            }
+            call.arg(keys.bar_series(interval, symbol.as_str()))
+                .arg(bars.len());
+            for bar in &bars {
+                call.arg(encode_bar(bar));
+            }
+            in_call += bars.len();
+            if in_call >= SEED_BARS_PER_CALL {
+                written += self.invoke_seed_bars(&call, conn).await?;
+                call = SEED_BARS.prepare_invoke();
+                in_call = 0;
+            }
+        }
+        if in_call > 0 {
+            written += self.invoke_seed_bars(&call, conn).await?;
+        }
+        Ok(written)
+    }
+
+    async fn invoke_seed_bars(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+        conn: &mut MultiplexedConnection,
+    ) -> anyhow::Result<u64> {
+        let written: u64 = tokio::time::timeout(self.remote.timeout, call.invoke_async(conn))
+            .await
+            .context("seeding bars timed out")??;
+        Ok(written)
     }
 
     /// Replaces every quote with the cluster state; returns its sequence number.
