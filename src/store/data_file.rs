@@ -18,7 +18,8 @@ use redb::{
 };
 
 use super::durable::{
-    decode_bar, decode_symbol, interval_code, BARS, FORMAT_VERSION, META, PUBLISHERS, SYMBOLS,
+    decode_bar, decode_open_bar, decode_symbol, interval_code, BARS, FORMAT_VERSION, META,
+    OPEN_BARS, PUBLISHERS, SYMBOLS,
 };
 use super::Interval;
 use crate::domain::Symbol;
@@ -259,8 +260,10 @@ fn walk(database: &impl ReadableDatabase, path: &Path) -> Result<Counts, DataFil
         // Created, then stopped before its first commit: a start takes it as new.
         return Ok(Counts::default());
     }
-    match stored_format_version(&read).map_err(|e| damaged(e.into()))? {
-        Some(FORMAT_VERSION) => {}
+    let version = stored_format_version(&read).map_err(|e| damaged(e.into()))?;
+    match version {
+        // Version 1 is read as well: the next start migrates it.
+        Some(1 | FORMAT_VERSION) => {}
         Some(found) => {
             return Err(DataFileError::OtherVersion {
                 path: path.to_owned(),
@@ -270,7 +273,7 @@ fn walk(database: &impl ReadableDatabase, path: &Path) -> Result<Counts, DataFil
         None => return Err(damaged(anyhow::anyhow!("no format version"))),
     }
     let mut counts = count_records(&read).map_err(damaged)?;
-    counts.format_version = Some(FORMAT_VERSION);
+    counts.format_version = version;
     Ok(counts)
 }
 
@@ -305,6 +308,27 @@ fn count_records(read: &ReadTransaction) -> anyhow::Result<Counts> {
             .with_context(|| format!("bar of {symbol:?} with unknown interval {code}"))?;
         decode_bar(t, value.value()).with_context(|| format!("bad bar of {symbol:?} at {t}"))?;
         counts.bars[index] += 1;
+    }
+    // Bars in progress (format 2): counted with their interval, bytes included.
+    match read.open_table(OPEN_BARS) {
+        Ok(open_bars) => {
+            let stats = open_bars.stats()?;
+            counts.bar_bytes +=
+                stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+            for entry in open_bars.iter()? {
+                let (key, value) = entry?;
+                let (symbol, code) = key.value();
+                let index = INTERVALS
+                    .iter()
+                    .position(|&interval| interval_code(interval) == code)
+                    .with_context(|| format!("bar of {symbol:?} with unknown interval {code}"))?;
+                decode_open_bar(value.value())
+                    .with_context(|| format!("bad bar in progress of {symbol:?}"))?;
+                counts.bars[index] += 1;
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
     }
     for entry in read.open_table(PUBLISHERS)?.iter()? {
         entry?;

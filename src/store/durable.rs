@@ -37,8 +37,11 @@ use crate::domain::{Field, Price, Quote, Symbol};
 /// The file name inside `store.data_dir`.
 pub const DATA_FILE: &str = "tickstream.redb";
 
-/// The layout below; another number is refused, never guessed at.
-pub(super) const FORMAT_VERSION: u64 = 1;
+/// The layout below; another number is refused, never guessed at. Version 1 kept
+/// the bars in progress in [`BARS`] too; a version-1 file is migrated on open
+/// ([`check_format`]), and a version-1 reader refuses a version-2 file (it would not
+/// see the bars in progress).
+pub(super) const FORMAT_VERSION: u64 = 2;
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// symbol -> [`encode_symbol`].
@@ -47,6 +50,13 @@ pub(super) const SYMBOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 /// Daily bars (code 2) and the meta key `trading_day` came later within format 1:
 /// additions an older reader skips, so the version did not change.
 pub(super) const BARS: TableDefinition<(&str, u8, i64), &[u8]> = TableDefinition::new("bars");
+/// (symbol, interval: 0 = 1 s, 1 = 1 m) -> the bar in progress: `t` (i64, little
+/// endian) then [`encode_bar`]. Kept apart from [`BARS`] because it changes with
+/// every trade: in a table of its own, a commit rewrites the few pages that hold the
+/// symbols' bars in progress, where in [`BARS`] it rewrote a page per symbol and
+/// interval (each symbol's newest bars sit in their own page). A bar moves to
+/// [`BARS`] once a newer one starts. Format 2.
+pub(super) const OPEN_BARS: TableDefinition<(&str, u8), &[u8]> = TableDefinition::new("open_bars");
 /// publisher fingerprint -> highest accepted seq.
 pub(super) const PUBLISHERS: TableDefinition<&str, u64> = TableDefinition::new("publishers");
 
@@ -349,6 +359,7 @@ fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
                 .map_err(|e| damaged(path, &e))?;
             write.open_table(SYMBOLS).map_err(|e| damaged(path, &e))?;
             write.open_table(BARS).map_err(|e| damaged(path, &e))?;
+            write.open_table(OPEN_BARS).map_err(|e| damaged(path, &e))?;
             write
                 .open_table(PUBLISHERS)
                 .map_err(|e| damaged(path, &e))?;
@@ -361,6 +372,24 @@ fn check_format(database: &Database, path: &Path) -> anyhow::Result<()> {
     let version = stored_format_version(&read).map_err(|e| damaged(path, &e))?;
     match version {
         Some(FORMAT_VERSION) => Ok(()),
+        Some(1) => {
+            // Version 1 -> 2: the bars in progress get a table of their own. Until a
+            // symbol's next commit its newest bar stays in `bars` only, which the
+            // restore reads as well; nothing else changed.
+            drop(read);
+            let write = database.begin_write().map_err(|e| damaged(path, &e))?;
+            {
+                write.open_table(OPEN_BARS).map_err(|e| damaged(path, &e))?;
+                let mut meta = write.open_table(META).map_err(|e| damaged(path, &e))?;
+                meta.insert("format_version", FORMAT_VERSION)
+                    .map_err(|e| damaged(path, &e))?;
+            }
+            write
+                .commit()
+                .with_context(|| format!("data file {}: cannot migrate it", path.display()))?;
+            tracing::info!(file = %path.display(), "data file migrated from format 1 to 2");
+            Ok(())
+        }
         Some(other) => anyhow::bail!(
             "data file {} has format version {other}, this tickstream reads version \
              {FORMAT_VERSION}; run the release that wrote it, or `tickstream data reset --yes` \
@@ -394,6 +423,7 @@ fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> 
     }
     let symbols = read.open_table(SYMBOLS)?;
     let bars = read.open_table(BARS)?;
+    let open_bars = read.open_table(OPEN_BARS)?;
     let mut live = Vec::new();
     for entry in symbols.iter()? {
         let (key, value) = entry?;
@@ -415,8 +445,23 @@ fn restore(database: &Database, store: &SnapshotStore) -> anyhow::Result<usize> 
                 .range((symbol.as_str(), code, i64::MIN)..=(symbol.as_str(), code, i64::MAX))?
                 .next_back()
                 .transpose()?;
-            if let Some((key, value)) = newest {
-                let bar = decode_bar(key.value().2, value.value()).context("bad bar")?;
+            let closed = match newest {
+                Some((key, value)) => {
+                    Some(decode_bar(key.value().2, value.value()).context("bad bar")?)
+                }
+                None => None,
+            };
+            let open = match open_bars.get((symbol.as_str(), code))? {
+                Some(value) => Some(decode_open_bar(value.value()).context("bad bar")?),
+                None => None,
+            };
+            // The bar in progress, unless a closed one is newer (a file migrated from
+            // format 1 keeps its newest bar in `bars` until that symbol's next commit).
+            let newest = match (closed, open) {
+                (Some(closed), Some(open)) if closed.t > open.t => Some(closed),
+                (closed, open) => open.or(closed),
+            };
+            if let Some(bar) = newest {
                 kept.push((interval, vec![bar]));
             }
         }
@@ -563,6 +608,7 @@ impl Writer {
         {
             let mut symbols = write.open_table(SYMBOLS)?;
             let mut bars = write.open_table(BARS)?;
+            let mut open_bars = write.open_table(OPEN_BARS)?;
             let mut publishers = write.open_table(PUBLISHERS)?;
             if let Some(day) = changes.trading_day {
                 write.open_table(META)?.insert("trading_day", day as u64)?;
@@ -576,6 +622,7 @@ impl Writer {
                         bars.retain_in((key, code, i64::MIN)..=(key, code, i64::MAX), |_, _| {
                             false
                         })?;
+                        open_bars.remove((key, code))?;
                     }
                     continue;
                 }
@@ -583,8 +630,20 @@ impl Writer {
                 symbols.insert(key, record.as_slice())?;
                 for changed in &change.bars {
                     let code = interval_code(changed.interval);
-                    for bar in &changed.bars {
+                    // The last changed bar is the ring's newest: for seconds and
+                    // minutes the bar in progress (daily bars are all closed; the
+                    // day in progress is the quote's).
+                    let (closed, open) = match changed.bars.split_last() {
+                        Some((open, closed)) if changed.interval != Interval::OneDay => {
+                            (closed, Some(open))
+                        }
+                        _ => (changed.bars.as_slice(), None),
+                    };
+                    for bar in closed {
                         bars.insert((key, code, bar.t), encode_bar(bar).as_slice())?;
+                    }
+                    if let Some(open) = open {
+                        open_bars.insert((key, code), encode_open_bar(open).as_slice())?;
                     }
                     let newest = changed.bars.last().map(|bar| bar.t);
                     if let Some(newest) = newest.filter(|_| changed.opened) {
@@ -677,6 +736,20 @@ fn encode_bar(bar: &Bar) -> [u8; 40] {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     out
+}
+
+/// The bar in progress: `t` then [`encode_bar`].
+fn encode_open_bar(bar: &Bar) -> [u8; 48] {
+    let mut out = [0; 48];
+    out[..8].copy_from_slice(&bar.t.to_le_bytes());
+    out[8..].copy_from_slice(&encode_bar(bar));
+    out
+}
+
+pub(super) fn decode_open_bar(bytes: &[u8]) -> anyhow::Result<Bar> {
+    anyhow::ensure!(bytes.len() == 48, "bar in progress of another layout");
+    let t = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    decode_bar(t, &bytes[8..])
 }
 
 pub(super) fn decode_bar(t: i64, bytes: &[u8]) -> anyhow::Result<Bar> {
@@ -926,7 +999,7 @@ pub(super) mod tests {
         write
             .open_table(META)
             .unwrap()
-            .insert("format_version", 2)
+            .insert("format_version", FORMAT_VERSION + 1)
             .unwrap();
         write.commit().unwrap();
         drop(database);
@@ -934,8 +1007,75 @@ pub(super) mod tests {
             .err()
             .expect("refused");
         assert!(
-            format!("{error:#}").contains("format version 2"),
+            format!("{error:#}").contains(&format!("format version {}", FORMAT_VERSION + 1)),
             "{error:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_format_1_file_is_migrated_and_its_bars_in_progress_go_on() {
+        // Arrange: trades stored, then the file made what format 1 wrote: the bars
+        // in progress in `bars`, no `open_bars` table, version 1.
+        let dir = TempDir::new("migrate");
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
+        store.apply_batch(&[trade(0, "10", 1, 1_000), trade(0, "11", 2, 2_500)]);
+        durable.wait_stored(store.generation()).await.unwrap();
+        durable.close().unwrap();
+        drop(durable);
+        let path = dir.0.join(DATA_FILE);
+        {
+            let database = Database::create(&path).unwrap();
+            let write = database.begin_write().unwrap();
+            {
+                let open = write.open_table(OPEN_BARS).unwrap();
+                let mut bars = write.open_table(BARS).unwrap();
+                for entry in open.iter().unwrap() {
+                    let (key, value) = entry.unwrap();
+                    let (symbol, code) = key.value();
+                    let bar = decode_open_bar(value.value()).unwrap();
+                    bars.insert((symbol, code, bar.t), encode_bar(&bar).as_slice())
+                        .unwrap();
+                }
+            }
+            write.delete_table(OPEN_BARS).unwrap();
+            write
+                .open_table(META)
+                .unwrap()
+                .insert("format_version", 1)
+                .unwrap();
+            write.commit().unwrap();
+        }
+        assert_eq!(
+            crate::store::data_file::check(&path)
+                .unwrap()
+                .format_version,
+            Some(1),
+            "`data check` reads a format 1 file"
+        );
+
+        // Act: open (migrates), a trade in the same second, close, open again.
+        let store = universe();
+        let durable = Durable::open(&dir.0, &store, FLUSH, RETAIN).unwrap();
+        store.apply_batch(&[trade(0, "12", 4, 2_700)]);
+        durable.wait_stored(store.generation()).await.unwrap();
+        durable.close().unwrap();
+        drop(durable);
+        let restarted = universe();
+        let reopened = Durable::open(&dir.0, &restarted, FLUSH, RETAIN).unwrap();
+
+        // Assert: the bar in progress went on (v 2 + 4), nothing doubled or lost.
+        let seconds = all_bars(&restarted, &reopened, SymbolId(0), Interval::OneSecond).await;
+        let summary: Vec<(i64, u64, Price)> = seconds.iter().map(|b| (b.t, b.v, b.c)).collect();
+        let p = |text| Price::parse(text).unwrap();
+        assert_eq!(summary, vec![(1_000, 1, p("10")), (2_000, 6, p("12"))]);
+        reopened.close().unwrap();
+        drop(reopened);
+        assert_eq!(
+            crate::store::data_file::check(&path)
+                .unwrap()
+                .format_version,
+            Some(FORMAT_VERSION)
         );
     }
 

@@ -160,8 +160,12 @@ impl History {
         for interval in [Interval::OneSecond, Interval::OneMinute] {
             let i = interval as usize;
             let ring = &mut self.rings[i];
+            let previous = ring.back().map(|bar| bar.t);
             if let Some((t, opened)) = record(ring, interval, ts, price, size, in_order) {
-                self.mark_changed_from(interval, t);
+                // A new bar closes the one before it: the data file moves that one
+                // from the bar in progress to the closed bars, so it counts as changed.
+                let from = if opened { previous.unwrap_or(t) } else { t };
+                self.mark_changed_from(interval, from);
                 self.opened[i] |= opened;
             }
             let ring = &mut self.rings[i];

@@ -386,7 +386,7 @@ fn data_check_reports_a_stopped_servers_file_and_reset_sets_it_aside() {
     );
     let size = std::fs::metadata(moved_to(&reset)).unwrap().len();
     for (label, expected) in [
-        ("format version", 1),
+        ("format version", 2),
         ("size", size),
         ("live symbols", live),
         ("removed symbols", 1),
