@@ -91,6 +91,44 @@ async fn serves(instance: &Instance, symbol: &str, want: &[Value]) {
     }
 }
 
+/// Four trades of `symbol` through `a`, one a second from `base` (sizes `size`,
+/// prices `first`, `first + 1`, …), served alike by `b`; returns `a`'s bars.
+async fn four_trades(
+    a: &Instance,
+    b: &Instance,
+    symbol: &str,
+    first: i64,
+    size: u64,
+    base: i64,
+) -> Vec<Value> {
+    for i in 0..4i64 {
+        a.publish(
+            json!([{"symbol": symbol, "price": first + i, "size": size, "ts": base + i * 1_000}]),
+        )
+        .await;
+    }
+    let bars = all_bars(a, symbol).await;
+    serves(b, symbol, &bars).await;
+    bars
+}
+
+/// Restarts Redis (SIGKILL, then the same port) and waits until every instance
+/// re-joined (its resync count moved).
+async fn restart_redis_and_rejoin(redis: &mut Redis, instances: &[&Instance]) {
+    let mut before = Vec::new();
+    for instance in instances {
+        before.push(instance.metric("tickstream_broker_resyncs_total").await);
+    }
+    redis.restart();
+    let deadline = Instant::now() + CONVERGE;
+    for (instance, resyncs) in instances.iter().zip(before) {
+        while instance.metric("tickstream_broker_resyncs_total").await == resyncs {
+            assert!(Instant::now() < deadline, "{} re-joins", instance.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 fn bar_count(page: &Value) -> usize {
     page["bars"].as_array().map_or(0, Vec::len)
 }
@@ -201,26 +239,10 @@ async fn a_redis_restart_with_persistence_keeps_every_bar_and_trading_goes_on() 
     b.wait_status("ready", CONVERGE).await;
     // On a whole second, so base + 3.5 s falls in the bar of base + 3 s.
     let base = now_ms() / 1_000 * 1_000 - 10_000;
-    for i in 0..4i64 {
-        a.publish(json!([{"symbol": "TSLA", "price": 250 + i, "size": 3, "ts": base + i * 1_000}]))
-            .await;
-    }
-    let before = all_bars(&a, "TSLA").await;
-    serves(&b, "TSLA", &before).await;
-    let resyncs = (
-        a.metric("tickstream_broker_resyncs_total").await,
-        b.metric("tickstream_broker_resyncs_total").await,
-    );
+    let before = four_trades(&a, &b, "TSLA", 250, 3, base).await;
 
     // Act: kill -9 Redis (every write was synced to its append-only file), restart.
-    redis.restart();
-    let deadline = Instant::now() + CONVERGE;
-    while a.metric("tickstream_broker_resyncs_total").await == resyncs.0
-        || b.metric("tickstream_broker_resyncs_total").await == resyncs.1
-    {
-        assert!(Instant::now() < deadline, "both instances re-join");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    restart_redis_and_rejoin(&mut redis, &[&a, &b]).await;
 
     // Assert: every bar is still there, on both, and new trades extend them.
     serves(&a, "TSLA", &before).await;
@@ -294,26 +316,10 @@ async fn a_redis_that_lost_its_data_gets_the_bars_back_from_the_instances() {
     // Arrange: Redis without persistence; trades through A.
     let (mut redis, a, b) = two_ready_instances().await;
     let base = now_ms() / 1_000 * 1_000 - 10_000;
-    for i in 0..4i64 {
-        a.publish(json!([{"symbol": "NFLX", "price": 90 + i, "size": 2, "ts": base + i * 1_000}]))
-            .await;
-    }
-    let before = all_bars(&a, "NFLX").await;
-    serves(&b, "NFLX", &before).await;
-    let resyncs = (
-        a.metric("tickstream_broker_resyncs_total").await,
-        b.metric("tickstream_broker_resyncs_total").await,
-    );
+    let before = four_trades(&a, &b, "NFLX", 90, 2, base).await;
 
     // Act: Redis comes back empty.
-    redis.restart();
-    let deadline = Instant::now() + CONVERGE;
-    while a.metric("tickstream_broker_resyncs_total").await == resyncs.0
-        || b.metric("tickstream_broker_resyncs_total").await == resyncs.1
-    {
-        assert!(Instant::now() < deadline, "both instances re-join");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    restart_redis_and_rejoin(&mut redis, &[&a, &b]).await;
 
     // Assert: the instance that seeded the quotes put its bars back too.
     serves(&a, "NFLX", &before).await;
