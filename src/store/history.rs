@@ -78,6 +78,21 @@ pub fn day_bar_time(date: chrono::NaiveDate) -> i64 {
         .timestamp_millis()
 }
 
+/// Where a page of daily bars puts the day in progress (`today`, the quote's bar):
+/// last, if it falls in `from..to` and the page has room; the closed bars then end
+/// before it and leave it that room. Returns it (if in the page), where the closed
+/// bars end (exclusive) and how many of them fit.
+pub fn with_day_in_progress(
+    today: Option<Bar>,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> (Option<Bar>, i64, usize) {
+    let today = today.filter(|bar| from <= bar.t && bar.t < to && limit > 0);
+    let closed_to = today.map_or(to, |bar| to.min(bar.t));
+    (today, closed_to, limit - usize::from(today.is_some()))
+}
+
 /// How far back the data file keeps each interval's bars, in ms counted back from a
 /// symbol's newest bar of that interval (`store.history_*`). The rings in memory
 /// span less, so a restart never shortens what a history page shows.

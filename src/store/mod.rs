@@ -20,8 +20,8 @@ mod universe;
 pub use commit_metrics::{CommitStats, COMMIT_SECONDS_BUCKETS};
 pub use durable::{Durable, StorageStatus, StorageUnavailable, DATA_FILE};
 pub use history::{
-    day_bar_time, Bar, ChangedBars, History, Interval, RecentBars, Retention, DAY_BARS,
-    MINUTE_BARS, SECOND_BARS,
+    day_bar_time, with_day_in_progress, Bar, ChangedBars, History, Interval, RecentBars, Retention,
+    DAY_BARS, MINUTE_BARS, SECOND_BARS,
 };
 pub use page::{history_page, HistoryPage, MAX_PAGE_BARS};
 pub(crate) use universe::split_csv_line;
@@ -407,10 +407,8 @@ impl SnapshotStore {
         let state = self.slot(id).lock();
         let today = (interval == Interval::OneDay)
             .then(|| self.day_in_progress(&state.quote))
-            .flatten()
-            .filter(|bar| from <= bar.t && bar.t < to && limit > 0);
-        let closed_to = today.map_or(to, |bar| to.min(bar.t));
-        let closed_limit = limit - usize::from(today.is_some());
+            .flatten();
+        let (today, closed_to, closed_limit) = with_day_in_progress(today, from, to, limit);
         let mut recent = state
             .history
             .recent(interval, from, closed_to, closed_limit);

@@ -13,7 +13,7 @@ use tracing::warn;
 use super::Cluster;
 use crate::broker::record::decode_bar;
 use crate::domain::SymbolId;
-use crate::store::{HistoryPage, Interval, MAX_PAGE_BARS};
+use crate::store::{with_day_in_progress, HistoryPage, Interval, MAX_PAGE_BARS};
 
 impl Cluster {
     /// The newest `limit` bars of `id` with `from <= t < to`, oldest first.
@@ -55,10 +55,8 @@ impl Cluster {
         // The day in progress is the quote's; Redis holds closed days only.
         let today = (interval == Interval::OneDay)
             .then(|| self.store.day_bar_in_progress(id))
-            .flatten()
-            .filter(|bar| from <= bar.t && bar.t < to);
-        let closed_to = today.map_or(to, |bar| to.min(bar.t));
-        let closed_limit = limit - usize::from(today.is_some());
+            .flatten();
+        let (today, closed_to, closed_limit) = with_day_in_progress(today, from, to, limit);
         let key = self
             .remote
             .keys
