@@ -792,8 +792,16 @@ async fn the_backfill_fills_the_chart_before_the_first_live_minute_and_counts_no
         (&bars[3]["c"], &bars[3]["v"]),
         (&serde_json::json!(189.12), &serde_json::json!(100))
     );
-    let (_, body) = app.get("/api/v1/history/AAPL?interval=1d").await;
-    let daily: Value = serde_json::from_str(&body).unwrap();
+    // The daily bars come with a later request than the minutes: wait for them too.
+    let mut daily = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = app.get("/api/v1/history/AAPL?interval=1d").await;
+        daily = serde_json::from_str(&body).unwrap();
+        if daily["bars"].as_array().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let daily = daily["bars"].as_array().unwrap();
     assert_eq!(
         daily.len(),
